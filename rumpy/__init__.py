@@ -1,0 +1,1 @@
+"""rumpy: one TOML file to a trained super-resolution model."""

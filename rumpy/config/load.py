@@ -1,0 +1,212 @@
+"""TOML -> typed RunConfig. Every problem is a one-line ConfigError naming the file, the key path
+and what was expected, raised before anything is written."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+from ..registry import did_you_mean
+from .errors import ConfigError
+from .schema import InternalParams, RunConfig
+
+# CLI flag -> dotted key path; a flag overrides the TOML only when it is given.
+CLI_OVERRIDES = {
+    "experiment_name": "experiment",
+    "save_loc": "experiment_save_loc",
+    "gpu": "training.gpu",
+    "sp_gpu": "training.sp_gpu",
+    "num_epochs": "training.num_epochs",
+    "seed": "training.seed",
+}
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if hint is int:
+        return "an integer"
+    if hint is float:
+        return "a number"
+    if hint is bool:
+        return "true or false"
+    if hint is str:
+        return "a string"
+    if origin is list:
+        return "a list of strings"
+    if hint is dict or origin is dict:
+        return "a table"
+    return "a table"
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+class _Builder:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key_path: str, message: str) -> typing.NoReturn:
+        raise ConfigError(self.source, key_path, message)
+
+    def value(self, hint: Any, value: Any, key_path: str, meta: dict) -> Any:
+        origin = typing.get_origin(hint)
+        expected = _describe(hint)
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                self.fail(key_path, f"expected a table, got {_type_name(value)}")
+            return self.build(hint, value, key_path)
+        if origin is dict and dataclasses.is_dataclass(typing.get_args(hint)[1]):
+            if not isinstance(value, dict):
+                self.fail(key_path, f"expected a table of tables, got {_type_name(value)}")
+            item_cls = typing.get_args(hint)[1]
+            out = {}
+            for name, table in value.items():
+                if not isinstance(table, dict):
+                    self.fail(f"{key_path}.{name}", f"expected a table, got {_type_name(table)}")
+                out[name] = self.build(item_cls, table, f"{key_path}.{name}")
+            return out
+        ok = (
+            (hint is bool and isinstance(value, bool))
+            or (hint is int and isinstance(value, int) and not isinstance(value, bool))
+            or (hint is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+            or (hint is str and isinstance(value, str))
+            or (origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value))
+            or ((hint is dict or origin is dict) and isinstance(value, dict))
+        )
+        if not ok:
+            self.fail(key_path, f"expected {expected}, got {_type_name(value)} {value!r}")
+        if hint is float:
+            value = float(value)
+        choices = meta.get("choices") or ()
+        if choices and value not in choices:
+            self.fail(key_path, f"expected one of {', '.join(map(repr, choices))}, got {value!r}"
+                                f"{did_you_mean(str(value), list(choices))}")
+        minimum = meta.get("minimum")
+        if minimum is not None and value < minimum:
+            self.fail(key_path, f"expected {expected} >= {minimum:g}, got {value!r}")
+        return value
+
+    def build(self, cls: type, table: dict, key_path: str) -> Any:
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+        extra = {}
+        for key in table:
+            if key not in fields:
+                if cls is InternalParams:  # the architecture's own keys, checked by the model
+                    extra[key] = table[key]
+                    continue
+                where = f"{key_path}.{key}" if key_path else key
+                self.fail(where, f"unknown key{did_you_mean(key, list(fields))} "
+                                 f"(allowed: {', '.join(fields)})")
+        kwargs = {}
+        for name, f in fields.items():
+            if name in table:
+                where = f"{key_path}.{name}" if key_path else name
+                kwargs[name] = self.value(hints[name], table[name], where, dict(f.metadata))
+        obj = cls(**kwargs)
+        if cls is InternalParams:
+            obj.arch = extra
+        return obj
+
+
+def _set_dotted(table: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        table = table.setdefault(part, {})
+    table[last] = value
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"invalid TOML: {exc}") from None
+
+
+def _resolve(path: str, base: Path) -> str:
+    expanded = Path(os.path.expanduser(path))
+    return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
+
+
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read, override (CLI flags), type-check and resolve paths. Semantic checks that need the
+    registries (model parameters, data folders) happen when the run is built."""
+    path = Path(path)
+    raw = read_toml(path)
+    source = str(path)
+    toml_dir = path.resolve().parent
+    save_loc_from_toml = "experiment_save_loc" in raw
+    for flag, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, CLI_OVERRIDES[flag], value)
+            if flag == "save_loc":
+                save_loc_from_toml = False
+    cfg: RunConfig = _Builder(source).build(RunConfig, raw, "")
+    cfg.source = source
+
+    name = cfg.experiment
+    if not name:
+        raise ConfigError(source, "experiment", "missing: give the run a name "
+                                                "(or pass --experiment_name)")
+    if name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+        raise ConfigError(source, "experiment", f"expected a plain folder name, got {name!r}")
+    if not cfg.model.name:
+        raise ConfigError(source, "model.name", "missing: name a registered model")
+
+    # Relative paths written in the TOML resolve against the TOML's folder; defaults and CLI
+    # values resolve against the working directory.
+    cfg.experiment_save_loc = _resolve(
+        cfg.experiment_save_loc, toml_dir if save_loc_from_toml else Path.cwd())
+    cfg.data.cache_dir = _resolve(cfg.data.cache_dir, toml_dir)
+    for section in ("training_sets", "eval_sets"):
+        for set_name, ds in getattr(cfg.data, section).items():
+            ds.name = ds.name or set_name
+            for key in ("lr", "hr"):
+                if getattr(ds, key):
+                    setattr(ds, key, _resolve(getattr(ds, key), toml_dir))
+            if section == "eval_sets" and ds.random_augment:
+                raise ConfigError(source, f"data.eval_sets.{set_name}.random_augment",
+                                  "expected false: validation images are never augmented")
+    if not cfg.data.training_sets:
+        raise ConfigError(source, "data.training_sets",
+                          "missing: add at least one [data.training_sets.NAME] table")
+    return cfg
+
+
+def to_toml_dict(cfg: RunConfig) -> dict:
+    """The resolved config as a TOML table (architecture keys back inside internal_params)."""
+    def convert(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj):
+            out = {}
+            for f in dataclasses.fields(obj):
+                if f.metadata.get("internal"):
+                    continue
+                out[f.name] = convert(getattr(obj, f.name))
+            if isinstance(obj, InternalParams):
+                out.update(convert(obj.arch))
+            return out
+        if isinstance(obj, dict):
+            return {k: convert(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [convert(v) for v in obj]
+        return obj
+
+    table = convert(cfg)
+    # Plain keys before sub-tables, so the file reads top-down like the example configs.
+    return {k: table[k] for k in ("experiment", "experiment_save_loc", "training", "model", "data")}

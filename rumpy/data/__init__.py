@@ -1,0 +1,1 @@
+"""Paired LR/HR image data: pairing, standard splits, decoded-image caching, crops."""

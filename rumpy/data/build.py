@@ -1,0 +1,158 @@
+"""From [data] config to checked image sets and loaders. Every problem with the data (missing
+folder, no images, unmatched sizes, crops larger than images) is a ConfigError raised here, before
+the run folder exists."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+
+from torch.utils.data import DataLoader
+
+from ..config import ConfigError, RunConfig
+from ..config.schema import DatasetConfig
+from .cache import ImageStore, choose_mode
+from .datasets import EpochSampler, EvalImages, PairedImages, eval_batches
+from .images import image_size
+from .pairs import pair_folders
+from . import builtin  # noqa: F401  (registers the built-in sets)
+from .registry import BUILTIN_SETS, DATASETS
+from .standard import select_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckedSet:
+    """A set whose pairs and sizes have been verified, not yet decoded."""
+
+    name: str
+    config: DatasetConfig
+    keys: list[str]
+    lr_paths: list[Path]
+    hr_paths: list[Path]
+    lr_sizes: list[tuple[int, int]]
+    hr_sizes: list[tuple[int, int]]
+
+
+def _check_set(cfg: RunConfig, section: str, label: str, ds: DatasetConfig) -> CheckedSet:
+    src = cfg.source
+    where = f"data.{section}.{label}"
+    role = "train" if section == "training_sets" else "eval"
+    scale = cfg.scale
+    if section == "training_sets" and ds.type not in DATASETS:
+        DATASETS.get(ds.type)  # raises with the registered names
+    if (not ds.lr or not ds.hr) and ds.name in BUILTIN_SETS:
+        lr_dir, hr_dir = BUILTIN_SETS.get(ds.name)(Path(cfg.data.cache_dir), scale, role)
+        ds.lr, ds.hr = str(lr_dir), str(hr_dir)
+    for key in ("lr", "hr"):
+        value = getattr(ds, key)
+        if not value:
+            raise ConfigError(src, f"{where}.{key}", "missing: give the image folder")
+        if not Path(value).is_dir():
+            raise ConfigError(src, f"{where}.{key}", f"folder not found: {value}")
+    pairs, unmatched = pair_folders(Path(ds.lr), Path(ds.hr), scale)
+    if not pairs:
+        raise ConfigError(src, where, f"no LR/HR image pairs (png/jpg/bmp/tif, matched by name, "
+                                      f"LR may be named like 0001x{scale}.png) in {ds.lr} and {ds.hr}")
+    if unmatched:
+        log.warning("%s: %d files without a partner ignored (e.g. %s)", where, len(unmatched),
+                    ", ".join(unmatched[:3]))
+    keys, note = select_split(ds.name, role, [p.key for p in pairs])
+    if note:
+        log.info("%s", note)
+    by_key = {p.key: p for p in pairs}
+    chosen = [by_key[k] for k in keys]
+    if ds.cutoff:
+        chosen = chosen[: ds.cutoff]
+    if not chosen:
+        raise ConfigError(src, where, "no images left after the standard split and cutoff")
+    lr_sizes, hr_sizes = [], []
+    for p in chosen:
+        try:
+            (lh, lw), (hh, hw) = image_size(p.lr), image_size(p.hr)
+        except OSError as exc:
+            raise ConfigError(src, where, f"cannot read image: {exc}") from None
+        if not (lh * scale <= hh < (lh + 1) * scale and lw * scale <= hw < (lw + 1) * scale):
+            raise ConfigError(src, where, f"{p.lr.name} is {lw}x{lh} and {p.hr.name} is {hw}x{hh}: "
+                                          f"expected HR = LR x {scale} ({lw * scale}x{lh * scale})")
+        lr_sizes.append((lh, lw))
+        hr_sizes.append((lh * scale, lw * scale))
+    crop = getattr(ds, "crop", 0)
+    smallest = min(min(s) for s in lr_sizes)
+    if crop and crop > smallest and role == "train":
+        raise ConfigError(src, f"{where}.crop", f"expected at most {smallest} (the smallest LR "
+                                                f"image side), got {crop}")
+    return CheckedSet(ds.name, ds, [p.key for p in chosen], [p.lr for p in chosen],
+                      [p.hr for p in chosen], lr_sizes, hr_sizes)
+
+
+def check_data(cfg: RunConfig) -> tuple[list[CheckedSet], list[CheckedSet]]:
+    train = [_check_set(cfg, "training_sets", k, v) for k, v in cfg.data.training_sets.items()]
+    crops = {s.config.crop for s in train}
+    if len(crops) > 1:
+        raise ConfigError(cfg.source, "data.training_sets",
+                          f"every training set needs the same crop (patches share a batch), got "
+                          f"{sorted(crops)}")
+    if 0 in crops and cfg.data.batch_size > 1 and len({s for t in train for s in t.lr_sizes}) > 1:
+        raise ConfigError(cfg.source, "data.batch_size",
+                          "expected 1 when crop = 0 and training images differ in size")
+    evals = [_check_set(cfg, "eval_sets", k, v) for k, v in cfg.data.eval_sets.items()]
+    names = [s.name for s in evals]
+    if len(set(names)) != len(names):
+        raise ConfigError(cfg.source, "data.eval_sets", f"eval set names must differ, got {names}")
+    return train, evals
+
+
+def _load(cfg: RunConfig, checked: CheckedSet) -> PairedImages:
+    decoded = sum(3 * (h * w + hh * hw) for (h, w), (hh, hw) in zip(checked.lr_sizes, checked.hr_sizes))
+    mode = choose_mode(cfg.data.cache, decoded, cfg.data.cache_memory_limit_gb)
+    log.info("%s: %d image pairs, cache '%s' (%.1f MB decoded)", checked.name, len(checked.keys),
+             mode, decoded / 1e6)
+    cache_dir = Path(cfg.data.cache_dir)
+    return PairedImages(checked.name, checked.keys,
+                        ImageStore(checked.lr_paths, mode, cache_dir),
+                        ImageStore(checked.hr_paths, mode, cache_dir), cfg.scale)
+
+
+@dataclass
+class Loaders:
+    train: DataLoader
+    sampler: EpochSampler
+    evals: dict[str, DataLoader]
+    eval_sets: dict[str, PairedImages]
+
+
+def build_loaders(cfg: RunConfig, train: list[CheckedSet], evals: list[CheckedSet],
+                  pin_memory: bool) -> Loaders:
+    sets = [_load(cfg, s) for s in train]
+    dataset_cls = DATASETS.get(train[0].config.type)
+    dataset = dataset_cls(sets, crop=train[0].config.crop,
+                          augment=[s.config.random_augment for s in train],
+                          repeat=[s.config.repeat for s in train], seed=cfg.training.seed)
+    sampler = EpochSampler(len(dataset), cfg.training.seed)
+    workers = cfg.data.dataloader_threads
+    batch = cfg.data.batch_size
+    train_loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
+                              drop_last=len(dataset) >= batch, pin_memory=pin_memory,
+                              persistent_workers=workers > 0)
+    eval_loaders, eval_images = {}, {}
+    for checked in evals:
+        images = _load(cfg, checked)
+        crop = checked.config.crop
+        sizes = [(min(h, crop) if crop else h, min(w, crop) if crop else w)
+                 for h, w in checked.lr_sizes]
+        eval_loaders[checked.name] = DataLoader(
+            EvalImages(images, crop), batch_sampler=eval_batches(sizes, cfg.data.eval_batch_size),
+            num_workers=0, pin_memory=pin_memory)
+        eval_images[checked.name] = images
+    return Loaders(train_loader, sampler, eval_loaders, eval_images)
+
+
+def steps_per_epoch(cfg: RunConfig, train: list[CheckedSet]) -> int:
+    n = sum(len(s.keys) * s.config.repeat for s in train)
+    b = cfg.data.batch_size
+    return max(1, n // b) if n >= b else 1
+
+

@@ -1,0 +1,64 @@
+"""Decoded-image stores, so PNG decoding does not throttle a small machine every epoch.
+
+'memory' decodes every image once in the main process (DataLoader workers then share the arrays
+copy-on-write); 'disk' decodes once into .npy files under cache_dir, reused across runs and read
+memory-mapped; 'off' decodes on every access."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..utils.atomic import atomic_open
+from .images import read_rgb
+
+log = logging.getLogger(__name__)
+
+
+class ImageStore:
+    def __init__(self, paths: list[Path], mode: str, cache_dir: Path | None = None):
+        if mode not in ("memory", "disk", "off"):
+            raise ValueError(f"unknown cache mode {mode!r}")
+        self.paths = list(paths)
+        self.mode = mode
+        self._arrays: list[np.ndarray] | None = None
+        self._files: list[Path] | None = None
+        if mode == "memory":
+            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+                self._arrays = list(pool.map(read_rgb, self.paths))
+        elif mode == "disk":
+            assert cache_dir is not None
+            self._files = [self._disk_entry(Path(cache_dir), p) for p in self.paths]
+
+    @staticmethod
+    def _disk_entry(cache_dir: Path, path: Path) -> Path:
+        # Keyed by path, size and mtime: an edited image gets a new entry, never a stale one.
+        stat = path.stat()
+        ident = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+        digest = hashlib.sha256(ident).hexdigest()
+        entry = cache_dir / "decoded" / digest[:2] / f"{digest}.npy"
+        if not entry.is_file():
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_open(entry, "wb") as handle:
+                np.save(handle, read_rgb(path))
+        return entry
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self._arrays is not None:
+            return self._arrays[i]
+        if self._files is not None:
+            return np.load(self._files[i], mmap_mode="r")
+        return read_rgb(self.paths[i])
+
+
+def choose_mode(requested: str, decoded_bytes: int, memory_limit_gb: float) -> str:
+    if requested != "auto":
+        return requested
+    return "memory" if decoded_bytes <= memory_limit_gb * 2**30 else "disk"

@@ -1,0 +1,139 @@
+"""Torch datasets over paired image stores.
+
+Training randomness (crop position, flips, rotations) is drawn from a generator seeded by
+(seed, epoch, index): a sample is the same whichever worker loads it, and an epoch can be redone
+exactly. The sampler hands the dataset (epoch, index) keys for that reason."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .cache import ImageStore
+from .registry import DATASETS
+
+
+@dataclass
+class PairedImages:
+    """A named set of aligned LR/HR images (HR already checked to be LR size x scale, up to
+    scale - 1 extra pixels, which are cropped off at the bottom/right)."""
+
+    name: str
+    keys: list[str]
+    lr: ImageStore
+    hr: ImageStore
+    scale: int
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        lr = self.lr[i]
+        h, w = lr.shape[:2]
+        return lr, self.hr[i][: h * self.scale, : w * self.scale]
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
+def _augment(imgs: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    hflip, vflip, transpose = rng.integers(0, 2, size=3)
+    out = []
+    for img in imgs:
+        if hflip:
+            img = img[:, ::-1]
+        if vflip:
+            img = img[::-1]
+        if transpose:  # with the flips, all 8 rotations/reflections of the square
+            img = img.transpose(1, 0, 2)
+        out.append(img)
+    return tuple(out)
+
+
+@DATASETS.register("paired")
+class TrainPatches(Dataset):
+    """Random aligned LR/HR patches from one or more sets, concatenated."""
+
+    def __init__(self, sets: list[PairedImages], crop: int, augment: list[bool], repeat: list[int],
+                 seed: int):
+        self.sets = sets
+        self.crop = crop
+        self.augment = augment
+        self.seed = seed
+        self.index: list[tuple[int, int]] = [
+            (s, i) for s, (ds, rep) in enumerate(zip(sets, repeat)) for _ in range(rep)
+            for i in range(len(ds))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, idx = key
+        s, i = self.index[idx]
+        lr, hr = self.sets[s].pair(i)
+        rng = np.random.default_rng([self.seed, epoch, idx])
+        if self.crop:
+            scale = self.sets[s].scale
+            top = int(rng.integers(0, lr.shape[0] - self.crop + 1))
+            left = int(rng.integers(0, lr.shape[1] - self.crop + 1))
+            lr = lr[top: top + self.crop, left: left + self.crop]
+            hr = hr[top * scale: (top + self.crop) * scale, left * scale: (left + self.crop) * scale]
+        if self.augment[s]:
+            lr, hr = _augment((lr, hr), rng)
+        return _to_tensor(lr), _to_tensor(hr)
+
+
+class EvalImages(Dataset):
+    """Whole validation images (or a deterministic centre crop), with their index."""
+
+    def __init__(self, images: PairedImages, crop: int = 0):
+        self.images = images
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        lr, hr = self.images.pair(i)
+        if self.crop:
+            s = self.images.scale
+            top = max(0, (lr.shape[0] - self.crop) // 2)
+            left = max(0, (lr.shape[1] - self.crop) // 2)
+            lr = lr[top: top + self.crop, left: left + self.crop]
+            hr = hr[top * s: (top + self.crop) * s, left * s: (left + self.crop) * s]
+        return _to_tensor(lr), _to_tensor(hr), i
+
+
+class EpochSampler(Sampler):
+    """Shuffled order that is a function of (seed, epoch) alone; yields (epoch, index) keys."""
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.seed = seed
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        return iter([(self.epoch, int(i)) for i in order])
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def eval_batches(sizes: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Batches of indices in order, only equal-sized images together."""
+    batches: list[list[int]] = []
+    for i, size in enumerate(sizes):
+        last = batches[-1] if batches else None
+        if last and len(last) < batch_size and sizes[last[0]] == size:
+            last.append(i)
+        else:
+            batches.append([i])
+    return batches

@@ -1,0 +1,60 @@
+"""Reading and writing 8-bit RGB images, and the bicubic resampling used to make LR images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """HxWx3 uint8. Grayscale is expanded to three channels; alpha is dropped."""
+    with Image.open(path) as img:
+        if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "I;16", "I", "CMYK", "YCbCr"):
+            raise ValueError(f"{path}: unsupported image mode {img.mode}")
+        if img.mode in ("I;16", "I"):
+            raise ValueError(f"{path}: 16-bit images are not supported (8-bit RGB expected)")
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding the pixels."""
+    with Image.open(path) as img:
+        return img.height, img.width
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    Image.fromarray(array).save(path, format="PNG")
+
+
+def to_float(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 Bx3xHxW -> float in [0, 1]."""
+    return batch.float().div_(255.0)
+
+
+def bicubic(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resampling (a = -0.5, antialiased when shrinking, like MATLAB's imresize) of a float
+    Bx3xHxW tensor; values are not clamped."""
+    shrinking = size[0] < img.shape[-2] or size[1] < img.shape[-1]
+    return F.interpolate(img, size=size, mode="bicubic", align_corners=False, antialias=shrinking)
+
+
+def quantize(img: torch.Tensor) -> torch.Tensor:
+    """Float in [0, 1] -> float 8-bit levels in [0, 255], as a saved PNG would hold them."""
+    return img.clamp(0, 1).mul(255.0).round()
+
+
+def downscale_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
+    """HxWx3 uint8 (dimensions multiples of `scale`) -> bicubic LR, HxWx3 uint8."""
+    h, w = hr.shape[:2]
+    t = torch.from_numpy(hr).permute(2, 0, 1)[None].double() / 255.0
+    lr = quantize(bicubic(t, (h // scale, w // scale)))
+    return lr[0].permute(1, 2, 0).to(torch.uint8).numpy()

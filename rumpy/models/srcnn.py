@@ -1,0 +1,27 @@
+"""SRCNN (Dong et al., ECCV 2014): three convolutions on bicubic-upsampled input."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .registry import MODELS
+
+
+@MODELS.register("srcnn")
+class SRCNN(nn.Module):
+    supported_scales = None
+    pre_upsampled = True
+
+    def __init__(self, scale: int, num_features: int = 64, mid_features: int = 32,
+                 kernel_sizes: list = (9, 5, 5)):
+        super().__init__()
+        k1, k2, k3 = kernel_sizes
+        # Same-size padding (the paper's valid convolutions would shrink the output).
+        self.body = nn.Sequential(
+            nn.Conv2d(3, num_features, k1, padding=k1 // 2), nn.ReLU(inplace=True),
+            nn.Conv2d(num_features, mid_features, k2, padding=k2 // 2), nn.ReLU(inplace=True),
+            nn.Conv2d(mid_features, 3, k3, padding=k3 // 2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)

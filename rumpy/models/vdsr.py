@@ -1,0 +1,26 @@
+"""VDSR (Kim et al., CVPR 2016): a deep plain network learning the residual over bicubic."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .registry import MODELS
+
+
+@MODELS.register("vdsr")
+class VDSR(nn.Module):
+    supported_scales = None
+    pre_upsampled = True
+
+    def __init__(self, scale: int, num_features: int = 64, num_layers: int = 20):
+        super().__init__()
+        if num_layers < 2:
+            raise ValueError("num_layers must be at least 2")
+        layers: list[nn.Module] = [nn.Conv2d(3, num_features, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(num_layers - 2):
+            layers += [nn.Conv2d(num_features, num_features, 3, padding=1), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(num_features, 3, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)

@@ -1,0 +1,62 @@
+"""PNG plots of summary.csv: loss, learning rate, and each metric with the bicubic baseline."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..utils.atomic import atomic_open  # noqa: E402
+
+
+def _series(rows: list[dict], column: str) -> tuple[list[int], list[float]]:
+    xs, ys = [], []
+    for row in rows:
+        value = row.get(column)
+        if value is not None and value == value:  # skip missing and NaN
+            xs.append(row["epoch"])
+            ys.append(value)
+    return xs, ys
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_summary(rows: list[dict], columns: list[str], out_dir: Path,
+                 baselines: dict[str, float]) -> list[Path]:
+    """One PNG per quantity; `baselines` maps a column to the bicubic value drawn as a line."""
+    written = []
+    groups: dict[str, list[str]] = {"loss": [c for c in columns if c.endswith("loss")],
+                                    "learning_rate": ["learning-rate"]}
+    for col in columns:
+        if col.startswith("val-") and not col.endswith("loss"):
+            groups.setdefault(col.rsplit("-", 1)[1], []).append(col)
+    for name, cols in groups.items():
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        drawn = False
+        for col in cols:
+            xs, ys = _series(rows, col)
+            if xs:
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=col)
+                drawn = True
+            if col in baselines:
+                ax.axhline(baselines[col], linestyle="--", color="grey", label=f"{col} (bicubic)")
+        if not drawn:
+            plt.close(fig)
+            continue
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        if name == "learning_rate":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title(f"{name} per epoch")
+        path = out_dir / f"{name}.png"
+        _save(fig, path)
+        written.append(path)
+    return written

@@ -1,0 +1,69 @@
+"""summary.csv: one row per epoch with stable columns, rewritten atomically after each epoch."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+from ..utils.atomic import atomic_write_text
+
+TIMING_COLUMNS = ("epoch-time",)
+
+
+def summary_columns(metric_names: list[str], eval_sets: list[str]) -> list[str]:
+    """epoch, train-loss, learning-rate, val-loss, val-<metric>... for the first eval set,
+    val-<set>-loss, val-<set>-<metric>... for the others, then epoch-time."""
+    cols = ["epoch", "train-loss", "learning-rate"]
+    for i, name in enumerate(eval_sets):
+        prefix = "val-" if i == 0 else f"val-{name}-"
+        cols += [f"{prefix}loss"] + [f"{prefix}{m}" for m in metric_names]
+    return cols + list(TIMING_COLUMNS)
+
+
+def eval_columns(means: dict[str, dict[str, float]], eval_sets: list[str]) -> dict[str, float]:
+    row = {}
+    for i, name in enumerate(eval_sets):
+        prefix = "val-" if i == 0 else f"val-{name}-"
+        for key, value in means.get(name, {}).items():
+            row[f"{prefix}{key}"] = value
+    return row
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # shortest exact round-trip: CSV values compare bit for bit
+    return str(value)
+
+
+class SummaryLog:
+    def __init__(self, path: Path, columns: list[str]):
+        self.path = path
+        self.columns = columns
+        self.rows: list[dict] = []
+
+    def append(self, row: dict) -> None:
+        unknown = set(row) - set(self.columns)
+        if unknown:
+            raise KeyError(f"summary.csv has no column(s) {sorted(unknown)}")
+        self.rows.append(row)
+        self.write()
+
+    def write(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        for row in self.rows:
+            writer.writerow([_fmt(row.get(c)) for c in self.columns])
+        atomic_write_text(self.path, buffer.getvalue())
+
+
+def write_table(path: Path, rows: list[dict], columns: list[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(v) for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())

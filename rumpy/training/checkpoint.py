@@ -1,0 +1,66 @@
+"""Checkpoints: written atomically with a SHA-256 sidecar, verified and loaded with
+weights_only=True. They hold everything an exact resume needs."""
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..utils.atomic import atomic_write_bytes, atomic_write_text
+
+
+class CorruptCheckpoint(RuntimeError):
+    pass
+
+
+def rng_state() -> dict:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # numpy's state as plain tensors/numbers, so weights_only loading accepts it
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "gauss": gauss},
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def save_checkpoint(path: Path, state: dict) -> str:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(path, data)
+    atomic_write_text(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
+    return digest
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptCheckpoint(f"{path}: cannot read ({exc})") from None
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.is_file():
+        expected = sidecar.read_text().split()[0]
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise CorruptCheckpoint(f"{path}: checksum mismatch (truncated or corrupt file)")
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CorruptCheckpoint(f"{path}: cannot be loaded ({exc})") from None

@@ -1,0 +1,80 @@
+"""Validation: per-image metrics on every eval set, the bicubic baseline, and sample images."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.images import bicubic, quantize, to_float
+from ..metrics import Metric
+from .handler import NetworkHandler
+
+
+@dataclass
+class Sample:
+    key: str
+    bicubic: torch.Tensor  # 3xHxW uint8, HR size
+    sr: torch.Tensor
+    hr: torch.Tensor
+
+
+@dataclass
+class EvalResult:
+    means: dict[str, dict[str, float]]          # set -> {'loss': .., 'PSNR': .., ...}
+    per_image: list[dict] = field(default_factory=list)
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+
+class Evaluator:
+    def __init__(self, metrics: list[Metric], scale: int, loaders: dict[str, DataLoader],
+                 keys: dict[str, list[str]], device: torch.device, num_samples: int):
+        self.metrics = metrics
+        self.loaders = loaders
+        self.keys = keys
+        self.device = device
+        self.scale = scale
+        self.num_samples = num_samples
+
+    def _score(self, sr_q: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {m.name: m(sr_q, hr).cpu() for m in self.metrics}
+
+    @torch.no_grad()
+    def _run(self, predict, loss_fn=None) -> EvalResult:
+        result = EvalResult(means={})
+        for set_name, loader in self.loaders.items():
+            totals: dict[str, float] = {}
+            count = 0
+            samples: list[Sample] = []
+            for lr, hr, index in loader:
+                hr_dev = hr.to(self.device)
+                sr = predict(lr)
+                sr_q = quantize(sr)
+                scores = self._score(sr_q, hr_dev.double())
+                if loss_fn is not None:
+                    hr_f = to_float(hr_dev)
+                    scores["loss"] = torch.stack([loss_fn(s[None], h[None]) for s, h in
+                                                  zip(sr, hr_f)]).double().cpu()
+                for j, i in enumerate(index.tolist()):
+                    row = {"set": set_name, "image": self.keys[set_name][i]}
+                    row.update({k: float(v[j]) for k, v in scores.items()})
+                    result.per_image.append(row)
+                    for k, v in scores.items():
+                        totals[k] = totals.get(k, 0.0) + float(v[j])
+                    if len(samples) < self.num_samples:
+                        up = quantize(bicubic(to_float(lr[j:j + 1].to(self.device)), hr.shape[-2:]))
+                        samples.append(Sample(self.keys[set_name][i], up[0].byte().cpu(),
+                                              sr_q[j].byte().cpu(), hr[j]))
+                count += len(index)
+            result.means[set_name] = {k: v / count for k, v in totals.items()}
+            result.samples[set_name] = samples
+        return result
+
+    def bicubic_baseline(self) -> EvalResult:
+        def upsample(lr: torch.Tensor) -> torch.Tensor:
+            x = to_float(lr.to(self.device))
+            return bicubic(x, (x.shape[-2] * self.scale, x.shape[-1] * self.scale))
+        return self._run(upsample)
+
+    def evaluate(self, handler: NetworkHandler) -> EvalResult:
+        return self._run(handler.predict, handler.loss_fn)

@@ -1,0 +1,68 @@
+"""Optimizers and learning-rate schedulers by name. Each scheduler states whether it steps once
+per epoch or once per batch; rumpy fills the arguments it can derive (epochs, steps per epoch)."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.optim import lr_scheduler
+
+from ..registry import Registry, did_you_mean
+
+OPTIMIZERS: Registry = Registry("optimizer")
+OPTIMIZERS.register("adam")(torch.optim.Adam)
+OPTIMIZERS.register("adamw")(torch.optim.AdamW)
+OPTIMIZERS.register("sgd")(torch.optim.SGD)
+OPTIMIZERS.register("rmsprop")(torch.optim.RMSprop)
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    cls: type | None
+    interval: str                      # 'epoch' or 'batch'
+    derived: Callable[[int, int, float], dict[str, Any]]   # (epochs, steps/epoch, lr) -> defaults
+    required: tuple[str, ...] = ()
+
+
+SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler")
+SCHEDULERS.register("none")(SchedulerSpec(None, "epoch", lambda e, s, lr: {}))
+SCHEDULERS.register("cosine_annealing_warm_restarts")(SchedulerSpec(
+    lr_scheduler.CosineAnnealingWarmRestarts, "epoch", lambda e, s, lr: {"T_0": e}))
+SCHEDULERS.register("cosine")(SchedulerSpec(
+    lr_scheduler.CosineAnnealingLR, "epoch", lambda e, s, lr: {"T_max": e}))
+SCHEDULERS.register("multi_step_lr")(SchedulerSpec(
+    lr_scheduler.MultiStepLR, "epoch", lambda e, s, lr: {}, required=("milestones",)))
+SCHEDULERS.register("step_lr")(SchedulerSpec(
+    lr_scheduler.StepLR, "epoch", lambda e, s, lr: {}, required=("step_size",)))
+SCHEDULERS.register("one_cycle_lr")(SchedulerSpec(
+    lr_scheduler.OneCycleLR, "batch", lambda e, s, lr: {"max_lr": lr, "total_steps": e * s}))
+
+
+def accepted_params(cls: type, exclude: tuple[str, ...]) -> list[str]:
+    return [p for p in inspect.signature(cls.__init__).parameters
+            if p not in ("self",) + exclude and not p.startswith("_")]
+
+
+def check_params(cls: type, params: dict, exclude: tuple[str, ...]) -> list[tuple[str, str]]:
+    allowed = accepted_params(cls, exclude)
+    return [(k, f"not a parameter of {cls.__name__}{did_you_mean(k, allowed)} "
+                f"(its parameters: {', '.join(allowed)})")
+            for k in params if k not in allowed]
+
+
+def build_optimizer(name: str, parameters, lr: float, params: dict) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(name)(parameters, lr=lr, **params)
+
+
+def build_scheduler(name: str, optimizer: torch.optim.Optimizer, params: dict, num_epochs: int,
+                    steps_per_epoch: int, lr: float):
+    spec = SCHEDULERS.get(name)
+    if spec.cls is None:
+        return None, spec.interval
+    kwargs = {**spec.derived(num_epochs, steps_per_epoch, lr), **params}
+    missing = [k for k in spec.required if k not in kwargs]
+    if missing:
+        raise ValueError(f"{name} needs scheduler_params.{missing[0]}")
+    return spec.cls(optimizer, **kwargs), spec.interval

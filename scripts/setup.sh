@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Creates .venv and installs rumpy (editable) with its test extras. Idempotent: it reinstalls only
+# when pyproject.toml or constraints.txt changed since the last successful install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${RUMPY_VENV:-.venv}"
+python="${PYTHON:-python3}"
+if [ ! -x "$venv/bin/python" ]; then
+    "$python" -m venv "$venv"
+fi
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+stamp="$venv/.rumpy-install-stamp"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    "$venv/bin/python" -m pip install -q -c constraints.txt -e ".[test]"
+    echo "$want" > "$stamp"
+fi
