@@ -11,7 +11,11 @@ T = TypeVar("T")
 def did_you_mean(name: str, options: list[str]) -> str:
     """' (did you mean 'x'?)' for the closest option, or '' when nothing is close."""
     lowered = {o.lower(): o for o in options}
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    key = name.lower()
+    close = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.6)
+    if not close:  # `hr_dir` for `hr`, `metric` for `metrics`: one name inside the other
+        close = sorted((o for o in lowered if len(o) >= 2 and (key.startswith(o) or o.startswith(key))),
+                       key=len, reverse=True)[:1]
     return f"; did you mean '{lowered[close[0]]}'?" if close else ""
 
 

@@ -4,6 +4,7 @@ importing it needs torchvision); the AlexNet ImageNet weights come from the torc
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import torch
@@ -30,12 +31,14 @@ def lpips_heads_path() -> Path:
     return path
 
 
-def alexnet_weights_path(download: bool = True) -> Path:
+def alexnet_weights_path() -> Path:
+    """The cached AlexNet weights, downloaded first where a network allows (RUMPY_NO_DOWNLOAD=1
+    forbids the attempt)."""
     path = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
     if path.is_file():
         return path
-    reason = "downloads disabled"
-    if download:
+    reason = "downloads disabled by RUMPY_NO_DOWNLOAD"
+    if not os.environ.get("RUMPY_NO_DOWNLOAD"):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(ALEXNET_URL, str(path), progress=False)

@@ -1,0 +1,99 @@
+"""Shared fixtures: tiny real image sets cut from scikit-image's photos, and config writers."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage import data
+
+from rumpy.data.images import downscale_uint8, write_png
+
+
+def _tiles(img: np.ndarray, size: int, count: int) -> list[np.ndarray]:
+    h, w = img.shape[:2]
+    out = []
+    for k in range(count):
+        top = (k * 97) % (h - size)
+        left = (k * 131) % (w - size)
+        out.append(np.ascontiguousarray(img[top: top + size, left: left + size, :3]))
+    return out
+
+
+def make_pairs(root: Path, scale: int, hr_size: int, photos: list[str], per_photo: int,
+               naming: str = "div2k") -> tuple[Path, Path]:
+    hr_dir, lr_dir = root / "HR", root / f"LR_x{scale}"
+    hr_dir.mkdir(parents=True)
+    lr_dir.mkdir(parents=True)
+    n = 0
+    for name in photos:
+        for tile in _tiles(getattr(data, name)(), hr_size, per_photo):
+            n += 1
+            write_png(hr_dir / f"{n:04d}.png", tile)
+            stem = f"{n:04d}x{scale}" if naming == "div2k" else f"{n:04d}"
+            write_png(lr_dir / f"{stem}.png", downscale_uint8(tile, scale))
+    return lr_dir, hr_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_sets(tmp_path_factory) -> dict[str, Path]:
+    """x2 sets of real photo tiles: 8 training pairs of 48x48 HR, 2 validation pairs of 40x40."""
+    root = tmp_path_factory.mktemp("tiny_sets")
+    train_lr, train_hr = make_pairs(root / "train", 2, 48, ["astronaut", "coffee"], 4)
+    val_lr, val_hr = make_pairs(root / "val", 2, 40, ["chelsea"], 2, naming="same")
+    return {"train_lr": train_lr, "train_hr": train_hr, "val_lr": val_lr, "val_hr": val_hr,
+            "root": root}
+
+
+def tiny_toml(sets: dict[str, Path], save_loc: Path, cache_dir: Path, *, experiment="tiny",
+              extra_training="", extra_params="", extra_data="", model="edsr",
+              params='num_features = 8\nnum_blocks = 1', num_epochs=2) -> str:
+    return textwrap.dedent(f"""\
+        experiment = "{experiment}"
+        experiment_save_loc = "{save_loc}"
+
+        [training]
+        num_epochs = {num_epochs}
+        seed = 3
+        gpu = "off"
+        metrics = ["PSNR", "SSIM"]
+        num_samples = 1
+        {extra_training}
+
+        [model]
+        name = "{model}"
+
+        [model.internal_params]
+        scale = 2
+        lr = 1e-3
+        {{params}}
+        {extra_params}
+
+        [data]
+        batch_size = 4
+        dataloader_threads = 0
+        cache = "memory"
+        cache_dir = "{cache_dir}"
+        {extra_data}
+
+        [data.training_sets.tiles]
+        lr = "{sets['train_lr']}"
+        hr = "{sets['train_hr']}"
+        crop = 12
+
+        [data.eval_sets.chelsea]
+        lr = "{sets['val_lr']}"
+        hr = "{sets['val_hr']}"
+        """).replace("{params}", params)
+
+
+@pytest.fixture
+def write_config(tmp_path, tiny_sets):
+    """write_config(**kw) -> path of a tiny, valid TOML (keywords as in tiny_toml)."""
+    def write(name: str = "cfg.toml", text: str | None = None, **kw) -> Path:
+        path = tmp_path / name
+        path.write_text(text if text is not None else
+                        tiny_toml(tiny_sets, tmp_path / "Results", tmp_path / "cache", **kw))
+        return path
+    return write

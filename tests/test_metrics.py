@@ -1,0 +1,133 @@
+"""Metrics follow the standard SR protocol and agree with the reference implementations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from rumpy.config import ConfigError, load_config
+from rumpy.metrics import METRICS
+from rumpy.metrics.lpips import ALEXNET_FILE, LPIPSNet, lpips_heads_path
+from rumpy.training.setup import prepare
+
+
+def _pair(seed: int, size: int = 64):
+    """A real photo crop and a noisy 8-bit version of it, as uint8 HxWx3."""
+    rng = np.random.default_rng(seed)
+    hr = data.astronaut()[100: 100 + size, 150: 150 + size]
+    sr = np.clip(hr.astype(int) + rng.integers(-12, 13, hr.shape), 0, 255).astype(np.uint8)
+    return sr, hr
+
+
+def _batch(*imgs) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(i).permute(2, 0, 1) for i in imgs]).double()
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_psnr_ssim_y_channel_match_skimage(scale):
+    pairs = [_pair(s) for s in range(3)]
+    sr = _batch(*[p[0] for p in pairs])
+    hr = _batch(*[p[1] for p in pairs])
+    psnr = METRICS.get("psnr")(scale=scale, channel="y", crop_border=True)(sr, hr)
+    ssim = METRICS.get("ssim")(scale=scale, channel="y", crop_border=True)(sr, hr)
+    for i, (s, h) in enumerate(pairs):
+        ys = rgb2ycbcr(s)[..., 0][scale:-scale, scale:-scale]
+        yh = rgb2ycbcr(h)[..., 0][scale:-scale, scale:-scale]
+        ref_psnr = peak_signal_noise_ratio(yh, ys, data_range=255)
+        ref_ssim = structural_similarity(yh, ys, data_range=255, gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False)
+        assert abs(float(psnr[i]) - ref_psnr) < 1e-4
+        assert abs(float(ssim[i]) - ref_ssim) < 1e-4
+
+
+def test_rgb_and_no_crop_options_match_skimage():
+    s, h = _pair(7)
+    sr, hr = _batch(s), _batch(h)
+    psnr = METRICS.get("psnr")(scale=3, channel="rgb", crop_border=False)(sr, hr)
+    ssim = METRICS.get("ssim")(scale=3, channel="rgb", crop_border=False)(sr, hr)
+    assert abs(float(psnr[0]) - peak_signal_noise_ratio(h, s, data_range=255)) < 1e-4
+    ref = structural_similarity(h.astype(float), s.astype(float), data_range=255, channel_axis=2,
+                                gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    assert abs(float(ssim[0]) - ref) < 1e-4
+
+
+def test_identical_images_score_perfectly():
+    _, h = _pair(0)
+    hr = _batch(h)
+    assert torch.isinf(METRICS.get("psnr")(scale=2, channel="y", crop_border=True)(hr, hr)).all()
+    assert float(METRICS.get("ssim")(scale=2, channel="y", crop_border=True)(hr, hr)[0]) == \
+        pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.fixture(scope="module")
+def lpips_package():
+    """The lpips package's own network (random AlexNet, real linear heads from its wheel). Its
+    import needs torchvision's compiled ops, absent here: registering the two operator schemas
+    torchvision's meta registrations look for lets it import."""
+    lib = torch.library.Library("torchvision", "DEF")
+    for op in ("nms", "qnms"):
+        try:
+            lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        except RuntimeError:
+            pass  # a working torchvision already defined it
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import lpips
+        torch.manual_seed(0)
+        net = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False).eval()
+    yield net, lib
+
+
+def _alexnet_state(net) -> dict:
+    """The lpips package's backbone weights under torchvision's AlexNet key names."""
+    out = {}
+    for key, value in net.state_dict().items():
+        if key.startswith("net.slice"):
+            _, _, idx, param = key.split(".")
+            out[f"features.{idx}.{param}"] = value.clone()
+    return out
+
+
+def test_lpips_forward_equals_lpips_package(lpips_package):
+    net, _ = lpips_package
+    ours = LPIPSNet()
+    ours.load_weights(_alexnet_state(net),
+                      torch.load(lpips_heads_path(), map_location="cpu", weights_only=True))
+    torch.manual_seed(1)
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    y = (x + 0.2 * torch.randn_like(x)).clamp(-1, 1)
+    with torch.no_grad():
+        expected = net(x, y).flatten()
+        got = ours(x, y)
+    assert torch.allclose(got, expected, atol=1e-6, rtol=1e-5)
+    assert (got > 0).all()
+
+
+def test_lpips_metric_reads_weights_from_hub_cache(lpips_package, tmp_path, monkeypatch):
+    net, _ = lpips_package
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(_alexnet_state(net), tmp_path / "hub" / "checkpoints" / ALEXNET_FILE)
+    metric = METRICS.get("lpips")()
+    s, h = _pair(3)
+    sr, hr = _batch(s), _batch(h)
+    with torch.no_grad():
+        expected = net(sr.float() / 127.5 - 1, hr.float() / 127.5 - 1).flatten()
+    assert metric.higher_is_better is False
+    assert torch.allclose(metric(sr, hr).float(), expected, atol=1e-6)
+
+
+def test_lpips_without_weights_fails_before_training(write_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.setenv("RUMPY_NO_DOWNLOAD", "1")
+    text = write_config().read_text().replace('"PSNR", "SSIM"', '"PSNR", "LPIPS"')
+    path = write_config(text=text)
+    with pytest.raises(ConfigError) as info:
+        prepare(load_config(path))
+    assert "training.metrics: LPIPS needs the AlexNet ImageNet weights at" in str(info.value)
+    assert ALEXNET_FILE in str(info.value)
+    assert not (tmp_path / "Results").exists()

@@ -1,0 +1,47 @@
+"""Every registered model runs forward at each scale it supports, with the right output size."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rumpy.models import MODELS, build_model, check_model_params
+
+TINY = {
+    "srcnn": {"num_features": 8, "mid_features": 4},
+    "vdsr": {"num_features": 8, "num_layers": 3},
+    "edsr": {"num_features": 8, "num_blocks": 2},
+    "rcan": {"num_groups": 2, "num_blocks": 2, "num_features": 16, "reduction": 4},
+    "safmn": {"dim": 8, "num_blocks": 2},
+}
+
+
+def test_every_registered_model_is_covered():
+    assert set(MODELS.names()) == set(TINY)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_forward_shape_and_gradient(name, scale):
+    model = build_model(name, scale, TINY[name])
+    h, w = 12, 10
+    x = torch.rand(2, 3, h, w)
+    if model.pre_upsampled:
+        x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic")
+    y = model(x)
+    assert y.shape == (2, 3, h * scale, w * scale)
+    y.mean().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_default_edsr_matches_paper_settings():
+    model = build_model("edsr", 2, {})
+    assert model.head.out_channels == 64
+    assert len(model.body) == 17  # 16 residual blocks + the closing convolution
+    assert model.body[0].res_scale == 0.1
+
+
+def test_bad_parameters_are_named():
+    problems = dict(check_model_params("rcan", 4, {"num_group": 2, "reduction": "x"}))
+    assert "did you mean 'num_groups'" in problems["num_group"]
+    assert problems["reduction"] == "expected int for rcan, got 'x'"
+    assert dict(check_model_params("edsr", 5, {}))["scale"].startswith("edsr supports scales")
