@@ -10,6 +10,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from rumpy.config import ConfigError, load_config
 from rumpy.metrics import METRICS
+from rumpy.metrics.sr import prepare as protocol_view
 from rumpy.metrics.lpips import ALEXNET_FILE, LPIPSNet, lpips_heads_path
 from rumpy.training.setup import prepare
 
@@ -31,8 +32,9 @@ def test_psnr_ssim_y_channel_match_skimage(scale):
     pairs = [_pair(s) for s in range(3)]
     sr = _batch(*[p[0] for p in pairs])
     hr = _batch(*[p[1] for p in pairs])
-    psnr = METRICS.get("psnr")(scale=scale, channel="y", crop_border=True)(sr, hr)
-    ssim = METRICS.get("ssim")(scale=scale, channel="y", crop_border=True)(sr, hr)
+    sr_y, hr_y = protocol_view(sr, "y", scale), protocol_view(hr, "y", scale)
+    psnr = METRICS.get("psnr")()(sr_y, hr_y)
+    ssim = METRICS.get("ssim")()(sr_y, hr_y)
     for i, (s, h) in enumerate(pairs):
         ys = rgb2ycbcr(s)[..., 0][scale:-scale, scale:-scale]
         yh = rgb2ycbcr(h)[..., 0][scale:-scale, scale:-scale]
@@ -46,8 +48,9 @@ def test_psnr_ssim_y_channel_match_skimage(scale):
 def test_rgb_and_no_crop_options_match_skimage():
     s, h = _pair(7)
     sr, hr = _batch(s), _batch(h)
-    psnr = METRICS.get("psnr")(scale=3, channel="rgb", crop_border=False)(sr, hr)
-    ssim = METRICS.get("ssim")(scale=3, channel="rgb", crop_border=False)(sr, hr)
+    sr, hr = protocol_view(sr, "rgb", 0), protocol_view(hr, "rgb", 0)
+    psnr = METRICS.get("psnr")()(sr, hr)
+    ssim = METRICS.get("ssim")()(sr, hr)
     assert abs(float(psnr[0]) - peak_signal_noise_ratio(h, s, data_range=255)) < 1e-4
     ref = structural_similarity(h.astype(float), s.astype(float), data_range=255, channel_axis=2,
                                 gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
@@ -56,10 +59,9 @@ def test_rgb_and_no_crop_options_match_skimage():
 
 def test_identical_images_score_perfectly():
     _, h = _pair(0)
-    hr = _batch(h)
-    assert torch.isinf(METRICS.get("psnr")(scale=2, channel="y", crop_border=True)(hr, hr)).all()
-    assert float(METRICS.get("ssim")(scale=2, channel="y", crop_border=True)(hr, hr)[0]) == \
-        pytest.approx(1.0, abs=1e-12)
+    hr = protocol_view(_batch(h), "y", 2)
+    assert torch.isinf(METRICS.get("psnr")()(hr, hr)).all()
+    assert float(METRICS.get("ssim")()(hr, hr)[0]) == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.fixture(scope="module")

@@ -102,10 +102,9 @@ class LPIPSNet(nn.Module):
 class LPIPS:
     name = "LPIPS"
     higher_is_better = False
+    protocol = False  # LPIPS sees the full RGB images: no luma, no border crop
 
-    def __init__(self, scale: int = 1, channel: str = "rgb", crop_border: bool = False,
-                 device=None):
-        # LPIPS is always computed on full RGB images (as BasicSR does); channel/crop don't apply.
+    def __init__(self, device=None):
         heads = torch.load(lpips_heads_path(), map_location="cpu", weights_only=True)
         alexnet = torch.load(alexnet_weights_path(), map_location="cpu", weights_only=True)
         self.net = LPIPSNet()

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 
 from ..data.images import bicubic, quantize, to_float
 from ..metrics import Metric
+from ..metrics.sr import prepare
 from .handler import NetworkHandler
 
 
@@ -27,9 +28,12 @@ class EvalResult:
 
 
 class Evaluator:
-    def __init__(self, metrics: list[Metric], scale: int, loaders: dict[str, DataLoader],
-                 keys: dict[str, list[str]], device: torch.device, num_samples: int):
+    def __init__(self, metrics: list[Metric], scale: int, channel: str, crop_border: bool,
+                 loaders: dict[str, DataLoader], keys: dict[str, list[str]], device: torch.device,
+                 num_samples: int):
         self.metrics = metrics
+        self.channel = channel
+        self.border = scale if crop_border else 0
         self.loaders = loaders
         self.keys = keys
         self.device = device
@@ -37,7 +41,17 @@ class Evaluator:
         self.num_samples = num_samples
 
     def _score(self, sr_q: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {m.name: m(sr_q, hr).cpu() for m in self.metrics}
+        scores = {}
+        prepared = None
+        for m in self.metrics:
+            if m.protocol:
+                if prepared is None:  # luma and crop once, shared by PSNR and SSIM
+                    prepared = (prepare(sr_q, self.channel, self.border),
+                                prepare(hr, self.channel, self.border))
+                scores[m.name] = m(*prepared).cpu()
+            else:
+                scores[m.name] = m(sr_q, hr).cpu()
+        return scores
 
     @torch.no_grad()
     def _run(self, predict, loss_fn=None) -> EvalResult:
@@ -50,7 +64,7 @@ class Evaluator:
                 hr_dev = hr.to(self.device)
                 sr = predict(lr)
                 sr_q = quantize(sr)
-                scores = self._score(sr_q, hr_dev.double())
+                scores = self._score(sr_q, hr_dev.float())
                 if loss_fn is not None:
                     hr_f = to_float(hr_dev)
                     scores["loss"] = torch.stack([loss_fn(s[None], h[None]) for s, h in

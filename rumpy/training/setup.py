@@ -96,9 +96,7 @@ def prepare(cfg: RunConfig) -> Run:
     folder.ensure_absent()  # fail fast, before decoding any data
     train_sets, eval_sets = check_data(cfg)
     try:  # LPIPS loads its weights here: missing weights fail before training
-        metrics = [METRICS.get(n)(scale=cfg.scale, channel=cfg.training.metric_channel,
-                                  crop_border=cfg.training.metric_crop_border, device=device)
-                   for n in cfg.training.metrics]
+        metrics = [METRICS.get(n)(device=device) for n in cfg.training.metrics]
     except LPIPSWeightsError as exc:
         raise ConfigError(src, "training.metrics", str(exc)) from None
     seed_everything(cfg.training.seed)
@@ -112,7 +110,8 @@ def prepare(cfg: RunConfig) -> Run:
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     loaders = build_loaders(cfg, train_sets, eval_sets, pin_memory=device.type == "cuda")
-    evaluator = Evaluator(metrics, cfg.scale, loaders.evals,
+    evaluator = Evaluator(metrics, cfg.scale, cfg.training.metric_channel,
+                          cfg.training.metric_crop_border, loaders.evals,
                           {n: im.keys for n, im in loaders.eval_sets.items()}, device,
                           cfg.training.num_samples if cfg.training.save_samples else 0)
     metric_names = [m.name for m in metrics]
