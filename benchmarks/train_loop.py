@@ -59,8 +59,8 @@ def raw_epoch(model, optimizer, loss_fn, batches, device) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=20, help="patches per image per epoch")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=60, help="patches per image per epoch")
     parser.add_argument("--gpu", default="off")
     args = parser.parse_args()
     logging.getLogger("rumpy").setLevel(logging.WARNING)

@@ -12,7 +12,7 @@ from rumpy.data.datasets import EpochSampler, EvalImages, PairedImages, TrainPat
 from rumpy.data.images import downscale_uint8, read_rgb, write_png
 from rumpy.data.pairs import pair_folders
 from rumpy.data.prepare import prepare_lr
-from rumpy.data.standard import select_split
+from rumpy.data.standard import select_split, training_split_warning
 
 
 def _set(sets, mode="memory", tmp=None) -> PairedImages:
@@ -109,6 +109,10 @@ def test_standard_split_selected_only_for_a_whole_set():
     # a folder holding only the validation split is used as it is
     assert select_split("DIV2K", "eval", whole[800:]) == (whole[800:], "")
     assert select_split("my_photos", "train", whole[:5]) == (whole[:5], "")
+    assert "only images of the standard training split" in training_split_warning(
+        "DIV2K", "eval", whole[:800])
+    assert training_split_warning("DIV2K", "eval", whole[800:]) == ""
+    assert training_split_warning("DIV2K", "train", whole[:800]) == ""
 
 
 def test_eval_batches_group_equal_sizes():

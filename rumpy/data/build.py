@@ -18,7 +18,7 @@ from .images import image_size
 from .pairs import pair_folders
 from . import builtin  # noqa: F401  (registers the built-in sets)
 from .registry import BUILTIN_SETS, DATASETS
-from .standard import select_split
+from .standard import select_split, training_split_warning
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: DatasetConfig) -> C
     keys, note = select_split(ds.name, role, [p.key for p in pairs])
     if note:
         log.info("%s", note)
+    warning = training_split_warning(ds.name, role, keys)
+    if warning:
+        log.warning("%s: %s", where, warning)
     by_key = {p.key: p for p in pairs}
     chosen = [by_key[k] for k in keys]
     if ds.cutoff:

@@ -43,3 +43,16 @@ def select_split(name: str, role: str, keys: list[str]) -> tuple[list[str], str]
     return chosen, (f"{name}: folder holds the whole set ({len(keys)} images); using the standard "
                     f"{'training' if role == 'train' else 'validation'} split {lo:04d}-{hi:04d} "
                     f"({len(chosen)} images)")
+
+
+def training_split_warning(name: str, role: str, keys: list[str]) -> str:
+    """A warning when an evaluation set holds only images of a standard training split."""
+    std = STANDARD_SETS.get(name.lower())
+    if std is None or role == "train" or std.train is None or std.valid is None:
+        return ""
+    lo, hi = std.train
+    numbers = [_number(k) for k in keys]
+    if numbers and all(n is not None and lo <= n <= hi for n in numbers):
+        return (f"{name}: this evaluation set holds only images of the standard training split "
+                f"({lo:04d}-{hi:04d}); validation scores will be optimistic")
+    return ""
