@@ -34,7 +34,8 @@ def test_short_training_writes_the_whole_run_folder(write_config, tmp_path):
     out = run / "result_outputs"
     rows = _rows(run)
     assert list(rows[0]) == ["epoch", "train-loss", "learning-rate", "val-loss", "val-PSNR",
-                             "val-SSIM", "epoch-time"]
+                             "val-SSIM", "epoch-time", "inherited"]
+    assert all(r["inherited"] == "0" for r in rows)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert all(float(r["val-PSNR"]) > 10 and 0 < float(r["val-SSIM"]) <= 1 for r in rows)
     assert float(rows[1]["train-loss"]) < float(rows[0]["train-loss"])

@@ -24,36 +24,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--experiment_name", metavar="NAME", help="run folder name")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--save_loc", metavar="DIR", help="folder holding run folders")
+    tree = parser.add_argument_group("result tree (each also a [training] key)")
+    tree.add_argument("--continue_from_epoch", type=_epoch, metavar="N|last|best",
+                      help="continue (or fork) from this epoch of the node at --branch_root")
+    tree.add_argument("--branch_root", metavar="PATH", help="node to start from, e.g. lr_half/warm")
+    tree.add_argument("--new_branch", action="store_true", default=None,
+                      help="fork a new branch at --continue_from_epoch")
+    tree.add_argument("--new_branch_name", metavar="NAME")
+    tree.add_argument("--overwrite_data", action="store_true", default=None,
+                      help="allow removing later epochs of a node, or a whole existing run")
+    tree.add_argument("--skip_optimizer_load", action="store_true", default=None)
+    tree.add_argument("--skip_scheduler_load", action="store_true", default=None)
+    tree.add_argument("--early_stopping_patience", type=int, metavar="N")
     return parser.parse_args(argv)
+
+
+def _epoch(text: str):
+    return int(text) if text.isdigit() else text
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_console()
     # Imported after argument parsing so that --help answers instantly.
-    from ..training.setup import prepare
+    from ..config.load import CLI_OVERRIDES
+    from ..training.setup import prepare, start
     from ..training.trainer import train
 
-    overrides = {k: getattr(args, k) for k in
-                 ("gpu", "sp_gpu", "num_epochs", "experiment_name", "seed", "save_loc")}
+    overrides = {k: getattr(args, k) for k in CLI_OVERRIDES}
     try:
         cfg = load_config(args.parameters, overrides)
         run = prepare(cfg)
-        run.folder.create(cfg)
     except (ConfigError, RunExistsError) as exc:
         log.error("%s", exc)
         return 2
+    start(run)
     handler = attach_file(run.folder.log)
     try:
         log.info("command: %s", shlex.join(sys.argv))
-        train(run)
+        state = train(run)
     except KeyboardInterrupt:
-        log.error("interrupted; completed epochs are saved in %s", run.folder.models)
+        log.error("aborted; completed epochs are saved in %s", run.folder.models)
         return 130
     finally:
         handler.close()
         logging.getLogger("rumpy").removeHandler(handler)
-    return 0
+    return 130 if state == "interrupted" else 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,27 @@ CLI_OVERRIDES = {
     "sp_gpu": "training.sp_gpu",
     "num_epochs": "training.num_epochs",
     "seed": "training.seed",
+    "continue_from_epoch": "training.continue_from_epoch",
+    "branch_root": "training.branch_root",
+    "new_branch": "training.new_branch",
+    "new_branch_name": "training.new_branch_name",
+    "overwrite_data": "training.overwrite_data",
+    "skip_optimizer_load": "training.skip_optimizer_load",
+    "skip_scheduler_load": "training.skip_scheduler_load",
+    "early_stopping_patience": "training.early_stopping_patience",
 }
 
 
+def _members(hint: Any) -> tuple:
+    """The non-None members of a union hint (`int | str | None`), or () for other hints."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(a for a in typing.get_args(hint) if a is not type(None))
+    return ()
+
+
 def _describe(hint: Any) -> str:
+    if _members(hint):
+        return " or ".join(_describe(m) for m in _members(hint))
     origin = typing.get_origin(hint)
     if hint is int:
         return "an integer"
@@ -75,15 +93,14 @@ class _Builder:
                     self.fail(f"{key_path}.{name}", f"expected a table, got {_type_name(table)}")
                 out[name] = self.build(item_cls, table, f"{key_path}.{name}")
             return out
-        ok = (
-            (hint is bool and isinstance(value, bool))
-            or (hint is int and isinstance(value, int) and not isinstance(value, bool))
-            or (hint is float and isinstance(value, (int, float)) and not isinstance(value, bool))
-            or (hint is str and isinstance(value, str))
-            or (origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value))
-            or ((hint is dict or origin is dict) and isinstance(value, dict))
-        )
-        if not ok:
+        if _members(hint):
+            if not any(self._matches(m, value) for m in _members(hint)):
+                self.fail(key_path, f"expected {expected}, got {_type_name(value)} {value!r}")
+            problem = meta.get("check") and meta["check"](value)
+            if problem:
+                self.fail(key_path, problem)
+            return value
+        if not self._matches(hint, value):
             self.fail(key_path, f"expected {expected}, got {_type_name(value)} {value!r}")
         if hint is float:
             value = float(value)
@@ -95,6 +112,18 @@ class _Builder:
         if minimum is not None and value < minimum:
             self.fail(key_path, f"expected {expected} >= {minimum:g}, got {value!r}")
         return value
+
+    @staticmethod
+    def _matches(hint: Any, value: Any) -> bool:
+        origin = typing.get_origin(hint)
+        return (
+            (hint is bool and isinstance(value, bool))
+            or (hint is int and isinstance(value, int) and not isinstance(value, bool))
+            or (hint is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+            or (hint is str and isinstance(value, str))
+            or (origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value))
+            or ((hint is dict or origin is dict) and isinstance(value, dict))
+        )
 
     def build(self, cls: type, table: dict, key_path: str) -> Any:
         hints = typing.get_type_hints(cls)
@@ -190,12 +219,13 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
 
 
 def to_toml_dict(cfg: RunConfig) -> dict:
-    """The resolved config as a TOML table (architecture keys back inside internal_params)."""
+    """The resolved config as a TOML table (architecture keys back inside internal_params),
+    without the action keys: it defines the run, not what to do with it."""
     def convert(obj: Any) -> Any:
         if dataclasses.is_dataclass(obj):
             out = {}
             for f in dataclasses.fields(obj):
-                if f.metadata.get("internal"):
+                if f.metadata.get("internal") or f.metadata.get("action"):
                     continue
                 out[f.name] = convert(getattr(obj, f.name))
             if isinstance(obj, InternalParams):

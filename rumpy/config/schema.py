@@ -7,12 +7,23 @@ from typing import Any
 
 
 def opt(default: Any, doc: str, *, choices: tuple = (), minimum: float | None = None,
-        path: bool = False) -> Any:
-    """A config field: its default, one line of documentation and the checks on its value."""
-    meta = {"doc": doc, "choices": choices, "minimum": minimum, "path": path}
+        path: bool = False, action: bool = False, check: Any = None) -> Any:
+    """A config field: its default, one line of documentation and the checks on its value.
+    `action` keys say what to do with a run (continue, fork) rather than define it: they are
+    left out of the saved config.toml and of config comparisons."""
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "path": path, "action": action,
+            "check": check}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def _epoch_choice(value: Any) -> str | None:
+    if isinstance(value, int) and value < 1:
+        return f"expected an epoch >= 1, 'last' or 'best', got {value!r}"
+    if isinstance(value, str) and value not in ("last", "best"):
+        return f"expected an epoch number, 'last' or 'best', got {value!r}"
+    return None
 
 
 @dataclass
@@ -33,6 +44,32 @@ class TrainingConfig:
     metric_crop_border: bool = opt(True, "crop `scale` pixels from each border before PSNR/SSIM")
     amp: bool = opt(False, "mixed precision (float16 autocast + GradScaler); CUDA only")
     deterministic: bool = opt(False, "deterministic cuDNN/CUDA kernels (CPU is always deterministic)")
+
+    # The result tree: continue a node, or fork a branch from one of its saved epochs.
+    continue_from_epoch: int | str | None = opt(
+        None, "continue from epoch N, 'last' or 'best' of the node at branch_root", action=True,
+        check=_epoch_choice)
+    branch_root: str = opt("", "node to start from: '' = the run itself, 'lr_half/warm' = a branch",
+                           action=True)
+    new_branch: bool = opt(False, "fork a new branch at continue_from_epoch", action=True)
+    new_branch_name: str = opt("", "name of the new branch (default branch_epoch_<N>)", action=True)
+    overwrite_data: bool = opt(False, "allow removing data: a node's epochs after the one continued "
+                                      "from, or a whole existing run when starting fresh", action=True)
+    skip_optimizer_load: bool = opt(False, "a new branch starts with a fresh optimizer", action=True)
+    skip_scheduler_load: bool = opt(False, "a new branch starts its scheduler from step 0",
+                                    action=True)
+    best_load_metric: str = opt("val-PSNR", "summary column that defines the 'best' epoch")
+    early_stopping_patience: int = opt(0, "stop after this many validations without improvement; "
+                                          "0 = off", minimum=0)
+    early_stopping_metric: str = opt("val-PSNR", "summary column early stopping watches")
+    early_stopping_mode: str = opt("auto", "'max', 'min', or 'auto' (from the metric)",
+                                   choices=("auto", "max", "min"))
+    early_stopping_min_delta: float = opt(0.0, "smallest change that counts as an improvement",
+                                          minimum=0)
+    early_stopping_reset_on_branch: bool = opt(
+        True, "a branch restarts the patience counter (keeping the best value so far)")
+    keep_every_n_epochs: int = opt(1, "checkpoint retention: 1 = keep all; N = keep every N-th; "
+                                      "0 = only best/last (fork points are always kept)", minimum=0)
 
 
 @dataclass

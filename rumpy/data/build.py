@@ -4,10 +4,12 @@ the run folder exists."""
 from __future__ import annotations
 
 import logging
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 
+import torch
 from torch.utils.data import DataLoader
 
 from ..config import ConfigError, RunConfig
@@ -119,6 +121,12 @@ def _load(cfg: RunConfig, checked: CheckedSet) -> PairedImages:
                         ImageStore(checked.hr_paths, mode, cache_dir), cfg.scale)
 
 
+def _ignore_sigint(_worker_id: int) -> None:
+    # Ctrl+C reaches the whole process group; the main process finishes its step and saves,
+    # which needs the workers alive.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @dataclass
 class Loaders:
     train: DataLoader
@@ -139,7 +147,9 @@ def build_loaders(cfg: RunConfig, train: list[CheckedSet], evals: list[CheckedSe
     batch = cfg.data.batch_size
     train_loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
                               drop_last=len(dataset) >= batch, pin_memory=pin_memory,
-                              persistent_workers=workers > 0)
+                              persistent_workers=workers > 0, worker_init_fn=_ignore_sigint,
+                              # its own generator: loading never draws from the global RNG
+                              generator=torch.Generator().manual_seed(cfg.training.seed))
     eval_loaders, eval_images = {}, {}
     for checked in evals:
         images = _load(cfg, checked)

@@ -115,16 +115,19 @@ class EpochSampler(Sampler):
         self.size = size
         self.seed = seed
         self.epoch = 1
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Epoch to draw, skipping its first `start` samples (resuming mid-epoch)."""
         self.epoch = epoch
+        self.start = start
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-        return iter([(self.epoch, int(i)) for i in order])
+        return iter([(self.epoch, int(i)) for i in order[self.start:]])
 
     def __len__(self) -> int:
-        return self.size
+        return self.size - self.start
 
 
 def eval_batches(sizes: list[tuple[int, int]], batch_size: int) -> list[list[int]]:

@@ -28,8 +28,9 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_summary(rows: list[dict], columns: list[str], out_dir: Path,
-                 baselines: dict[str, float]) -> list[Path]:
-    """One PNG per quantity; `baselines` maps a column to the bicubic value drawn as a line."""
+                 baselines: dict[str, float], fork_epoch: int | None = None) -> list[Path]:
+    """One PNG per quantity; `baselines` maps a column to the bicubic value drawn as a line. A
+    branch's plots show its inherited epochs too, with the fork point marked."""
     written = []
     groups: dict[str, list[str]] = {"loss": [c for c in columns if c.endswith("loss")],
                                     "learning_rate": ["learning-rate"]}
@@ -49,6 +50,10 @@ def plot_summary(rows: list[dict], columns: list[str], out_dir: Path,
         if not drawn:
             plt.close(fig)
             continue
+        if fork_epoch is not None:
+            ax.axvspan(min(r["epoch"] for r in rows) - 0.5, fork_epoch, color="grey", alpha=0.12,
+                       label="inherited from parent")
+            ax.axvline(fork_epoch, color="black", linestyle=":", label=f"fork at epoch {fork_epoch}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         if name == "learning_rate":

@@ -53,9 +53,9 @@ class RunFolder:
     def ensure_absent(self) -> None:
         if self.root.exists():
             raise RunExistsError(
-                f"{self.root} already exists; rumpy never overwrites a run. Pick another name with "
-                f"--experiment_name, or move/delete that folder (continuing a run arrives with "
-                f"--continue_from_epoch)")
+                f"{self.root} already exists; rumpy never overwrites a run silently. Continue it "
+                f"with --continue_from_epoch last, fork it with --continue_from_epoch N "
+                f"--new_branch, replace it with --overwrite_data, or pick another --experiment_name")
 
     def create(self, cfg: RunConfig) -> None:
         self.root.parent.mkdir(parents=True, exist_ok=True)

@@ -9,16 +9,18 @@ from pathlib import Path
 from ..utils.atomic import atomic_write_text
 
 TIMING_COLUMNS = ("epoch-time",)
+# 1 on a branch's rows copied from its parent (epochs up to the fork), else 0.
+INHERITED = "inherited"
 
 
 def summary_columns(metric_names: list[str], eval_sets: list[str]) -> list[str]:
     """epoch, train-loss, learning-rate, val-loss, val-<metric>... for the first eval set,
-    val-<set>-loss, val-<set>-<metric>... for the others, then epoch-time."""
+    val-<set>-loss, val-<set>-<metric>... for the others, then epoch-time and inherited."""
     cols = ["epoch", "train-loss", "learning-rate"]
     for i, name in enumerate(eval_sets):
         prefix = "val-" if i == 0 else f"val-{name}-"
         cols += [f"{prefix}loss"] + [f"{prefix}{m}" for m in metric_names]
-    return cols + list(TIMING_COLUMNS)
+    return cols + list(TIMING_COLUMNS) + [INHERITED]
 
 
 def eval_columns(means: dict[str, dict[str, float]], eval_sets: list[str]) -> dict[str, float]:
@@ -39,16 +41,17 @@ def _fmt(value) -> str:
 
 
 class SummaryLog:
-    def __init__(self, path: Path, columns: list[str]):
+    def __init__(self, path: Path, columns: list[str], rows: list[dict] | None = None):
         self.path = path
         self.columns = columns
-        self.rows: list[dict] = []
+        # rows from an earlier run of the node (or its parent) keep only this run's columns
+        self.rows: list[dict] = [{k: v for k, v in r.items() if k in columns} for r in rows or []]
 
     def append(self, row: dict) -> None:
         unknown = set(row) - set(self.columns)
         if unknown:
             raise KeyError(f"summary.csv has no column(s) {sorted(unknown)}")
-        self.rows.append(row)
+        self.rows.append({INHERITED: 0, **row})
         self.write()
 
     def write(self) -> None:

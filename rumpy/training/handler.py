@@ -2,6 +2,8 @@
 training/inference step. The epoch loop (trainer.py) drives it."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -36,14 +38,36 @@ class NetworkHandler:
         self.model: nn.Module = build_model(cfg.model.name, p.scale, p.arch).to(device)
         self.pre_upsampled = bool(getattr(self.model, "pre_upsampled", False))
         self.optimizer = build_optimizer(p.optimizer, self.model.parameters(), p.lr, p.optimizer_params)
-        self.scheduler, self.scheduler_interval = build_scheduler(
-            p.scheduler, self.optimizer, p.scheduler_params, cfg.training.num_epochs,
-            steps_per_epoch, p.lr)
+        self._cfg = cfg
+        self.steps_per_epoch = steps_per_epoch
+        self.scheduler, self.scheduler_interval = self._build_scheduler()
         self.loss_fn = LOSSES.get(p.loss)().to(device)
         self.grad_clip = p.grad_clip
         self.amp = cfg.training.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step = 0  # optimizer steps taken, over the whole run
+
+    def _build_scheduler(self):
+        p = self._cfg.model.internal_params
+        return build_scheduler(p.scheduler, self.optimizer, p.scheduler_params,
+                               self._cfg.training.num_epochs, self.steps_per_epoch, p.lr)
+
+    def restart_schedule(self, completed_epochs: int) -> None:
+        """Rebuild the scheduler from this config's lr and scheduler settings and advance it by
+        `completed_epochs` (0 = start the schedule afresh): a branch with a new lr or schedule
+        trains with exactly the rate the new settings give at its fork epoch."""
+        lr = self._cfg.model.internal_params.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+            group["initial_lr"] = lr
+        self.scheduler, self.scheduler_interval = self._build_scheduler()
+        if self.scheduler is None:
+            return
+        steps = completed_epochs * (self.steps_per_epoch if self.scheduler_interval == "batch" else 1)
+        with warnings.catch_warnings():  # stepping without optimizer steps is the point here
+            warnings.simplefilter("ignore")
+            for _ in range(steps):
+                self.scheduler.step()
 
     @property
     def learning_rate(self) -> float:

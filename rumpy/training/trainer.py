@@ -1,7 +1,10 @@
-"""The epoch loop: train -> validate -> checkpoint -> summary.csv -> plots -> samples."""
+"""The epoch loop: train -> validate -> checkpoint -> summary.csv -> plots -> samples, with
+early stopping, checkpoint retention, Ctrl+C handling and the node's status."""
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 
 import torch
@@ -12,6 +15,8 @@ from ..config.load import to_toml_dict
 from ..results.plots import plot_summary
 from ..results.samples import save_samples
 from ..results.summary import SummaryLog, eval_columns, write_table
+from ..tree.node import INTERRUPTED
+from ..tree.retention import prune_checkpoints
 from .checkpoint import rng_state, save_checkpoint
 from .handler import NetworkHandler
 from .setup import Run
@@ -19,18 +24,49 @@ from .setup import Run
 log = logging.getLogger(__name__)
 
 
-def train_epoch(handler: NetworkHandler, loader, epoch: int, num_epochs: int) -> float:
-    """Mean training loss of one epoch. Losses stay on the device (no per-step sync) except when
-    the progress bar shows them."""
-    total = torch.zeros((), dtype=torch.float64, device=handler.device)
+class StopRequest:
+    """The first Ctrl+C asks the loop to stop after the current step; a second one aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("Ctrl+C: finishing the current step and saving (press again to abort)")
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def train_epoch(handler: NetworkHandler, loader, epoch: int, num_epochs: int,
+                stop: StopRequest | None = None, done: int = 0,
+                total: torch.Tensor | None = None) -> tuple[int, torch.Tensor]:
+    """Train one epoch (or its remainder after `done` steps). Returns (steps done, loss sum);
+    it returns early when a stop was requested. Losses stay on the device (no per-step sync)
+    except when the progress bar shows them."""
+    if total is None:
+        total = torch.zeros((), dtype=torch.float64, device=handler.device)
     bar = tqdm(loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=None,
-               dynamic_ncols=True)
-    steps = 0
-    for steps, (lr, hr) in enumerate(bar, start=1):
+               dynamic_ncols=True, initial=done, total=done + len(loader))
+    steps = done
+    for lr, hr in bar:
         total += handler.train_step(lr, hr)
+        steps += 1
         if not bar.disable and steps % 10 == 0:
             bar.set_postfix(loss=f"{total.item() / steps:.4f}")
-    return total.item() / max(steps, 1)
+        if stop is not None and stop.requested:
+            break
+    bar.close()
+    return steps, total
 
 
 def _baseline(run: Run) -> dict[str, float]:
@@ -47,36 +83,90 @@ def _baseline(run: Run) -> dict[str, float]:
     return eval_columns(result.means, sets)
 
 
-def train(run: Run) -> None:
-    cfg, folder, handler = run.cfg, run.folder, run.handler
+def _state(run: Run, epoch: int, config_table: dict, **extra) -> dict:
+    monitors = {"best": run.best.state_dict()}
+    if run.early_stop is not None:
+        monitors["early_stop"] = run.early_stop.state_dict()
+    return {**run.handler.state_dict(), "epoch": epoch, "rng": rng_state(),
+            "config": config_table, "monitors": monitors, **extra}
+
+
+def _best_info(run: Run) -> dict:
+    return {"metric": run.best.column, "value": run.best.best, "epoch": run.best.best_epoch}
+
+
+def train(run: Run) -> str:
+    """Train the node to num_epochs. Returns its final state: finished, stopped_early or
+    interrupted (Ctrl+C). The node's lock is released on the way out."""
+    try:
+        return _train(run)
+    except BaseException as exc:
+        run.node.set_status(state="crashed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if run.lock is not None:
+            run.lock.release()
+
+
+def _train(run: Run) -> str:
+    cfg, folder, handler, plan = run.cfg, run.folder, run.handler, run.plan
     num_epochs = cfg.training.num_epochs
     eval_sets = list(run.loaders.evals)
-    summary = SummaryLog(folder.summary, run.columns)
-    log.info("training %s (x%d, %.2fM parameters) on %s for %d epochs; run folder %s",
+    summary = SummaryLog(folder.summary, run.columns, plan.rows)
+    summary.write()  # a branch's inherited rows are on disk before its first epoch
+    fork = plan.node.fork_epoch if plan.node.rel else None
+    run.node.set_status(state="running", started=time.strftime("%Y-%m-%d %H:%M:%S"),
+                        epochs_done=plan.start_epoch, best=_best_info(run), stop_reason=None,
+                        error=None)
+    log.info("training %s (x%d, %.2fM parameters) on %s, epochs %d-%d; node %s",
              cfg.model.name, cfg.scale,
-             sum(p.numel() for p in handler.model.parameters()) / 1e6, run.device, num_epochs,
-             folder.root)
+             sum(p.numel() for p in handler.model.parameters()) / 1e6, run.device,
+             plan.start_epoch + 1, num_epochs, folder.root)
     baselines = _baseline(run)
     config_table = to_toml_dict(cfg)
-    with logging_redirect_tqdm(loggers=[logging.getLogger("rumpy")]):
-        for epoch in range(1, num_epochs + 1):
+    interrupted_ckpt = folder.models / INTERRUPTED
+    resume = plan.state if plan.state and "position" in plan.state else None
+    stop_reason = None
+    batch = cfg.data.batch_size
+    with logging_redirect_tqdm(loggers=[logging.getLogger("rumpy")]), StopRequest() as stop:
+        for epoch in range(plan.start_epoch + 1, num_epochs + 1):
             start = time.perf_counter()
-            learning_rate = handler.learning_rate
-            run.loaders.sampler.set_epoch(epoch)
-            train_loss = train_epoch(handler, run.loaders.train, epoch, num_epochs)
+            if resume is not None and resume["epoch"] == epoch:
+                done, total = resume["position"], resume["loss_sum"].to(handler.device)
+                learning_rate, elapsed = resume["learning_rate"], resume["elapsed"]
+                log.info("resuming epoch %d after step %d", epoch, done)
+            else:
+                done, total, learning_rate, elapsed = 0, None, handler.learning_rate, 0.0
+            run.loaders.sampler.set_epoch(epoch, start=done * batch)
+            steps, total = train_epoch(handler, run.loaders.train, epoch, num_epochs, stop, done,
+                                       total)
+            if stop.requested and steps < done + len(run.loaders.train):
+                save_checkpoint(interrupted_ckpt, _state(
+                    run, epoch, config_table, position=steps, loss_sum=total.cpu(),
+                    learning_rate=learning_rate, elapsed=elapsed + time.perf_counter() - start))
+                run.node.set_status(state="interrupted", epochs_done=epoch - 1,
+                                    stop_reason=f"Ctrl+C during epoch {epoch} (step {steps})")
+                log.warning("interrupted during epoch %d; saved %s. Continue with "
+                            "--continue_from_epoch last", epoch, interrupted_ckpt)
+                return "interrupted"
             handler.end_epoch()
-            row = {"epoch": epoch, "train-loss": train_loss, "learning-rate": learning_rate}
+            row = {"epoch": epoch, "train-loss": total.item() / max(steps, 1),
+                   "learning-rate": learning_rate}
             result = None
             if eval_sets and (epoch % cfg.training.eval_frequency == 0 or epoch == num_epochs):
                 result = run.evaluator.evaluate(handler)
                 row.update(eval_columns(result.means, eval_sets))
-            row["epoch-time"] = time.perf_counter() - start
+            row["epoch-time"] = elapsed + time.perf_counter() - start
+            run.best.update(epoch, row)
+            if run.early_stop is not None:
+                run.early_stop.update(epoch, row)
 
-            save_checkpoint(folder.checkpoint(epoch), {
-                **handler.state_dict(), "epoch": epoch, "rng": rng_state(),
-                "config": config_table, "summary_row": {k: v for k, v in row.items()},
-            })
+            save_checkpoint(folder.checkpoint(epoch),
+                            _state(run, epoch, config_table, summary_row=dict(row)))
+            interrupted_ckpt.unlink(missing_ok=True)
+            interrupted_ckpt.with_name(INTERRUPTED + ".sha256").unlink(missing_ok=True)
             summary.append(row)
+            prune_checkpoints(run.node, cfg.training.keep_every_n_epochs, run.best.best_epoch)
             if result is not None:
                 write_table(folder.outputs / f"per_image_epoch_{epoch}.csv", result.per_image,
                             ["set", "image", "loss"] + run.metric_names)
@@ -84,23 +174,37 @@ def train(run: Run) -> None:
                     if samples:
                         save_samples(folder.samples(epoch), set_name, samples)
             if cfg.training.logging == "visual":
-                plot_summary(summary.rows, run.columns, folder.outputs, baselines)
+                plot_summary(summary.rows, run.columns, folder.outputs, baselines, fork)
             shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items()
                               if k.startswith("val-") and isinstance(v, float))
             log.info("epoch %d/%d: train-loss %.5f, lr %.3g%s (%.1fs)", epoch, num_epochs,
-                     train_loss, learning_rate, f", {shown}" if shown else "", row["epoch-time"])
-    _report_best(run, summary, baselines)
+                     row["train-loss"], learning_rate, f", {shown}" if shown else "",
+                     row["epoch-time"])
+            run.node.set_status(epochs_done=epoch, best=_best_info(run))
+            if stop.requested and epoch < num_epochs:
+                run.node.set_status(state="interrupted", stop_reason=f"Ctrl+C after epoch {epoch}")
+                log.warning("interrupted after epoch %d; continue with --continue_from_epoch last",
+                            epoch)
+                return "interrupted"
+            early = run.early_stop
+            if early is not None and early.bad_validations >= cfg.training.early_stopping_patience:
+                stop_reason = (f"early stopping: {early.column} did not improve by more than "
+                               f"{early.min_delta:g} for {early.bad_validations} validations; "
+                               f"best {early.best:.4f} at epoch {early.best_epoch}")
+                log.info("%s", stop_reason)
+                break
+    state = "stopped_early" if stop_reason else "finished"
+    run.node.set_status(state=state, stop_reason=stop_reason, best=_best_info(run))
+    _report_best(run, baselines)
+    return state
 
 
-def _report_best(run: Run, summary: SummaryLog, baselines: dict[str, float]) -> None:
-    if not run.metric_names or not run.loaders.evals:
+def _report_best(run: Run, baselines: dict[str, float]) -> None:
+    best = run.best
+    if best.best is None:
         log.info("finished: %s", run.folder.root)
         return
-    col = f"val-{run.metric_names[0]}"
-    scored = [r for r in summary.rows if col in r]
-    higher = run.evaluator.metrics[0].higher_is_better
-    best = (max if higher else min)(scored, key=lambda r: r[col])
-    base = baselines.get(col)
+    base = baselines.get(best.column)
     versus = f" (bicubic {base:.4f})" if base is not None else ""
-    log.info("finished: best %s %.4f at epoch %d%s; run folder %s", col, best[col], best["epoch"],
-             versus, run.folder.root)
+    log.info("finished: best %s %.4f at epoch %d%s; run folder %s", best.column, best.best,
+             best.best_epoch, versus, run.folder.root)

@@ -1,0 +1,294 @@
+"""Deciding what a train_sisr call does to the result tree, before anything is written:
+start a new run, continue a node in place, or fork a branch. `apply_plan` then does the writes."""
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from ..config import RunConfig
+from ..config.load import read_toml, to_toml_dict
+from ..config.schema import InternalParams
+from ..results.run_folder import RunExistsError, RunFolder
+from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
+from ..training.monitor import Monitor, infer_mode
+from ..utils.atomic import atomic_write_text
+from .lock import check_unlocked
+from .node import INTERRUPTED, LINEAGE, RESERVED, Node, write_json
+
+log = logging.getLogger(__name__)
+
+# Keys an in-place continue may change: they do not change what the run computes.
+IN_PLACE_CHANGES = (
+    "training.num_epochs", "training.early_stopping_patience", "training.early_stopping_metric",
+    "training.early_stopping_mode", "training.early_stopping_min_delta",
+    "training.early_stopping_reset_on_branch", "training.gpu", "training.sp_gpu",
+    "training.logging", "training.save_samples", "training.num_samples",
+    "training.keep_every_n_epochs", "training.deterministic", "data.dataloader_threads",
+    "data.cache", "data.cache_dir", "data.cache_memory_limit_gb", "data.eval_batch_size",
+)
+LOCATION_KEYS = ("experiment", "experiment_save_loc")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class TreeError(ValueError):
+    """A continue or fork that cannot be done as asked; nothing has been written."""
+
+
+@dataclass
+class Plan:
+    kind: str                          # 'new', 'continue' or 'branch'
+    node: Node                         # the node that will be trained
+    start_epoch: int = 0               # epochs already done
+    state: dict | None = None          # checkpoint to resume from
+    rows: list[dict] = field(default_factory=list)   # summary rows the node starts with
+    load_optimizer: bool = True
+    load_scheduler: bool = True
+    reset_early_stopping: bool = False
+    lineage: dict | None = None
+    remove: list[Path] = field(default_factory=list)  # removed by apply_plan (overwrite_data)
+    set_aside: list[Path] = field(default_factory=list)  # corrupt checkpoints, renamed
+    remove_root: bool = False
+
+
+def flatten(table: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def config_diff(old: dict, new: dict) -> dict[str, list]:
+    a, b = flatten(old), flatten(new)
+    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k) and k not in LOCATION_KEYS}
+
+
+def _architecture_keys(diff: dict) -> list[str]:
+    plain = {f"model.internal_params.{f}" for f in InternalParams.__dataclass_fields__}
+    return [k for k in diff if k == "model.name" or
+            (k.startswith("model.internal_params.") and k not in plain
+             and not k.startswith(("model.internal_params.optimizer_params",
+                                   "model.internal_params.scheduler_params")))
+            or k == "model.internal_params.scale"]
+
+
+def _load(path: Path) -> dict:
+    return load_checkpoint(path)
+
+
+def _node_for(cfg: RunConfig, root: Path) -> Node:
+    rel = cfg.training.branch_root.strip("/")
+    parts = rel.split("/") if rel else []
+    for part in parts:
+        if not NAME_PATTERN.fullmatch(part) or part in RESERVED:
+            raise TreeError(f"training.branch_root: {rel!r} is not a branch path "
+                            f"(names of letters, digits, '_', '-', '.')")
+    node = Node(root, "/".join(parts))
+    if not node.exists():
+        known = [n.rel for n in Node(root, "").walk() if n.rel] if Node(root, "").exists() else []
+        where = f"branch {rel!r} of {root}" if rel else str(root)
+        hint = f"; branches: {', '.join(known)}" if known else ""
+        raise TreeError(f"training.continue_from_epoch: there is no run at {where}{hint}")
+    return node
+
+
+def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, dict]:
+    """(epoch, checkpoint state) to continue from. 'last' falls back past corrupt checkpoints
+    with a warning; an explicit epoch or 'best' must be intact."""
+    own = node.own_checkpoints()
+    if choice == "last":
+        interrupted = node.folder.models / INTERRUPTED
+        last_own = max(own, default=node.fork_epoch)
+        if interrupted.is_file():
+            try:
+                state = _load(interrupted)
+                if state["epoch"] == last_own + 1:
+                    return state["epoch"] - 1, state
+            except CorruptCheckpoint as exc:
+                log.warning("%s; ignoring it", exc)
+                plan.set_aside.append(interrupted)
+        for epoch in sorted(own, reverse=True):
+            try:
+                return epoch, _load(own[epoch])
+            except CorruptCheckpoint as exc:
+                log.warning("%s; falling back to the previous checkpoint", exc)
+                plan.set_aside.append(own[epoch])
+        if node.rel:
+            path = node.checkpoint_for(node.fork_epoch)
+            if path is not None:
+                return node.fork_epoch, _load(path)
+        raise TreeError(f"training.continue_from_epoch: {node.path} has no usable checkpoint")
+    if choice == "best":
+        metric = cfg.training.best_load_metric
+        try:
+            monitor = Monitor(metric, infer_mode(metric))
+        except ValueError as exc:
+            raise TreeError(f"training.best_load_metric: {exc}") from None
+        rows = [r for r in node.summary() if node.checkpoint_for(r["epoch"]) is not None]
+        monitor.replay(rows)
+        if monitor.best_epoch is None:
+            raise TreeError(f"training.continue_from_epoch: no saved epoch of {node.path} has "
+                            f"a {metric} value")
+        choice = monitor.best_epoch
+        log.info("best %s of %s: %s at epoch %d", metric, node.path, monitor.best, choice)
+    path = node.checkpoint_for(choice)
+    if path is None:
+        kept = sorted(set(own) | ({e for e in range(1, node.fork_epoch + 1)
+                                   if node.checkpoint_for(e)} if node.rel else set()))
+        raise TreeError(f"training.continue_from_epoch: {node.path} has no checkpoint of epoch "
+                        f"{choice} (saved epochs: {', '.join(map(str, kept)) or 'none'})")
+    try:
+        return choice, _load(path)
+    except CorruptCheckpoint as exc:
+        raise TreeError(f"training.continue_from_epoch: {exc}") from None
+
+
+def _rows_until(node: Node, epoch: int, state: dict) -> list[dict]:
+    rows = [r for r in node.summary() if r["epoch"] <= epoch]
+    if (not rows or rows[-1]["epoch"] < epoch) and state.get("summary_row") and \
+            state["epoch"] == epoch:
+        # killed between writing the checkpoint and the summary row: the checkpoint has it
+        rows.append({**state["summary_row"], "inherited": 0})
+    return rows
+
+
+def plan_run(cfg: RunConfig) -> Plan:
+    t = cfg.training
+    root = Path(cfg.experiment_save_loc) / cfg.experiment
+    if t.continue_from_epoch is None:
+        if t.new_branch:
+            raise TreeError("training.new_branch: give continue_from_epoch, the epoch to fork at")
+        node = Node(root, "")
+        plan = Plan("new", node)
+        if root.exists():
+            if not t.overwrite_data:
+                RunFolder(root).ensure_absent()
+            check_unlocked(root)
+            branches = [n.rel for n in node.walk() if n.rel]
+            if branches:
+                raise TreeError(f"training.overwrite_data: {root} has branches "
+                                f"({', '.join(branches)}); remove them before overwriting the run")
+            plan.remove_root = True
+        return plan
+
+    node = _node_for(cfg, root)
+    new = to_toml_dict(cfg)
+    diff = config_diff(read_toml(node.folder.config), new)
+    arch = _architecture_keys(diff)
+    if arch:
+        changes = "; ".join(f"{k}: {diff[k][0]!r} -> {diff[k][1]!r}" for k in arch)
+        raise TreeError(f"{arch[0]}: the architecture cannot change on continue or in a branch "
+                        f"({changes}); start a new run instead")
+    plan = Plan("branch" if t.new_branch else "continue", node)
+    epoch, state = _resume_point(node, t.continue_from_epoch, cfg, plan)
+    plan.start_epoch, plan.state = epoch, state
+    if t.num_epochs <= epoch:
+        raise TreeError(f"training.num_epochs: {t.num_epochs} epochs are already done "
+                        f"(continuing from epoch {epoch}); raise num_epochs")
+
+    if t.new_branch:
+        name = t.new_branch_name or f"branch_epoch_{epoch}"
+        if not NAME_PATTERN.fullmatch(name) or name in RESERVED or name.startswith("."):
+            raise TreeError(f"training.new_branch_name: {name!r} is not a valid branch name "
+                            f"(letters, digits, '_', '-', '.'; not {', '.join(sorted(RESERVED))})")
+        target = node.path / name
+        if target.exists():
+            raise TreeError(f"training.new_branch_name: {target} already exists; choose another name")
+        fork_ckpt = node.checkpoint_for(epoch)
+        if "position" in state:  # 'last' found a mid-epoch checkpoint: fork at the epoch before
+            if fork_ckpt is None:
+                raise TreeError(f"training.continue_from_epoch: {node.path} has no checkpoint of "
+                                f"epoch {epoch} to fork from")
+            state = plan.state = _load(fork_ckpt)
+        sidecar = fork_ckpt.with_name(fork_ckpt.name + ".sha256")
+        plan.node = Node(root, f"{node.rel}/{name}" if node.rel else name)
+        plan.rows = [{**r, "inherited": 1} for r in _rows_until(node, epoch, state)]
+        plan.load_optimizer = not t.skip_optimizer_load
+        changed_schedule = any(k.startswith(("model.internal_params.lr",
+                                             "model.internal_params.scheduler",
+                                             "model.internal_params.optimizer",
+                                             "data.batch_size", "training.num_epochs"))
+                               for k in diff)
+        plan.load_scheduler = not t.skip_scheduler_load and not changed_schedule
+        plan.reset_early_stopping = t.early_stopping_reset_on_branch
+        plan.lineage = {
+            "parent": node.rel, "fork_epoch": epoch,
+            "fork_checkpoint": str(fork_ckpt.relative_to(root)),
+            "fork_checkpoint_sha256": sidecar.read_text().split()[0] if sidecar.is_file() else None,
+            "config_diff": diff, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(sys.argv), "skip_optimizer_load": t.skip_optimizer_load,
+            "skip_scheduler_load": t.skip_scheduler_load,
+            "scheduler_rebuilt": not plan.load_scheduler,
+        }
+        return plan
+
+    # In place: the same node goes on, with its own settings.
+    check_unlocked(node.path)
+    changed = [k for k in diff if k not in IN_PLACE_CHANGES]
+    if changed:
+        shown = "; ".join(f"{k}: {diff[k][0]!r} -> {diff[k][1]!r}" for k in changed[:4])
+        raise TreeError(f"{changed[0]}: differs from {node.folder.config} ({shown}); an in-place "
+                        f"continue may change only {', '.join(IN_PLACE_CHANGES[:6])}, ... "
+                        f"(docs/result_tree.md): put other changes in a branch (new_branch = true)")
+    own = node.own_checkpoints()
+    later = [e for e, path in own.items() if e > epoch and path not in plan.set_aside]
+    if later and not t.overwrite_data:
+        raise TreeError(f"training.continue_from_epoch: epoch {epoch} is not the last epoch "
+                        f"({max(later)}) of {node.path}; fork it with new_branch = true, or pass "
+                        f"overwrite_data = true to delete epochs {epoch + 1}-{max(later)}")
+    redone = [r["epoch"] for r in node.summary() if r["epoch"] > epoch]
+    if redone and not later:
+        log.warning("epochs %s of %s have no usable checkpoint and will be trained again",
+                    redone, node.path)
+    blocking = sorted(e for e in node.referenced_epochs() if e > epoch)
+    if later and blocking:
+        raise TreeError(f"training.overwrite_data: branches were forked from epochs "
+                        f"{blocking} of {node.path}, after epoch {epoch}; remove those branches "
+                        f"first")
+    for e in later:
+        plan.remove += [own[e], own[e].with_name(f"epoch_{e}.pt.sha256")]
+    plan.rows = _rows_until(node, epoch, state)
+    return plan
+
+
+def apply_plan(plan: Plan, cfg: RunConfig) -> None:
+    """The plan's writes, in an order that leaves a consistent tree if interrupted."""
+    node = plan.node
+    for path in plan.set_aside:
+        path.rename(path.with_name(path.name + ".corrupt"))
+        log.warning("moved the unusable %s aside (.corrupt)", path)
+    if plan.remove_root:
+        epochs = len(node.summary())
+        shutil.rmtree(node.path)
+        log.warning("overwrite_data: removed the existing run %s (%d epochs)", node.path, epochs)
+    if plan.remove:
+        for path in plan.remove:
+            path.unlink(missing_ok=True)
+        removed = sorted({int(p.name.split("_")[1].split(".")[0]) for p in plan.remove})
+        log.warning("overwrite_data: removed epochs %s of %s (rows and checkpoints)", removed,
+                    node.path)
+    if plan.kind == "new":
+        node.folder.create(cfg)
+        return
+    if plan.kind == "branch":
+        # Built under a temporary name and renamed, so a half-made branch never looks like one.
+        tmp = node.path.parent / f".{node.name}.creating"
+        shutil.rmtree(tmp, ignore_errors=True)
+        RunFolder(tmp).create(cfg)
+        write_json(tmp / LINEAGE, plan.lineage)
+        tmp.rename(node.path)
+        log.info("new branch %s forked at epoch %d of %s", node.rel, plan.start_epoch,
+                 node.parent.path)
+    else:
+        atomic_write_text(node.folder.config, tomli_w.dumps(to_toml_dict(cfg)))
