@@ -1,4 +1,4 @@
-"""rumpy: helper commands around train_sisr (prepare-data, models; more arrive with the result tree)."""
+"""rumpy: helper commands around train_sisr (prepare-data, models, tree)."""
 from __future__ import annotations
 
 import argparse
@@ -40,6 +40,17 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tree(args: argparse.Namespace) -> int:
+    from ..tree.render import render_tree
+
+    try:
+        print(render_tree(Path(args.experiment)))
+    except FileNotFoundError as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rumpy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     prep.set_defaults(func=_prepare_data)
     models = sub.add_parser("models", help="list registered models and their parameters")
     models.set_defaults(func=_models)
+    tree = sub.add_parser("tree", help="show an experiment's result tree")
+    tree.add_argument("experiment", help="the run folder, e.g. Results/my_run")
+    tree.set_defaults(func=_tree)
     args = parser.parse_args(argv)
     setup_console()
     return args.func(args)

@@ -1,0 +1,57 @@
+"""`rumpy tree`: an experiment's nodes with epochs, fork points, best metric and status."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config.load import read_toml
+from ..training.monitor import Monitor, infer_mode
+from .node import Node
+
+
+def _best(node: Node, rows: list[dict]) -> str:
+    try:
+        column = read_toml(node.folder.config).get("training", {}).get("best_load_metric", "val-PSNR")
+    except Exception:  # an unreadable config still gets a line in the tree
+        column = "val-PSNR"
+    column = column if column.startswith("val-") else f"val-{column}"
+    try:
+        monitor = Monitor(column, infer_mode(column))
+    except ValueError:
+        return ""
+    monitor.replay(rows)
+    if monitor.best is None:
+        return ""
+    return f"best {column} {monitor.best:.4f} @ {monitor.best_epoch}"
+
+
+def describe(node: Node) -> str:
+    rows = node.summary()
+    own = [r["epoch"] for r in rows if not r.get("inherited")]
+    parts = [node.name, f"[{node.state()}]"]
+    if node.rel:
+        parts.append(f"fork @ {node.fork_epoch}")
+    parts.append(f"epochs {own[0]}-{own[-1]}" if own else "no epochs yet")
+    best = _best(node, rows)
+    if best:
+        parts.append(best)
+    reason = node.status.get("stop_reason")
+    if node.state() == "stopped_early" and reason:
+        parts.append(f"({reason.split(';')[0]})")
+    return "  ".join(parts)
+
+
+def render_tree(root: Path) -> str:
+    top = Node(root, "")
+    if not top.exists():
+        raise FileNotFoundError(f"{root} is not a run folder (no config.toml)")
+    lines = [describe(top)]
+
+    def walk(node: Node, prefix: str) -> None:
+        children = node.children()
+        for i, child in enumerate(children):
+            last = i == len(children) - 1
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{describe(child)}")
+            walk(child, prefix + ("    " if last else "│   "))
+
+    walk(top, "")
+    return "\n".join(lines)
