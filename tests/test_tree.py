@@ -141,7 +141,7 @@ def test_skip_optimizer_load_really_resets_it(cfg, tmp_path):
 
 def _slow_config(write_config, name: str, epochs: int = 3):
     text = write_config(num_epochs=epochs, params="num_features = 16\nnum_blocks = 2",
-                        extra_params=STEP_LR).read_text()
+                        extra_params=STEP_LR, extra_training='logging = "text"').read_text()
     return write_config(name=name, text=text.replace("crop = 12", "crop = 16\nrepeat = 60"))
 
 
@@ -180,16 +180,17 @@ def test_ctrl_c_saves_and_continue_is_exact(write_config, tmp_path):
     node = tmp_path / "Results" / "stopped"
     proc = _spawn(path, "--experiment_name", "stopped")
     _wait_for(node / "saved_models" / "epoch_1.pt.sha256", proc)
-    time.sleep(0.3)
+    while json.loads((node / "status.json").read_text()).get("epochs_done") != 1:
+        time.sleep(0.01)  # epoch 1's bookkeeping is over: epoch 2 is training
+    time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     output = proc.communicate(timeout=60)[0]
     assert proc.returncode == 130, output
     assert "Traceback" not in output
     status = json.loads((node / "status.json").read_text())
     assert status["state"] == "interrupted"
-    mid_epoch = (node / "saved_models" / "interrupted.pt").exists()
-    if mid_epoch:
-        assert "Ctrl+C during epoch" in status["stop_reason"]
+    assert (node / "saved_models" / "interrupted.pt").exists()
+    assert status["stop_reason"].startswith("Ctrl+C during epoch 2 (step ")
     assert train(path, "--experiment_name", "stopped", "--continue_from_epoch", "last") == 0
     assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
     assert same_weights(weights(node, 3), weights(tmp_path / "Results" / "whole", 3))
@@ -324,3 +325,32 @@ def test_retention_keeps_best_last_and_fork_points(write_config, tmp_path):
     # a branch of the branch still finds the fork checkpoint, in the root node
     assert train(path, "--branch_root", "branch_epoch_2", "--continue_from_epoch", "2",
                  "--new_branch", "--new_branch_name", "again", "--num_epochs", "3") == 0
+
+
+def test_continue_a_run_on_the_builtin_quickstart_set(tmp_path):
+    """Built-in sets get their folders filled in before the config is compared on continue."""
+    path = tmp_path / "qs.toml"
+    path.write_text(f"""
+experiment = "qs"
+experiment_save_loc = "{tmp_path / 'Results'}"
+[training]
+num_epochs = 1
+gpu = "off"
+[model]
+name = "edsr"
+[model.internal_params]
+scale = 2
+num_features = 4
+num_blocks = 1
+[data]
+batch_size = 2
+dataloader_threads = 0
+cache_dir = "{tmp_path / 'cache'}"
+[data.training_sets.quickstart]
+crop = 8
+[data.eval_sets.quickstart]
+crop = 16
+""")
+    assert train(path) == 0
+    assert train(path, "--continue_from_epoch", "last", "--num_epochs", "2") == 0
+    assert len(rows(tmp_path / "Results" / "qs")) == 2

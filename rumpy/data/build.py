@@ -45,9 +45,6 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: DatasetConfig) -> C
     scale = cfg.scale
     if section == "training_sets" and ds.type not in DATASETS:
         DATASETS.get(ds.type)  # raises with the registered names
-    if (not ds.lr or not ds.hr) and ds.name in BUILTIN_SETS:
-        lr_dir, hr_dir = BUILTIN_SETS.get(ds.name)(Path(cfg.data.cache_dir), scale, role)
-        ds.lr, ds.hr = str(lr_dir), str(hr_dir)
     for key in ("lr", "hr"):
         value = getattr(ds, key)
         if not value:
@@ -91,6 +88,16 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: DatasetConfig) -> C
                                                 f"image side), got {crop}")
     return CheckedSet(ds.name, ds, [p.key for p in chosen], [p.lr for p in chosen],
                       [p.hr for p in chosen], lr_sizes, hr_sizes)
+
+
+def resolve_builtin_sets(cfg: RunConfig) -> None:
+    """Fill in the folders of built-in sets given without lr/hr (building them on first use), so
+    the resolved config names real folders."""
+    for section, role in (("training_sets", "train"), ("eval_sets", "eval")):
+        for ds in getattr(cfg.data, section).values():
+            if (not ds.lr or not ds.hr) and ds.name in BUILTIN_SETS:
+                lr_dir, hr_dir = BUILTIN_SETS.get(ds.name)(Path(cfg.data.cache_dir), cfg.scale, role)
+                ds.lr, ds.hr = str(lr_dir), str(hr_dir)
 
 
 def check_data(cfg: RunConfig) -> tuple[list[CheckedSet], list[CheckedSet]]:

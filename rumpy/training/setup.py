@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, RunConfig
-from ..data.build import Loaders, build_loaders, check_data, steps_per_epoch
+from ..data.build import (Loaders, build_loaders, check_data, resolve_builtin_sets,
+                          steps_per_epoch)
 from ..metrics import METRICS
 from ..metrics.lpips import LPIPSWeightsError
 from ..models import MODELS, check_model_params
@@ -108,6 +109,7 @@ def prepare(cfg: RunConfig) -> Run:
         raise ConfigError(src, "training.gpu", str(exc)) from None
     if cfg.training.amp and device.type != "cuda":
         raise ConfigError(src, "training.amp", "mixed precision needs a CUDA device (gpu = 'single')")
+    resolve_builtin_sets(cfg)
     try:
         plan = plan_run(cfg)  # fails fast on a clash with the result tree, before decoding data
     except (TreeError, NodeLockedError) as exc:
