@@ -80,7 +80,7 @@ def main() -> None:
                 torch.cuda.synchronize()
 
         ours, raw = [], []
-        train_epoch(handler, batches, 0, 0)  # warm-up both
+        train_epoch(handler, batches)  # warm-up both
         raw_epoch(model, optimizer, loss_fn, batches, device)
         for _ in range(args.rounds):
             sync()
@@ -89,7 +89,7 @@ def main() -> None:
             sync()
             raw.append(time.perf_counter() - t)
             t = time.perf_counter()
-            train_epoch(handler, batches, 0, 0)
+            train_epoch(handler, batches)
             handler.end_epoch()
             sync()
             ours.append(time.perf_counter() - t)

@@ -48,7 +48,7 @@ def tiny_sets(tmp_path_factory) -> dict[str, Path]:
 
 def tiny_toml(sets: dict[str, Path], save_loc: Path, cache_dir: Path, *, experiment="tiny",
               extra_training="", extra_params="", extra_data="", model="edsr",
-              params='num_features = 8\nnum_blocks = 1', num_epochs=2) -> str:
+              params='num_features = 8\nnum_blocks = 1', num_epochs=2, aim=False) -> str:
     return textwrap.dedent(f"""\
         experiment = "{experiment}"
         experiment_save_loc = "{save_loc}"
@@ -59,6 +59,7 @@ def tiny_toml(sets: dict[str, Path], save_loc: Path, cache_dir: Path, *, experim
         gpu = "off"
         metrics = ["PSNR", "SSIM"]
         num_samples = 1
+        aim_track = {{aim}}
         {extra_training}
 
         [model]
@@ -85,7 +86,7 @@ def tiny_toml(sets: dict[str, Path], save_loc: Path, cache_dir: Path, *, experim
         [data.eval_sets.chelsea]
         lr = "{sets['val_lr']}"
         hr = "{sets['val_hr']}"
-        """).replace("{params}", params)
+        """).replace("{params}", params).replace("{aim}", "true" if aim else "false")
 
 
 @pytest.fixture

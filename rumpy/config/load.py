@@ -203,6 +203,9 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     cfg.experiment_save_loc = _resolve(
         cfg.experiment_save_loc, toml_dir if save_loc_from_toml else Path.cwd())
     cfg.data.cache_dir = _resolve(cfg.data.cache_dir, toml_dir)
+    # One Aim repository for every experiment saved in the same place, unless told otherwise.
+    cfg.training.aim_home = (_resolve(cfg.training.aim_home, toml_dir) if cfg.training.aim_home
+                             else cfg.experiment_save_loc)
     for section in ("training_sets", "eval_sets"):
         for set_name, ds in getattr(cfg.data, section).items():
             ds.name = ds.name or set_name

@@ -68,6 +68,9 @@ class TrainingConfig:
                                           minimum=0)
     early_stopping_reset_on_branch: bool = opt(
         True, "a branch restarts the patience counter (keeping the best value so far)")
+    aim_track: bool = opt(True, "track the run in Aim (aim up shows it); failures only warn")
+    aim_home: str = opt("", "folder of the Aim repository (.aim); default: experiment_save_loc",
+                        path=True)
     keep_every_n_epochs: int = opt(1, "checkpoint retention: 1 = keep all; N = keep every N-th; "
                                       "0 = only best/last (fork points are always kept)", minimum=0)
 

@@ -18,11 +18,19 @@ def _centre(img: torch.Tensor) -> np.ndarray:
     return img[:, top: top + PANEL, left: left + PANEL].permute(1, 2, 0).numpy()
 
 
-def save_samples(folder: Path, set_name: str, samples) -> None:
+def sample_strip(sample) -> Image.Image:
+    panels = [_centre(t) for t in (sample.bicubic, sample.sr, sample.hr)]
+    gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
+    return Image.fromarray(np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1))
+
+
+def save_samples(folder: Path, set_name: str, samples) -> list[tuple[str, Image.Image]]:
+    """Write the strips; returns (image name, strip) pairs for trackers."""
     folder.mkdir(parents=True, exist_ok=True)
+    out = []
     for s in samples:
-        panels = [_centre(t) for t in (s.bicubic, s.sr, s.hr)]
-        gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
-        strip = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+        strip = sample_strip(s)
         with atomic_open(folder / f"{set_name}_{s.key}.png", "wb") as handle:
-            Image.fromarray(strip).save(handle, format="PNG")
+            strip.save(handle, format="PNG")
+        out.append((s.key, strip))
+    return out

@@ -6,9 +6,9 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 
 import torch
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..config.load import to_toml_dict
@@ -16,9 +16,11 @@ from ..results.plots import plot_summary
 from ..results.samples import save_samples
 from ..results.summary import SummaryLog, eval_columns, write_table
 from ..tree.node import INTERRUPTED
+from ..tracking.aim_tracker import AimTracker
 from ..tree.retention import prune_checkpoints
 from .checkpoint import rng_state, save_checkpoint
 from .handler import NetworkHandler
+from .progress import Progress
 from .setup import Run
 
 log = logging.getLogger(__name__)
@@ -47,25 +49,21 @@ class StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def train_epoch(handler: NetworkHandler, loader, epoch: int, num_epochs: int,
-                stop: StopRequest | None = None, done: int = 0,
-                total: torch.Tensor | None = None) -> tuple[int, torch.Tensor]:
+def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None, done: int = 0,
+                total: torch.Tensor | None = None,
+                progress: Progress | None = None) -> tuple[int, torch.Tensor]:
     """Train one epoch (or its remainder after `done` steps). Returns (steps done, loss sum);
-    it returns early when a stop was requested. Losses stay on the device (no per-step sync)
-    except when the progress bar shows them."""
+    it returns early when a stop was requested. Losses stay on the device: no per-step sync."""
     if total is None:
         total = torch.zeros((), dtype=torch.float64, device=handler.device)
-    bar = tqdm(loader, desc=f"epoch {epoch}/{num_epochs}", leave=False, disable=None,
-               dynamic_ncols=True, initial=done, total=done + len(loader))
     steps = done
-    for lr, hr in bar:
+    for lr, hr in loader:
         total += handler.train_step(lr, hr)
         steps += 1
-        if not bar.disable and steps % 10 == 0:
-            bar.set_postfix(loss=f"{total.item() / steps:.4f}")
+        if progress is not None:
+            progress.step(steps, total)
         if stop is not None and stop.requested:
             break
-    bar.close()
     return steps, total
 
 
@@ -97,18 +95,43 @@ def _best_info(run: Run) -> dict:
 
 def train(run: Run) -> str:
     """Train the node to num_epochs. Returns its final state: finished, stopped_early or
-    interrupted (Ctrl+C). The node's lock is released on the way out."""
+    interrupted (Ctrl+C). The node's lock is released and the tracker closed on the way out."""
+    tracker = None
     try:
-        return _train(run)
+        tracker = _open_tracker(run)
+        return _train(run, tracker)
     except BaseException as exc:
         run.node.set_status(state="crashed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        if tracker is not None:
+            tracker.close()
         if run.lock is not None:
             run.lock.release()
 
 
-def _train(run: Run) -> str:
+def _open_tracker(run: Run) -> AimTracker | None:
+    cfg, node, plan = run.cfg, run.node, run.plan
+    if not cfg.training.aim_track:
+        return None
+    parent = node.parent
+    lineage = {"experiment_dir": str(node.root), "node": node.rel or ".",
+               "parent": parent.rel or "." if parent else None,
+               "parent_aim_run": parent.status.get("aim_run_hash") if parent else None,
+               "fork_epoch": node.fork_epoch if node.rel else None}
+    run_hash = node.status.get("aim_run_hash") if plan.kind == "continue" else None
+    tracker = AimTracker.open(Path(cfg.training.aim_home), cfg.experiment, node.rel, run_hash,
+                              {"config": to_toml_dict(cfg), "lineage": lineage},
+                              list(run.loaders.evals))
+    if tracker is not None:
+        node.set_status(aim_run_hash=tracker.hash)
+        if tracker.new_run:  # a branch (or a run new to Aim) gets its history so far
+            for row in plan.rows:
+                tracker.track_row(row)
+    return tracker
+
+
+def _train(run: Run, tracker: AimTracker | None) -> str:
     cfg, folder, handler, plan = run.cfg, run.folder, run.handler, run.plan
     num_epochs = cfg.training.num_epochs
     eval_sets = list(run.loaders.evals)
@@ -128,6 +151,7 @@ def _train(run: Run) -> str:
     resume = plan.state if plan.state and "position" in plan.state else None
     stop_reason = None
     batch = cfg.data.batch_size
+    progress = Progress(num_epochs, plan.start_epoch)
     with logging_redirect_tqdm(loggers=[logging.getLogger("rumpy")]), StopRequest() as stop:
         for epoch in range(plan.start_epoch + 1, num_epochs + 1):
             start = time.perf_counter()
@@ -138,14 +162,16 @@ def _train(run: Run) -> str:
             else:
                 done, total, learning_rate, elapsed = 0, None, handler.learning_rate, 0.0
             run.loaders.sampler.set_epoch(epoch, start=done * batch)
-            steps, total = train_epoch(handler, run.loaders.train, epoch, num_epochs, stop, done,
-                                       total)
-            if stop.requested and steps < done + len(run.loaders.train):
+            full = done + len(run.loaders.train)
+            progress.start_epoch(epoch, done, full)
+            steps, total = train_epoch(handler, run.loaders.train, stop, done, total, progress)
+            if stop.requested and steps < full:
                 save_checkpoint(interrupted_ckpt, _state(
                     run, epoch, config_table, position=steps, loss_sum=total.cpu(),
                     learning_rate=learning_rate, elapsed=elapsed + time.perf_counter() - start))
                 run.node.set_status(state="interrupted", epochs_done=epoch - 1,
                                     stop_reason=f"Ctrl+C during epoch {epoch} (step {steps})")
+                progress.close()
                 log.warning("interrupted during epoch %d; saved %s. Continue with "
                             "--continue_from_epoch last", epoch, interrupted_ckpt)
                 return "interrupted"
@@ -167,14 +193,12 @@ def _train(run: Run) -> str:
             interrupted_ckpt.with_name(INTERRUPTED + ".sha256").unlink(missing_ok=True)
             summary.append(row)
             prune_checkpoints(run.node, cfg.training.keep_every_n_epochs, run.best.best_epoch)
-            if result is not None:
-                write_table(folder.outputs / f"per_image_epoch_{epoch}.csv", result.per_image,
-                            ["set", "image", "loss"] + run.metric_names)
-                for set_name, samples in result.samples.items():
-                    if samples:
-                        save_samples(folder.samples(epoch), set_name, samples)
+            _write_outputs(run, epoch, result, tracker)
             if cfg.training.logging == "visual":
-                plot_summary(summary.rows, run.columns, folder.outputs, baselines, fork)
+                plot_summary(summary.rows, summary.columns, folder.outputs, baselines, fork)
+            if tracker is not None:
+                tracker.track_row(row)
+            progress.end_epoch(row)
             shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items()
                               if k.startswith("val-") and isinstance(v, float))
             log.info("epoch %d/%d: train-loss %.5f, lr %.3g%s (%.1fs)", epoch, num_epochs,
@@ -183,6 +207,7 @@ def _train(run: Run) -> str:
             run.node.set_status(epochs_done=epoch, best=_best_info(run))
             if stop.requested and epoch < num_epochs:
                 run.node.set_status(state="interrupted", stop_reason=f"Ctrl+C after epoch {epoch}")
+                progress.close()
                 log.warning("interrupted after epoch %d; continue with --continue_from_epoch last",
                             epoch)
                 return "interrupted"
@@ -193,10 +218,24 @@ def _train(run: Run) -> str:
                                f"best {early.best:.4f} at epoch {early.best_epoch}")
                 log.info("%s", stop_reason)
                 break
+    progress.close()
     state = "stopped_early" if stop_reason else "finished"
     run.node.set_status(state=state, stop_reason=stop_reason, best=_best_info(run))
     _report_best(run, baselines)
     return state
+
+
+def _write_outputs(run: Run, epoch: int, result, tracker: AimTracker | None) -> None:
+    """Per-image metrics and sample images of a validation epoch."""
+    if result is None:
+        return
+    write_table(run.folder.outputs / f"per_image_epoch_{epoch}.csv", result.per_image,
+                ["set", "image", "loss"] + run.metric_names)
+    for set_name, samples in result.samples.items():
+        if samples:
+            strips = save_samples(run.folder.samples(epoch), set_name, samples)
+            if tracker is not None:
+                tracker.track_samples(epoch, set_name, strips)
 
 
 def _report_best(run: Run, baselines: dict[str, float]) -> None:

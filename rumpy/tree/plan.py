@@ -30,10 +30,12 @@ IN_PLACE_CHANGES = (
     "training.early_stopping_mode", "training.early_stopping_min_delta",
     "training.early_stopping_reset_on_branch", "training.gpu", "training.sp_gpu",
     "training.logging", "training.save_samples", "training.num_samples",
-    "training.keep_every_n_epochs", "training.deterministic", "data.dataloader_threads",
+    "training.keep_every_n_epochs", "training.deterministic", "training.aim_track",
+    "training.aim_home", "data.dataloader_threads",
     "data.cache", "data.cache_dir", "data.cache_memory_limit_gb", "data.eval_batch_size",
 )
 LOCATION_KEYS = ("experiment", "experiment_save_loc")
+# aim_home defaults to experiment_save_loc; a moved Results folder changes both.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 

@@ -1,0 +1,1 @@
+"""Experiment tracking beyond the CSV/PNG files (Aim). Tracking never stops training."""

@@ -1,0 +1,109 @@
+"""One Aim run per result-tree node. An in-place continue reopens the node's Aim run (its hash is
+in status.json); a branch gets a new run that first receives the parent's history up to the
+fork, so its curves are whole in the UI. Any Aim failure is a single warning, never a stop."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def metric_of(column: str, eval_sets: list[str]) -> tuple[str, dict] | None:
+    """Summary column -> (Aim metric name, context): train-loss -> ('loss', train),
+    val-PSNR -> ('PSNR', val, first set), val-<set>-PSNR -> ('PSNR', val, <set>)."""
+    if column == "train-loss":
+        return "loss", {"subset": "train"}
+    if column == "learning-rate":
+        return "learning_rate", {"subset": "train"}
+    if column == "epoch-time":
+        return "epoch_time", {"subset": "train"}
+    if column.startswith("val-") and eval_sets:
+        rest = column[len("val-"):]
+        for name in eval_sets[1:]:
+            if rest.startswith(f"{name}-"):
+                return rest[len(name) + 1:], {"subset": "val", "set": name}
+        return rest, {"subset": "val", "set": eval_sets[0]}
+    return None
+
+
+@contextlib.contextmanager
+def _init_lock(home: Path):
+    # Aim's repository initialisation is not safe against a concurrent first writer.
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".aim-init.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class AimTracker:
+    def __init__(self, run, eval_sets: list[str], new_run: bool):
+        self.run = run
+        self.eval_sets = eval_sets
+        self.hash = run.hash
+        self.new_run = new_run  # a new run needs the node's history so far
+        self._warned = False
+
+    @classmethod
+    def open(cls, home: Path, experiment: str, node_rel: str, run_hash: str | None,
+             params: dict, eval_sets: list[str]) -> "AimTracker | None":
+        """The node's Aim run (reopened when run_hash is given and exists), or None with a
+        warning when Aim cannot be used."""
+        try:
+            from aim import Repo, Run
+
+            with _init_lock(home):
+                Repo.from_path(str(home), init=True)
+            run = None
+            if run_hash:
+                try:
+                    run = Run(run_hash=run_hash, repo=str(home), force_resume=True,
+                              capture_terminal_logs=False)
+                except Exception as exc:  # deleted or unreadable: start a new run instead
+                    log.warning("Aim run %s could not be reopened (%s); starting a new one",
+                                run_hash, exc)
+            if run is None:
+                run = Run(repo=str(home), experiment=experiment, log_system_params=True,
+                          capture_terminal_logs=False)
+                run.name = f"{experiment}/{node_rel}" if node_rel else experiment
+            run["hparams"] = params["config"]
+            run["rumpy"] = params["lineage"]
+            return cls(run, eval_sets, new_run=not run_hash or run.hash != run_hash)
+        except Exception as exc:
+            log.warning("Aim tracking is off for this run (%s: %s); CSV and PNG logging go on",
+                        type(exc).__name__, exc)
+            return None
+
+    def _safe(self, fn, *args, **kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:
+            if not self._warned:
+                log.warning("Aim tracking failed (%s: %s); training goes on", type(exc).__name__, exc)
+                self._warned = True
+
+    def track_row(self, row: dict) -> None:
+        epoch = int(row["epoch"])
+        for column, value in row.items():
+            mapped = metric_of(column, self.eval_sets)
+            if mapped is None or value is None or isinstance(value, str):
+                continue
+            name, context = mapped
+            # NaN and inf are tracked as they are (a diverged run shows as a gap)
+            self._safe(self.run.track, float(value), name=name, step=epoch, epoch=epoch,
+                       context=context)
+
+    def track_samples(self, epoch: int, set_name: str, images: list) -> None:
+        def track():
+            from aim import Image
+            self.run.track([Image(img, caption=caption) for caption, img in images], name="samples",
+                           step=epoch, epoch=epoch, context={"subset": "val", "set": set_name})
+        self._safe(track)
+
+    def close(self) -> None:
+        self._safe(self.run.close)
