@@ -29,6 +29,16 @@ def metric_of(column: str, eval_sets: list[str]) -> tuple[str, dict] | None:
     return None
 
 
+def _system_params() -> dict:
+    import platform
+
+    import torch
+
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "host": platform.node(), "cuda": torch.version.cuda or "none",
+            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
+
+
 @contextlib.contextmanager
 def _init_lock(home: Path):
     # Aim's repository initialisation is not safe against a concurrent first writer.
@@ -68,11 +78,14 @@ class AimTracker:
                     log.warning("Aim run %s could not be reopened (%s); starting a new one",
                                 run_hash, exc)
             if run is None:
-                run = Run(repo=str(home), experiment=experiment, log_system_params=True,
+                # log_system_params is off: it needs pkg_resources, gone from new setuptools;
+                # the essentials are recorded below. CPU/GPU/memory are still tracked over time.
+                run = Run(repo=str(home), experiment=experiment, log_system_params=False,
                           capture_terminal_logs=False)
                 run.name = f"{experiment}/{node_rel}" if node_rel else experiment
             run["hparams"] = params["config"]
             run["rumpy"] = params["lineage"]
+            run["system"] = _system_params()
             return cls(run, eval_sets, new_run=not run_hash or run.hash != run_hash)
         except Exception as exc:
             log.warning("Aim tracking is off for this run (%s: %s); CSV and PNG logging go on",
