@@ -18,7 +18,16 @@ def setup_console(level: int = logging.INFO) -> None:
 
 
 def attach_file(path: Path) -> logging.Handler:
+    """Everything rumpy logs, and Python warnings (from torch and others), also go to `path`."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(FORMAT, "%Y-%m-%d %H:%M:%S"))
-    logger.addHandler(handler)
+    logging.captureWarnings(True)
+    for name in ("rumpy", "py.warnings"):
+        logging.getLogger(name).addHandler(handler)
     return handler
+
+
+def detach_file(handler: logging.Handler) -> None:
+    for name in ("rumpy", "py.warnings"):
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()

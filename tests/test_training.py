@@ -132,3 +132,18 @@ def test_corrupt_checkpoint_is_detected(write_config, tmp_path):
     ckpt.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptCheckpoint, match="checksum mismatch"):
         load_checkpoint(ckpt)
+
+
+def test_summary_columns_stay_stable_when_a_branch_changes_metrics(write_config, tmp_path):
+    path = write_config(num_epochs=2)
+    _train(path)
+    psnr_only = path.with_name("psnr.toml")
+    psnr_only.write_text(path.read_text().replace('"PSNR", "SSIM"', '"PSNR"'))
+    assert train_main(["--parameters", str(psnr_only), "--continue_from_epoch", "1",
+                       "--new_branch", "--new_branch_name", "psnr_only"]) == 0
+    node = tmp_path / "Results" / "tiny"
+    parent, branch = _rows(node), _rows(node / "psnr_only")
+    # the parent's SSIM of the inherited epoch survives; the branch's own epoch has none
+    assert list(branch[0]) == list(parent[0])
+    assert branch[0]["val-SSIM"] == parent[0]["val-SSIM"] != ""
+    assert branch[1]["val-SSIM"] == "" and branch[1]["val-PSNR"] != ""

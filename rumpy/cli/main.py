@@ -1,8 +1,9 @@
-"""rumpy: helper commands around train_sisr (prepare-data, models, tree)."""
+"""rumpy: helper commands around train_sisr (prepare-data, models, tree, export, plot)."""
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,47 @@ def _tree(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ..results.export import best_table, epochs_table, long_table, per_image_table
+
+    folder = Path(args.folder)
+    try:
+        if args.per_image is not None:
+            table = per_image_table(folder, args.per_image)
+        else:
+            table = epochs_table(folder)
+            if args.best:
+                table = best_table(table, args.best, args.include_inherited)
+            elif args.format == "long":
+                table = long_table(table)
+    except (FileNotFoundError, KeyError) as exc:
+        log.error("%s", exc.args[0] if exc.args else exc)
+        return 2
+    if args.output:
+        from ..utils.atomic import atomic_open
+        with atomic_open(Path(args.output), "w", newline="") as handle:
+            table.to_csv(handle, index=False)
+        log.info("wrote %d rows to %s", len(table), args.output)
+    else:
+        try:
+            table.to_csv(sys.stdout, index=False)
+        except BrokenPipeError:  # `rumpy export ... | head` is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from ..results.compare import plot_nodes
+
+    try:
+        drawn = plot_nodes(Path(args.experiment), args.metric, Path(args.output), args.nodes)
+    except (FileNotFoundError, KeyError) as exc:
+        log.error("%s", exc.args[0] if exc.args else exc)
+        return 2
+    log.info("wrote %s (%s)", args.output, ", ".join(drawn))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rumpy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +109,25 @@ def main(argv: list[str] | None = None) -> int:
     tree = sub.add_parser("tree", help="show an experiment's result tree")
     tree.add_argument("experiment", help="the run folder, e.g. Results/my_run")
     tree.set_defaults(func=_tree)
+    export = sub.add_parser("export", help="metrics of every node under a folder, as CSV")
+    export.add_argument("folder", help="a Results folder or one experiment's run folder")
+    export.add_argument("-o", "--output", help="CSV file to write (default: standard output)")
+    export.add_argument("--format", choices=("wide", "long"), default="wide",
+                        help="wide: a row per node and epoch; long: a row per node, epoch, metric")
+    export.add_argument("--best", metavar="METRIC",
+                        help="one row per node: its best epoch by METRIC (e.g. val-PSNR)")
+    export.add_argument("--include-inherited", action="store_true",
+                        help="with --best: let a branch's best be an epoch it inherited")
+    export.add_argument("--per-image", type=int, metavar="EPOCH",
+                        help="per-image metrics of EPOCH instead")
+    export.set_defaults(func=_export)
+    plot = sub.add_parser("plot", help="overlay nodes' curves of one metric in a PNG")
+    plot.add_argument("experiment", help="the run folder, e.g. Results/my_run")
+    plot.add_argument("--metric", default="val-PSNR", help="summary column (default val-PSNR)")
+    plot.add_argument("--nodes", nargs="+", metavar="BRANCH",
+                      help="nodes to draw ('.' = the root); default: all")
+    plot.add_argument("-o", "--output", default="compare.png")
+    plot.set_defaults(func=_plot)
     args = parser.parse_args(argv)
     setup_console()
     return args.func(args)

@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from ..config import ConfigError, load_config
-from ..logs import attach_file, setup_console
+from ..logs import attach_file, detach_file, setup_console
 from ..results.run_folder import RunExistsError
 
 log = logging.getLogger("rumpy")
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("aborted; completed epochs are saved in %s", run.folder.models)
         return 130
     finally:
-        handler.close()
-        logging.getLogger("rumpy").removeHandler(handler)
+        detach_file(handler)
     return 130 if state == "interrupted" else 0
 
 

@@ -43,9 +43,13 @@ def _fmt(value) -> str:
 class SummaryLog:
     def __init__(self, path: Path, columns: list[str], rows: list[dict] | None = None):
         self.path = path
-        self.columns = columns
-        # rows from an earlier run of the node (or its parent) keep only this run's columns
-        self.rows: list[dict] = [{k: v for k, v in r.items() if k in columns} for r in rows or []]
+        self.rows: list[dict] = list(rows or [])
+        # Columns only earlier rows have (a parent's metric this branch dropped) are kept,
+        # before the timing columns, so no value is ever lost; new ones are empty there.
+        extra = [c for r in self.rows for c in r if c not in columns]
+        extra = list(dict.fromkeys(extra))
+        cut = columns.index(TIMING_COLUMNS[0]) if TIMING_COLUMNS[0] in columns else len(columns)
+        self.columns = columns[:cut] + extra + columns[cut:]
 
     def append(self, row: dict) -> None:
         unknown = set(row) - set(self.columns)
