@@ -16,6 +16,7 @@ import torch
 
 from rumpy.config import load_config
 from rumpy.training.setup import prepare
+from rumpy.training.progress import Progress
 from rumpy.training.trainer import train_epoch
 
 CONFIG = """
@@ -72,6 +73,7 @@ def main() -> None:
         model = copy.deepcopy(handler.model)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         loss_fn = torch.nn.L1Loss()
+        run.loaders.sampler.set_epoch(1)
         batches = list(loader)  # identical batches for both loops, decoding excluded
         steps = len(batches)
 
@@ -79,6 +81,7 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
 
+        progress = Progress(10, 0, terminal=False)  # what the trainer does in a log-only setting
         ours, raw = [], []
         train_epoch(handler, batches)  # warm-up both
         raw_epoch(model, optimizer, loss_fn, batches, device)
@@ -89,7 +92,8 @@ def main() -> None:
             sync()
             raw.append(time.perf_counter() - t)
             t = time.perf_counter()
-            train_epoch(handler, batches)
+            progress.start_epoch(1, 0, steps)
+            train_epoch(handler, batches, progress=progress)
             handler.end_epoch()
             sync()
             ours.append(time.perf_counter() - t)

@@ -147,3 +147,13 @@ def test_summary_columns_stay_stable_when_a_branch_changes_metrics(write_config,
     assert list(branch[0]) == list(parent[0])
     assert branch[0]["val-SSIM"] == parent[0]["val-SSIM"] != ""
     assert branch[1]["val-SSIM"] == "" and branch[1]["val-PSNR"] != ""
+
+
+def test_training_without_eval_sets(write_config, tmp_path):
+    text = write_config().read_text()
+    text = text[: text.index("[data.eval_sets.chelsea]")]
+    _train(write_config(text=text))
+    run = tmp_path / "Results" / "tiny"
+    rows = _rows(run)
+    assert list(rows[0]) == ["epoch", "train-loss", "learning-rate", "epoch-time", "inherited"]
+    assert (run / "saved_models" / "epoch_2.pt").is_file()

@@ -158,11 +158,13 @@ def _monitor(cfg: RunConfig, key: str, mode: str, min_delta: float, columns: lis
     column = getattr(cfg.training, key)
     if column not in columns and f"val-{column}" in columns:
         column = f"val-{column}"  # 'PSNR' means the first eval set's PSNR
-    watched = [c for c in columns if c.startswith("val-")]
+    watched = [c for c in columns if c.startswith("val-") or c == "train-loss"]
+    if key == "best_load_metric" and column == "val-PSNR" and column not in columns:
+        column = "train-loss"  # no validation set: the best epoch is the lowest training loss
     if column not in watched:
         raise ConfigError(cfg.source, f"training.{key}",
                           f"no validation column {column!r}{did_you_mean(column, watched)} "
-                          f"(columns: {', '.join(watched) or 'none: add an eval set'})")
+                          f"(columns: {', '.join(watched)})")
     try:
         return Monitor(column, infer_mode(column, mode), min_delta)
     except ValueError as exc:
