@@ -190,7 +190,7 @@ def test_ctrl_c_saves_and_continue_is_exact(write_config, tmp_path):
     status = json.loads((node / "status.json").read_text())
     assert status["state"] == "interrupted"
     assert (node / "saved_models" / "interrupted.pt").exists()
-    assert status["stop_reason"].startswith("Ctrl+C during epoch 2 (step ")
+    assert status["stop_reason"].startswith("stopped (Ctrl+C/SIGTERM) during epoch 2 (step ")
     assert train(path, "--experiment_name", "stopped", "--continue_from_epoch", "last") == 0
     assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
     assert same_weights(weights(node, 3), weights(tmp_path / "Results" / "whole", 3))
@@ -354,3 +354,17 @@ crop = 16
     assert train(path) == 0
     assert train(path, "--continue_from_epoch", "last", "--num_epochs", "2") == 0
     assert len(rows(tmp_path / "Results" / "qs")) == 2
+
+
+def test_sigterm_is_handled_like_ctrl_c(write_config, tmp_path):
+    path = _slow_config(write_config, "slow.toml", epochs=2)
+    node = tmp_path / "Results" / "tiny"
+    proc = _spawn(path)
+    _wait_for(node / "status.json", proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, output
+    assert json.loads((node / "status.json").read_text())["state"] == "interrupted"
+    assert train(path, "--continue_from_epoch", "last") == 0
+    assert len(rows(node)) == 2

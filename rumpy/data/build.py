@@ -130,7 +130,7 @@ def _load(cfg: RunConfig, checked: CheckedSet) -> PairedImages:
 
 def _ignore_sigint(_worker_id: int) -> None:
     # Ctrl+C reaches the whole process group; the main process finishes its step and saves,
-    # which needs the workers alive.
+    # which needs the workers alive. (SIGTERM is left alone: DataLoader uses it to stop them.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -27,26 +27,30 @@ log = logging.getLogger(__name__)
 
 
 class StopRequest:
-    """The first Ctrl+C asks the loop to stop after the current step; a second one aborts."""
+    """The first Ctrl+C (SIGINT) or SIGTERM (a job scheduler's pre-emption) asks the loop to
+    stop after the current step and save; a second one aborts."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous: dict = {}
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("Ctrl+C: finishing the current step and saving (press again to abort)")
+        log.warning("%s: finishing the current step and saving (again to abort)",
+                    signal.Signals(signum).name)
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None, done: int = 0,
@@ -98,8 +102,9 @@ def train(run: Run) -> str:
     interrupted (Ctrl+C). The node's lock is released and the tracker closed on the way out."""
     tracker = None
     try:
-        tracker = _open_tracker(run)
-        return _train(run, tracker)
+        with StopRequest() as stop:  # before anything says "running"
+            tracker = _open_tracker(run)
+            return _train(run, tracker, stop)
     except BaseException as exc:
         run.node.set_status(state="crashed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -131,7 +136,7 @@ def _open_tracker(run: Run) -> AimTracker | None:
     return tracker
 
 
-def _train(run: Run, tracker: AimTracker | None) -> str:
+def _train(run: Run, tracker: AimTracker | None, stop: StopRequest) -> str:
     cfg, folder, handler, plan = run.cfg, run.folder, run.handler, run.plan
     num_epochs = cfg.training.num_epochs
     eval_sets = list(run.loaders.evals)
@@ -152,7 +157,7 @@ def _train(run: Run, tracker: AimTracker | None) -> str:
     stop_reason = None
     batch = cfg.data.batch_size
     progress = Progress(num_epochs, plan.start_epoch)
-    with logging_redirect_tqdm(loggers=[logging.getLogger("rumpy")]), StopRequest() as stop:
+    with logging_redirect_tqdm(loggers=[logging.getLogger("rumpy")]):
         for epoch in range(plan.start_epoch + 1, num_epochs + 1):
             start = time.perf_counter()
             if resume is not None and resume["epoch"] == epoch:
@@ -170,7 +175,8 @@ def _train(run: Run, tracker: AimTracker | None) -> str:
                     run, epoch, config_table, position=steps, loss_sum=total.cpu(),
                     learning_rate=learning_rate, elapsed=elapsed + time.perf_counter() - start))
                 run.node.set_status(state="interrupted", epochs_done=epoch - 1,
-                                    stop_reason=f"Ctrl+C during epoch {epoch} (step {steps})")
+                                    stop_reason=f"stopped (Ctrl+C/SIGTERM) during epoch {epoch} "
+                                                f"(step {steps})")
                 progress.close()
                 log.warning("interrupted during epoch %d; saved %s. Continue with "
                             "--continue_from_epoch last", epoch, interrupted_ckpt)
@@ -206,7 +212,8 @@ def _train(run: Run, tracker: AimTracker | None) -> str:
                      row["epoch-time"])
             run.node.set_status(epochs_done=epoch, best=_best_info(run))
             if stop.requested and epoch < num_epochs:
-                run.node.set_status(state="interrupted", stop_reason=f"Ctrl+C after epoch {epoch}")
+                run.node.set_status(state="interrupted",
+                                    stop_reason=f"stopped (Ctrl+C/SIGTERM) after epoch {epoch}")
                 progress.close()
                 log.warning("interrupted after epoch %d; continue with --continue_from_epoch last",
                             epoch)
