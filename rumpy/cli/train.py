@@ -9,6 +9,7 @@ import sys
 from ..config import ConfigError, load_config
 from ..logs import attach_file, detach_file, setup_console
 from ..results.run_folder import RunExistsError
+from ..tree.lock import NodeLockedError
 
 log = logging.getLogger("rumpy")
 
@@ -55,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.parameters, overrides)
         run = prepare(cfg)
-    except (ConfigError, RunExistsError) as exc:
+        start(run)  # the first writes; a racing second process is refused here
+    except (ConfigError, RunExistsError, NodeLockedError) as exc:
         log.error("%s", exc)
         return 2
-    start(run)
     handler = attach_file(run.folder.log)
     try:
         log.info("command: %s", shlex.join(sys.argv))

@@ -189,9 +189,13 @@ def _restore_monitors(run: Run) -> None:
 def start(run: Run) -> None:
     """The first writes: the plan's changes to the tree, the node's lock, and the resumed state
     in the handler."""
-    apply_plan(run.plan, run.cfg)
     run.lock = NodeLock(run.node.path)
-    run.lock.acquire()
+    if run.plan.kind == "continue":  # an existing node: lock it before changing anything
+        run.lock.acquire()
+        apply_plan(run.plan, run.cfg)
+    else:  # a new run or branch folder comes into being here
+        apply_plan(run.plan, run.cfg)
+        run.lock.acquire()
     state, plan, handler = run.plan.state, run.plan, run.handler
     if state is None:
         return
