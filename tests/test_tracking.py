@@ -79,6 +79,11 @@ def test_root_and_branch_runs_equal_summary(write_config, tmp_path):
     assert [r["inherited"] for r in branch_rows] == ["1", "1", "0", "0"]
     assert sorted(branch_metrics[("PSNR", "chelsea")]) == [1, 2, 3, 4]
     assert_matches_summary(branch_metrics, branch_rows, "chelsea")
+    # sample strips (bicubic | SR | HR) as Aim images at each validation epoch
+    from aim.storage.context import Context
+    images = root_run.get_image_sequence("samples", Context({"subset": "val", "set": "chelsea"}))
+    assert images.data.indices_list() == [1, 2, 3]
+    assert images.record_length() == 1  # num_samples = 1 strip per set
     lineage = branch_run["rumpy"]
     assert lineage["parent_aim_run"] == root_hash and lineage["fork_epoch"] == 2
     assert lineage["node"] == "lr_low"

@@ -164,7 +164,9 @@ def test_sigkill_mid_epoch_then_continue_is_exact(write_config, tmp_path):
     node = tmp_path / "Results" / "killed"
     proc = _spawn(path, "--experiment_name", "killed")
     _wait_for(node / "saved_models" / "epoch_1.pt.sha256", proc)
-    time.sleep(0.3)  # into epoch 2
+    while json.loads((node / "status.json").read_text()).get("epochs_done") != 1:
+        time.sleep(0.01)
+    time.sleep(0.2)  # in the middle of training epoch 2
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     out = _tree(node)
