@@ -295,8 +295,11 @@ def test_in_place_rules(cfg, tmp_path):
         assert "new_branch_name" in refused(cfg, "--continue_from_epoch", "2", "--new_branch",
                                             "--new_branch_name", bad)
     assert "no run at" in refused(cfg, "--continue_from_epoch", "last", "--branch_root", "nope")
-    assert not any(p.is_dir() and p.name not in ("result_outputs", "saved_models")
-                   for p in node.iterdir())
+    assert train(cfg, "--continue_from_epoch", "3", "--new_branch", "--new_branch_name", "b3") == 0
+    assert "comes before branch b3's fork (epoch 3)" in refused(
+        cfg, "--branch_root", "b3", "--continue_from_epoch", "2", "--overwrite_data")
+    assert sorted(p.name for p in node.iterdir() if p.is_dir()) == \
+        ["b3", "result_outputs", "saved_models"]
 
 
 def test_overwrite_data_truncates_and_protects_forks(cfg, tmp_path, caplog):

@@ -77,16 +77,11 @@ def config_diff(old: dict, new: dict) -> dict[str, list]:
 
 
 def _architecture_keys(diff: dict) -> list[str]:
-    plain = {f"model.internal_params.{f}" for f in InternalParams.__dataclass_fields__}
+    """Changed keys that define the network: its name, scale and own parameters (every key of
+    internal_params that is not a training setting)."""
+    training = set(InternalParams.__dataclass_fields__) - {"scale"}
     return [k for k in diff if k == "model.name" or
-            (k.startswith("model.internal_params.") and k not in plain
-             and not k.startswith(("model.internal_params.optimizer_params",
-                                   "model.internal_params.scheduler_params")))
-            or k == "model.internal_params.scale"]
-
-
-def _load(path: Path) -> dict:
-    return load_checkpoint(path)
+            (k.startswith("model.internal_params.") and k.split(".")[2] not in training)]
 
 
 def _node_for(cfg: RunConfig, root: Path) -> Node:
@@ -114,7 +109,7 @@ def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, 
         last_own = max(own, default=node.fork_epoch)
         if interrupted.is_file():
             try:
-                state = _load(interrupted)
+                state = load_checkpoint(interrupted)
                 if state["epoch"] == last_own + 1:
                     return state["epoch"] - 1, state
             except CorruptCheckpoint as exc:
@@ -122,14 +117,14 @@ def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, 
                 plan.set_aside.append(interrupted)
         for epoch in sorted(own, reverse=True):
             try:
-                return epoch, _load(own[epoch])
+                return epoch, load_checkpoint(own[epoch])
             except CorruptCheckpoint as exc:
                 log.warning("%s; falling back to the previous checkpoint", exc)
                 plan.set_aside.append(own[epoch])
         if node.rel:
             path = node.checkpoint_for(node.fork_epoch)
             if path is not None:
-                return node.fork_epoch, _load(path)
+                return node.fork_epoch, load_checkpoint(path)
         raise TreeError(f"training.continue_from_epoch: {node.path} has no usable checkpoint")
     if choice == "best":
         metric = cfg.training.best_load_metric
@@ -151,7 +146,7 @@ def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, 
         raise TreeError(f"training.continue_from_epoch: {node.path} has no checkpoint of epoch "
                         f"{choice} (saved epochs: {', '.join(map(str, kept)) or 'none'})")
     try:
-        return choice, _load(path)
+        return choice, load_checkpoint(path)
     except CorruptCheckpoint as exc:
         raise TreeError(f"training.continue_from_epoch: {exc}") from None
 
@@ -212,7 +207,7 @@ def plan_run(cfg: RunConfig) -> Plan:
             if fork_ckpt is None:
                 raise TreeError(f"training.continue_from_epoch: {node.path} has no checkpoint of "
                                 f"epoch {epoch} to fork from")
-            state = plan.state = _load(fork_ckpt)
+            state = plan.state = load_checkpoint(fork_ckpt)
         sidecar = fork_ckpt.with_name(fork_ckpt.name + ".sha256")
         plan.node = Node(root, f"{node.rel}/{name}" if node.rel else name)
         plan.rows = [{**r, "inherited": 1} for r in _rows_until(node, epoch, state)]
@@ -237,6 +232,11 @@ def plan_run(cfg: RunConfig) -> Plan:
 
     # In place: the same node goes on, with its own settings.
     check_unlocked(node.path)
+    if node.rel and epoch < node.fork_epoch:
+        parent = node.parent.rel or "''"
+        raise TreeError(f"training.continue_from_epoch: epoch {epoch} comes before branch "
+                        f"{node.rel}'s fork (epoch {node.fork_epoch}); fork its parent instead "
+                        f"(--branch_root {parent} --new_branch)")
     changed = [k for k in diff if k not in IN_PLACE_CHANGES]
     if changed:
         shown = "; ".join(f"{k}: {diff[k][0]!r} -> {diff[k][1]!r}" for k in changed[:4])
