@@ -133,3 +133,23 @@ def test_lpips_without_weights_fails_before_training(write_config, tmp_path, mon
     assert "training.metrics: LPIPS needs the AlexNet ImageNet weights at" in str(info.value)
     assert ALEXNET_FILE in str(info.value)
     assert not (tmp_path / "Results").exists()
+
+
+def test_training_with_lpips_reports_it(lpips_package, write_config, tmp_path, monkeypatch):
+    """LPIPS end to end: weights from the hub cache, a val-LPIPS column, per-image values."""
+    import csv
+    from rumpy.cli.train import main as train_main
+    net, _ = lpips_package
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    (tmp_path / "torch_home" / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(_alexnet_state(net), tmp_path / "torch_home" / "hub" / "checkpoints" / ALEXNET_FILE)
+    text = write_config().read_text().replace('"PSNR", "SSIM"', '"PSNR", "SSIM", "LPIPS"')
+    assert train_main(["--parameters", str(write_config(text=text))]) == 0
+    out = tmp_path / "Results" / "tiny" / "result_outputs"
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert "val-LPIPS" in rows[0] and all(0 < float(r["val-LPIPS"]) < 1 for r in rows)
+    per_image = list(csv.DictReader(open(out / "per_image_epoch_2.csv")))
+    mean = sum(float(r["LPIPS"]) for r in per_image) / len(per_image)
+    assert mean == pytest.approx(float(rows[1]["val-LPIPS"]), abs=1e-9)
+    baseline = list(csv.DictReader(open(out / "bicubic_baseline.csv")))
+    assert float(baseline[0]["LPIPS"]) >= 0

@@ -27,12 +27,14 @@ class ImageStore:
         self.mode = mode
         self._arrays: list[np.ndarray] | None = None
         self._files: list[Path] | None = None
-        if mode == "memory":
-            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        # PIL decodes without the GIL: threads use every core for the one-off decoding.
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            if mode == "memory":
                 self._arrays = list(pool.map(read_rgb, self.paths))
-        elif mode == "disk":
-            assert cache_dir is not None
-            self._files = [self._disk_entry(Path(cache_dir), p) for p in self.paths]
+            elif mode == "disk":
+                assert cache_dir is not None
+                self._files = list(pool.map(lambda p: self._disk_entry(Path(cache_dir), p),
+                                            self.paths))
 
     @staticmethod
     def _disk_entry(cache_dir: Path, path: Path) -> Path:
