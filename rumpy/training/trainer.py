@@ -121,7 +121,7 @@ def _open_tracker(run: Run) -> AimTracker | None:
         return None
     parent = node.parent
     lineage = {"experiment_dir": str(node.root), "node": node.rel or ".",
-               "parent": parent.rel or "." if parent else None,
+               "parent": (parent.rel or ".") if parent else None,
                "parent_aim_run": parent.status.get("aim_run_hash") if parent else None,
                "fork_epoch": node.fork_epoch if node.rel else None}
     run_hash = node.status.get("aim_run_hash") if plan.kind == "continue" else None
