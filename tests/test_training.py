@@ -55,6 +55,8 @@ def test_short_training_writes_the_whole_run_folder(write_config, tmp_path):
     assert baseline[0]["set"] == "chelsea" and float(baseline[0]["PSNR"]) > 20
     log = (run / "train.log").read_text()
     assert "epoch 2/2: train-loss" in log and "bicubic baseline on chelsea" in log
+    assert "command: " in log and "tiles: 8 image pairs" in log  # logged before the folder existed
+    assert "finished: best val-PSNR" in log
     assert (run / "config.toml").is_file()
 
     ckpt = load_checkpoint(run / "saved_models" / "epoch_2.pt")  # weights_only=True inside

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.handlers
 import shlex
 import sys
 
@@ -53,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     from ..training.trainer import train
 
     overrides = {k: getattr(args, k) for k in CLI_OVERRIDES}
+    # What is logged before the run folder exists (data checks, what a continue removes) is
+    # held back and written to the node's train.log once it does.
+    early = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
+    log.addHandler(early)
+    # the command line goes to train.log only; the console already shows it
+    early.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "command: %s",
+                                (shlex.join(sys.argv),), None))
     try:
         cfg = load_config(args.parameters, overrides)
         run = prepare(cfg)
@@ -60,9 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RunExistsError, NodeLockedError) as exc:
         log.error("%s", exc)
         return 2
+    finally:
+        log.removeHandler(early)
     handler = attach_file(run.folder.log)
+    early.setTarget(handler)
+    early.close()  # flushes into train.log
     try:
-        log.info("command: %s", shlex.join(sys.argv))
         state = train(run)
     except KeyboardInterrupt:
         log.error("aborted; completed epochs are saved in %s", run.folder.models)
