@@ -177,3 +177,19 @@ def test_resolved_config_has_every_default(write_config, tmp_path):
     assert resolved["model"]["internal_params"]["res_scale"] == 0.1  # architecture default
     assert resolved["data"]["eval_sets"]["chelsea"]["crop"] == 0
     assert Path(resolved["data"]["training_sets"]["tiles"]["lr"]).is_absolute()
+
+
+def test_sixteen_bit_and_unreadable_images_are_named(write_config, tmp_path):
+    from PIL import Image
+    lr, hr = tmp_path / "lr16", tmp_path / "hr16"
+    lr.mkdir()
+    hr.mkdir()
+    Image.new("I;16", (8, 8)).save(lr / "a.png")
+    Image.new("I;16", (16, 16)).save(hr / "a.png")
+    text = write_config().read_text()
+    text = re.sub(r'lr = ".*?val/LR_x2"', f'lr = "{lr}"', text)
+    text = re.sub(r'hr = ".*?val/HR"', f'hr = "{hr}"', text)
+    msg = _fails(write_config(text=text))
+    assert "data.eval_sets.chelsea: cannot use image: a.png is a I;16 image" in msg
+    (hr / "a.png").write_bytes(b"not a png")
+    assert "data.eval_sets.chelsea: cannot use image" in _fails(write_config(text=text))

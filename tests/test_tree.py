@@ -158,15 +158,20 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.02)
 
 
+def _wait_into_epoch_2(node: Path, proc: subprocess.Popen) -> None:
+    """Until the subprocess is in the middle of training epoch 2."""
+    _wait_for(node / "saved_models" / "epoch_1.pt.sha256", proc)
+    while json.loads((node / "status.json").read_text()).get("epochs_done") != 1:
+        time.sleep(0.01)  # epoch 1's bookkeeping is over: epoch 2 is training
+    time.sleep(0.2)
+
+
 def test_sigkill_mid_epoch_then_continue_is_exact(write_config, tmp_path):
     path = _slow_config(write_config, "slow.toml")
     assert train(path, "--experiment_name", "whole") == 0
     node = tmp_path / "Results" / "killed"
     proc = _spawn(path, "--experiment_name", "killed")
-    _wait_for(node / "saved_models" / "epoch_1.pt.sha256", proc)
-    while json.loads((node / "status.json").read_text()).get("epochs_done") != 1:
-        time.sleep(0.01)
-    time.sleep(0.2)  # in the middle of training epoch 2
+    _wait_into_epoch_2(node, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     out = _tree(node)
@@ -181,10 +186,7 @@ def test_ctrl_c_saves_and_continue_is_exact(write_config, tmp_path):
     assert train(path, "--experiment_name", "whole") == 0
     node = tmp_path / "Results" / "stopped"
     proc = _spawn(path, "--experiment_name", "stopped")
-    _wait_for(node / "saved_models" / "epoch_1.pt.sha256", proc)
-    while json.loads((node / "status.json").read_text()).get("epochs_done") != 1:
-        time.sleep(0.01)  # epoch 1's bookkeeping is over: epoch 2 is training
-    time.sleep(0.2)
+    _wait_into_epoch_2(node, proc)
     proc.send_signal(signal.SIGINT)
     output = proc.communicate(timeout=60)[0]
     assert proc.returncode == 130, output

@@ -74,8 +74,8 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: DatasetConfig) -> C
     for p in chosen:
         try:
             (lh, lw), (hh, hw) = image_size(p.lr), image_size(p.hr)
-        except OSError as exc:
-            raise ConfigError(src, where, f"cannot read image: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(src, where, f"cannot use image: {exc}") from None
         if not (lh * scale <= hh < (lh + 1) * scale and lw * scale <= hw < (lw + 1) * scale):
             raise ConfigError(src, where, f"{p.lr.name} is {lw}x{lh} and {p.hr.name} is {hw}x{hh}: "
                                           f"expected HR = LR x {scale} ({lw * scale}x{lh * scale})")

@@ -15,19 +15,23 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def _check_mode(path: Path, mode: str) -> None:
+    if mode.startswith(("I", "F")):  # I;16, I, F: more than 8 bits a channel
+        raise ValueError(f"{path.name} is a {mode} image; 8-bit images (RGB or grayscale) expected")
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """HxWx3 uint8. Grayscale is expanded to three channels; alpha is dropped."""
     with Image.open(path) as img:
-        if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "I;16", "I", "CMYK", "YCbCr"):
-            raise ValueError(f"{path}: unsupported image mode {img.mode}")
-        if img.mode in ("I;16", "I"):
-            raise ValueError(f"{path}: 16-bit images are not supported (8-bit RGB expected)")
+        _check_mode(path, img.mode)
         return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the file header, without decoding the pixels."""
+    """(height, width) from the file header, without decoding the pixels; raises ValueError for
+    images that are not 8-bit."""
     with Image.open(path) as img:
+        _check_mode(path, img.mode)
         return img.height, img.width
 
 

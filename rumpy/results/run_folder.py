@@ -46,10 +46,6 @@ class RunFolder:
     def samples(self, epoch: int) -> Path:
         return self.outputs / f"epoch_{epoch}_samples"
 
-    @classmethod
-    def path_for(cls, cfg: RunConfig) -> "RunFolder":
-        return cls(Path(cfg.experiment_save_loc) / cfg.experiment)
-
     def ensure_absent(self) -> None:
         if self.root.exists():
             raise RunExistsError(
