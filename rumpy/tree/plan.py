@@ -125,7 +125,9 @@ def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, 
             path = node.checkpoint_for(node.fork_epoch)
             if path is not None:
                 return node.fork_epoch, load_checkpoint(path)
-        raise TreeError(f"training.continue_from_epoch: {node.path} has no usable checkpoint")
+        raise TreeError(f"training.continue_from_epoch: {node.path} has no usable checkpoint "
+                        f"(it stopped before finishing an epoch); start it again with "
+                        f"overwrite_data = true")
     if choice == "best":
         metric = cfg.training.best_load_metric
         try:
