@@ -54,7 +54,7 @@ class Evaluator:
         return scores
 
     @torch.no_grad()
-    def _run(self, predict, loss_fn=None) -> EvalResult:
+    def _run(self, predict, loss_fn=None, num_samples: int = 0) -> EvalResult:
         result = EvalResult(means={})
         for set_name, loader in self.loaders.items():
             totals: dict[str, float] = {}
@@ -75,7 +75,7 @@ class Evaluator:
                     result.per_image.append(row)
                     for k, v in scores.items():
                         totals[k] = totals.get(k, 0.0) + float(v[j])
-                    if len(samples) < self.num_samples:
+                    if len(samples) < num_samples:
                         up = quantize(bicubic(to_float(lr[j:j + 1].to(self.device)), hr.shape[-2:]))
                         samples.append(Sample(self.keys[set_name][i], up[0].byte().cpu(),
                                               sr_q[j].byte().cpu(), hr[j]))
@@ -91,4 +91,4 @@ class Evaluator:
         return self._run(upsample)
 
     def evaluate(self, handler: NetworkHandler) -> EvalResult:
-        return self._run(handler.predict, handler.loss_fn)
+        return self._run(handler.predict, handler.loss_fn, self.num_samples)
