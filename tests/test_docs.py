@@ -7,12 +7,21 @@ from pathlib import Path
 import pytest
 
 from rumpy.config import load_config
-from rumpy.config.schema import (DataConfig, EvalSetConfig, InternalParams, ModelConfig, RunConfig,
-                                 TrainingConfig, TrainingSetConfig)
+from rumpy.config.schema import (DataConfig, InternalParams, ModelConfig, RunConfig,
+                                 TrainingConfig)
+from rumpy.data.kinds import DATASET_KINDS
+from rumpy.metrics import METRICS
 from rumpy.models import MODELS
 from rumpy.models.registry import model_params
+from rumpy.tasks import TASKS
+from rumpy.tracking import TRACKERS
+from rumpy.training.losses import LOSSES
 from rumpy.training.optim import SCHEDULERS
 from rumpy.training.setup import check_semantics
+
+KIND_CLASSES = sorted({c for k in DATASET_KINDS for c in (DATASET_KINDS.get(k).train_config,
+                                                          DATASET_KINDS.get(k).eval_config)},
+                      key=lambda c: c.__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +34,7 @@ def _keys(cls) -> list[str]:
 
 
 @pytest.mark.parametrize("cls", [RunConfig, TrainingConfig, ModelConfig, InternalParams, DataConfig,
-                                 TrainingSetConfig, EvalSetConfig])
+                                 *KIND_CLASSES], ids=lambda c: c.__name__)
 def test_every_key_is_documented(cls):
     reference = (ROOT / "docs" / "config.md").read_text()
     for key in _keys(cls):
@@ -38,8 +47,10 @@ def test_every_model_parameter_and_scheduler_is_documented():
         assert f"| `{name}` |" in reference
         for param in model_params(name):
             assert f"`{param}`" in reference
-    for name in SCHEDULERS:
-        assert f"| `{name}` |" in reference
+    for registry in (SCHEDULERS, TASKS, DATASET_KINDS, LOSSES, TRACKERS, METRICS):
+        for name in registry:
+            shown = METRICS.get(name).name if registry is METRICS else name
+            assert f"| `{shown}` |" in reference, f"{registry.kind} {shown} missing"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "args").glob("*.toml")), ids=lambda p: p.name)

@@ -15,6 +15,7 @@ SCHEDULER_PARAMS = {
     "multi_step_lr": "scheduler_params = {milestones = [1], gamma = 0.1}",
     "step_lr": "scheduler_params = {step_size = 1, gamma = 0.5}",
     "one_cycle_lr": "",
+    "reduce_on_plateau": "scheduler_params = {patience = 0, factor = 0.5}",
 }
 
 
@@ -34,14 +35,21 @@ def test_scheduler_steps_at_its_interval(write_config, name):
     lrs = [handler.learning_rate]
     batches = list(loader)
     for epoch in range(2):
-        for lr, hr in batches:
-            handler.train_step(lr, hr)
+        for batch in batches:
+            handler.train_step(batch)
             lrs.append(handler.learning_rate)
         handler.end_epoch()
+        # the monitored column (val-PSNR) gets worse every epoch
+        handler.after_validation({"epoch": epoch + 1, "val-PSNR": 30.0 - epoch})
         lrs.append(handler.learning_rate)
     steps = len(batches)
     if name == "none":
         assert len(set(lrs)) == 1
+    elif interval == "plateau":
+        # constant while training; halved once PSNR (higher is better) failed to improve
+        assert lrs[: 2 * steps + 2] == [lrs[0]] * (2 * steps + 2)
+        assert lrs[-1] == pytest.approx(lrs[0] / 2)
+        assert handler.scheduler.mode == "max"
     elif interval == "epoch":
         # constant inside an epoch, changed at its end
         assert lrs[1: steps + 1] == [lrs[0]] * steps
@@ -59,8 +67,7 @@ def test_optimizers_train(write_config, name):
     handler, loader = _handler(write_config, f'optimizer = "{name}"')
     assert type(handler.optimizer).__name__.lower() == name
     before = [p.detach().clone() for p in handler.model.parameters()]
-    lr, hr = next(iter(loader))
-    handler.train_step(lr, hr)
+    handler.train_step(next(iter(loader)))
     assert any(not torch.equal(a, b) for a, b in zip(before, handler.model.parameters()))
 
 

@@ -117,7 +117,7 @@ def test_broken_aim_repo_does_not_stop_training(write_config, tmp_path, caplog):
 
 def test_nan_and_inf_never_crash_tracking(tmp_path):
     from rumpy.tracking.aim_tracker import AimTracker
-    tracker = AimTracker.open(tmp_path, "nan", "", None, {"config": {}, "lineage": {}}, ["set"])
+    tracker = AimTracker._open(tmp_path, "nan", "", None, {"config": {}, "lineage": {}}, ["set"])
     tracker.track_row({"epoch": 1, "train-loss": float("nan"), "val-PSNR": float("inf"),
                        "learning-rate": 1e-3})
     tracker.close()

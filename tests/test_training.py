@@ -60,8 +60,10 @@ def test_short_training_writes_the_whole_run_folder(write_config, tmp_path):
     assert (run / "config.toml").is_file()
 
     ckpt = load_checkpoint(run / "saved_models" / "epoch_2.pt")  # weights_only=True inside
-    assert ckpt["epoch"] == 2 and ckpt["step"] == 4  # 8 images / batch 4 = 2 steps per epoch
-    assert {"model", "optimizer", "scheduler", "scaler", "rng", "config"} <= set(ckpt)
+    assert ckpt["epoch"] == 2 and ckpt["parts"]["loop"]["step"] == 4  # 8 images / batch 4
+    assert ckpt["format"] == 2 and {"rng", "config", "summary_row"} <= set(ckpt)
+    assert {"model", "optimizer", "scheduler", "scaler", "loop", "monitors", "task"} == \
+        set(ckpt["parts"])
     assert (run / "saved_models" / "epoch_2.pt.sha256").is_file()
 
 
@@ -71,8 +73,9 @@ def test_checkpoint_restores_the_model(write_config, tmp_path):
     run = tmp_path / "Results" / "tiny"
     cfg = load_config(run / "config.toml", {"experiment_name": "restored"})
     fresh = prepare(cfg)
-    fresh.handler.load_state_dict(load_checkpoint(run / "saved_models" / "epoch_2.pt"))
-    result = fresh.evaluator.evaluate(fresh.handler)
+    fresh.handler.model.load_state_dict(
+        load_checkpoint(run / "saved_models" / "epoch_2.pt")["parts"]["model"])
+    result = fresh.task.evaluate(fresh.handler)
     assert result.means["chelsea"]["PSNR"] == float(_rows(run)[1]["val-PSNR"])
 
 
@@ -82,8 +85,8 @@ def test_same_config_and_seed_give_identical_results(write_config, tmp_path):
     _train(path, "--experiment_name", "b")
     a, b = tmp_path / "Results" / "a", tmp_path / "Results" / "b"
     assert _without_timing(_rows(a)) == _without_timing(_rows(b))
-    wa = load_checkpoint(a / "saved_models" / "epoch_2.pt")["model"]
-    wb = load_checkpoint(b / "saved_models" / "epoch_2.pt")["model"]
+    wa = load_checkpoint(a / "saved_models" / "epoch_2.pt")["parts"]["model"]
+    wb = load_checkpoint(b / "saved_models" / "epoch_2.pt")["parts"]["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     _train(path, "--experiment_name", "c", "--seed", "4")
     assert _without_timing(_rows(a)) != _without_timing(_rows(tmp_path / "Results" / "c"))

@@ -34,7 +34,7 @@ def no_timing(rs: list[dict]) -> list[dict]:
 
 
 def weights(node: Path, epoch: int) -> dict:
-    return load_checkpoint(node / "saved_models" / f"epoch_{epoch}.pt")["model"]
+    return load_checkpoint(node / "saved_models" / f"epoch_{epoch}.pt")["parts"]["model"]
 
 
 def same_weights(a: dict, b: dict) -> bool:
@@ -136,7 +136,7 @@ def test_skip_optimizer_load_really_resets_it(cfg, tmp_path):
     assert rows(parent / "fresh_opt")[2]["train-loss"] != rows(parent)[2]["train-loss"]
     state = load_checkpoint(parent / "fresh_opt" / "saved_models" / "epoch_3.pt")
     # Adam's step count restarted: one epoch of 2 steps since the fork
-    assert int(state["optimizer"]["state"][0]["step"]) == 2
+    assert int(state["parts"]["optimizer"]["state"][0]["step"]) == 2
 
 
 def _slow_config(write_config, name: str, epochs: int = 3):

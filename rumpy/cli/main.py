@@ -1,4 +1,5 @@
-"""rumpy: helper commands around train_sisr (prepare-data, models, tree, export, plot)."""
+"""rumpy: train any task, and the commands around training (prepare-data, models, tasks, tree,
+export, plot)."""
 from __future__ import annotations
 
 import argparse
@@ -29,15 +30,33 @@ def _prepare_data(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from ..models import MODELS
-    from ..models.registry import model_params
+    from ..models import MODELS, model_params, model_tasks
 
     for name in MODELS:
         cls = MODELS.get(name)
         params = ", ".join(f"{k}={d!r}" for k, (_, d) in model_params(name).items())
-        scales = cls.supported_scales or "any"
-        pre = "bicubic-upsampled input" if cls.pre_upsampled else "LR input"
-        print(f"{name:8s} scales {scales}; {pre}; {params}")
+        tasks = "/".join(model_tasks(name))
+        if "sisr" in model_tasks(name):
+            pre = "bicubic-upsampled input" if cls.pre_upsampled else "LR input"
+            about = f"scales {cls.supported_scales or 'any'}; {pre}"
+        else:
+            about = "input shape and outputs from the data"
+        print(f"{name:13s} {tasks:10s} {about}; {params}")
+    return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    from ..data.kinds import DATASET_KINDS
+    from ..tasks import TASKS
+
+    for name in TASKS:
+        task = TASKS.get(name)
+        print(f"{name}")
+        for kind in task.dataset_kinds:
+            print(f"  data type {kind!r}: {DATASET_KINDS.get(kind).doc}")
+        print(f"  models: {', '.join(task.model_names())}")
+        print(f"  metrics: {', '.join(task.metric_names())}")
+        print(f"  baseline: {task.baseline_name}")
     return 0
 
 
@@ -94,6 +113,10 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:
+        from .train import main as train_main
+        return train_main(argv[1:], prog="rumpy train")
     parser = argparse.ArgumentParser(prog="rumpy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare-data", help="make an LR folder from an HR folder (bicubic)")
@@ -106,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     prep.set_defaults(func=_prepare_data)
     models = sub.add_parser("models", help="list registered models and their parameters")
     models.set_defaults(func=_models)
+    tasks = sub.add_parser("tasks", help="list tasks with their data types, models and metrics")
+    tasks.set_defaults(func=_tasks)
+    sub.add_parser("train", help="train any task from a TOML config (same flags as train_sisr; "
+                                 "rumpy train --help)", add_help=False)
     tree = sub.add_parser("tree", help="show an experiment's result tree")
     tree.add_argument("experiment", help="the run folder, e.g. Results/my_run")
     tree.set_defaults(func=_tree)

@@ -1,4 +1,5 @@
-"""train_sisr: train a super-resolution model from one TOML file."""
+"""train_sisr / rumpy train: train a model from one TOML file (any task; train_sisr is the
+super-resolution tool's original name)."""
 from __future__ import annotations
 
 import argparse
@@ -15,10 +16,10 @@ from ..tree.lock import NodeLockedError
 log = logging.getLogger("rumpy")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="train_sisr", description="Train a super-resolution model from a TOML config. "
-        "Flags override the TOML only when given.")
+        prog=prog, description="Train a model (super-resolution, regression, ...) from a TOML "
+        "config. Flags override the TOML only when given.")
     parser.add_argument("--parameters", required=True, metavar="TOML", help="the run's config file")
     parser.add_argument("--gpu", choices=("off", "single", "multiple"))
     parser.add_argument("--sp_gpu", type=int, metavar="N", help="CUDA device for --gpu single")
@@ -45,8 +46,8 @@ def _epoch(text: str):
     return int(text) if text.isdigit() else text
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "train_sisr") -> int:
+    args = parse_args(argv, prog)
     setup_console()
     # Imported after argument parsing so that --help answers instantly.
     from ..config.load import CLI_OVERRIDES

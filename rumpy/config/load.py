@@ -45,6 +45,12 @@ def _members(hint: Any) -> tuple:
     return ()
 
 
+def _plain(hint: Any) -> Any:
+    """`int | None` (a key only some tasks use) is checked as `int`."""
+    members = _members(hint)
+    return members[0] if len(members) == 1 else hint
+
+
 def _describe(hint: Any) -> str:
     if _members(hint):
         return " or ".join(_describe(m) for m in _members(hint))
@@ -70,13 +76,16 @@ def _type_name(value: Any) -> str:
 
 
 class _Builder:
-    def __init__(self, source: str):
+    def __init__(self, source: str, task: str, default_kind: str):
         self.source = source
+        self.task = task
+        self.default_kind = default_kind
 
     def fail(self, key_path: str, message: str) -> typing.NoReturn:
         raise ConfigError(self.source, key_path, message)
 
     def value(self, hint: Any, value: Any, key_path: str, meta: dict) -> Any:
+        hint = _plain(hint)
         origin = typing.get_origin(hint)
         expected = _describe(hint)
         if dataclasses.is_dataclass(hint):
@@ -86,11 +95,12 @@ class _Builder:
         if origin is dict and dataclasses.is_dataclass(typing.get_args(hint)[1]):
             if not isinstance(value, dict):
                 self.fail(key_path, f"expected a table of tables, got {_type_name(value)}")
-            item_cls = typing.get_args(hint)[1]
             out = {}
             for name, table in value.items():
                 if not isinstance(table, dict):
                     self.fail(f"{key_path}.{name}", f"expected a table, got {_type_name(table)}")
+                item_cls = (self.dataset_class(table, meta["role"], f"{key_path}.{name}")
+                            if meta.get("role") else typing.get_args(hint)[1])
                 out[name] = self.build(item_cls, table, f"{key_path}.{name}")
             return out
         if _members(hint):
@@ -125,6 +135,26 @@ class _Builder:
             or ((hint is dict or origin is dict) and isinstance(value, dict))
         )
 
+    def dataset_class(self, table: dict, role: str, key_path: str) -> type:
+        """The config class of a data set table, from its `type` (the task's default kind when
+        absent); a kind of another task is refused here."""
+        from ..data.kinds import DATASET_KINDS
+
+        name = table.get("type") or self.default_kind
+        if not isinstance(name, str):
+            self.fail(f"{key_path}.type", f"expected a string, got {_type_name(name)}")
+        mine = [k for k in DATASET_KINDS if DATASET_KINDS.get(k).task == self.task]
+        if name.lower() not in DATASET_KINDS:
+            self.fail(f"{key_path}.type", f"unknown dataset type {name!r}{did_you_mean(name, mine)} "
+                                          f"(task {self.task!r} reads: {', '.join(mine)})")
+        found = DATASET_KINDS.get(name)
+        if found.task != self.task:
+            self.fail(f"{key_path}.type", f"dataset type {name!r} feeds task {found.task!r}, not "
+                                          f"{self.task!r} (task {self.task!r} reads: "
+                                          f"{', '.join(mine)})")
+        table["type"] = found.name
+        return found.train_config if role == "train" else found.eval_config
+
     def build(self, cls: type, table: dict, key_path: str) -> Any:
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
@@ -139,9 +169,17 @@ class _Builder:
                                  f"(allowed: {', '.join(fields)})")
         kwargs = {}
         for name, f in fields.items():
+            where = f"{key_path}.{name}" if key_path else name
+            uses = f.metadata.get("tasks")
             if name in table:
-                where = f"{key_path}.{name}" if key_path else name
+                if uses is not None and self.task not in uses:
+                    users = ", ".join(repr(t) for t in uses)
+                    self.fail(where, f"not used by task {self.task!r} (only by {users}); "
+                                     f"remove it")
                 kwargs[name] = self.value(hints[name], table[name], where, dict(f.metadata))
+            elif uses is not None and self.task in uses:
+                default = uses[self.task]
+                kwargs[name] = type(default)(default) if isinstance(default, (list, dict)) else default
         obj = cls(**kwargs)
         if cls is InternalParams:
             obj.arch = extra
@@ -176,6 +214,8 @@ def _resolve(path: str, base: Path) -> str:
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read, override (CLI flags), type-check and resolve paths. Semantic checks that need the
     registries (model parameters, data folders) happen when the run is built."""
+    from ..tasks import TASKS  # the task's dataset kinds and defaults
+
     path = Path(path)
     raw = read_toml(path)
     source = str(path)
@@ -186,7 +226,14 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
             _set_dotted(raw, CLI_OVERRIDES[flag], value)
             if flag == "save_loc":
                 save_loc_from_toml = False
-    cfg: RunConfig = _Builder(source).build(RunConfig, raw, "")
+    task = raw.get("task", RunConfig.task)
+    if not isinstance(task, str):
+        raise ConfigError(source, "task", f"expected a string, got {_type_name(task)}")
+    if task not in TASKS:
+        raise ConfigError(source, "task", f"unknown task {task!r}{did_you_mean(task, TASKS.names())} "
+                                          f"(registered: {', '.join(TASKS.names())})")
+    task = raw["task"] = task.lower()
+    cfg: RunConfig = _Builder(source, task, TASKS.get(task).dataset_kinds[0]).build(RunConfig, raw, "")
     cfg.source = source
 
     name = cfg.experiment
@@ -209,10 +256,10 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     for section in ("training_sets", "eval_sets"):
         for set_name, ds in getattr(cfg.data, section).items():
             ds.name = ds.name or set_name
-            for key in ("lr", "hr"):
-                if getattr(ds, key):
-                    setattr(ds, key, _resolve(getattr(ds, key), toml_dir))
-            if section == "eval_sets" and ds.random_augment:
+            for f in dataclasses.fields(ds):
+                if f.metadata.get("path") and getattr(ds, f.name):
+                    setattr(ds, f.name, _resolve(getattr(ds, f.name), toml_dir))
+            if section == "eval_sets" and getattr(ds, "random_augment", False):
                 raise ConfigError(source, f"data.eval_sets.{set_name}.random_augment",
                                   "expected false: validation images are never augmented")
     if not cfg.data.training_sets:
@@ -230,6 +277,8 @@ def to_toml_dict(cfg: RunConfig) -> dict:
             for f in dataclasses.fields(obj):
                 if f.metadata.get("internal") or f.metadata.get("action"):
                     continue
+                if getattr(obj, f.name) is None:  # a key this task does not use
+                    continue
                 out[f.name] = convert(getattr(obj, f.name))
             if isinstance(obj, InternalParams):
                 out.update(convert(obj.arch))
@@ -242,4 +291,14 @@ def to_toml_dict(cfg: RunConfig) -> dict:
 
     table = convert(cfg)
     # Plain keys before sub-tables, so the file reads top-down like the example configs.
-    return {k: table[k] for k in ("experiment", "experiment_save_loc", "training", "model", "data")}
+    return {k: table[k] for k in ("experiment", "experiment_save_loc", "task", "training", "model",
+                                  "data")}
+
+
+def stored_config(path: Path) -> dict:
+    """A node's config.toml as today's code resolves it: keys added since it was written get
+    their defaults, so an old run compares equal to the same config written now."""
+    try:
+        return to_toml_dict(load_config(path))
+    except ConfigError:
+        return read_toml(path)

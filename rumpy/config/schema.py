@@ -1,5 +1,9 @@
 """One typed config object per TOML section. Field metadata drives validation (`load.py`) and is
-checked against the TOML reference in docs/config.md by the tests."""
+checked against the TOML reference in docs/config.md by the tests.
+
+A key that only some tasks use declares them: `tasks={"sisr": 4}` gives its default for each task
+that uses it; setting it under any other task is a config error, and it is left out of that task's
+resolved config. Data set tables have one config class per dataset kind (`data/kinds.py`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,12 +11,14 @@ from typing import Any
 
 
 def opt(default: Any, doc: str, *, choices: tuple = (), minimum: float | None = None,
-        path: bool = False, action: bool = False, check: Any = None) -> Any:
+        path: bool = False, action: bool = False, check: Any = None,
+        tasks: dict | None = None) -> Any:
     """A config field: its default, one line of documentation and the checks on its value.
     `action` keys say what to do with a run (continue, fork) rather than define it: they are
-    left out of the saved config.toml and of config comparisons."""
+    left out of the saved config.toml and of config comparisons. `tasks` maps each task that
+    uses the key to its default there (the field's own default is then None: unset)."""
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "path": path, "action": action,
-            "check": check}
+            "check": check, "tasks": tasks}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -26,6 +32,10 @@ def _epoch_choice(value: Any) -> str | None:
     return None
 
 
+SR_METRICS = ["PSNR", "SSIM"]
+REGRESSION_METRICS = ["MAE", "RMSE", "R2", "Pearson"]
+
+
 @dataclass
 class TrainingConfig:
     num_epochs: int = opt(100, "epochs to train", minimum=1)
@@ -33,15 +43,19 @@ class TrainingConfig:
     gpu: str = opt("single", "'off' = CPU, 'single' = cuda:<sp_gpu>, 'multiple' = all GPUs",
                    choices=("off", "single", "multiple"))
     sp_gpu: int = opt(0, "CUDA device index used by gpu = 'single'", minimum=0)
-    metrics: list[str] = opt(["PSNR", "SSIM"], "validation metrics: any of PSNR, SSIM, LPIPS")
+    metrics: list[str] | None = opt(None, "validation metrics of the task (`rumpy tasks` lists them)",
+                                    tasks={"sisr": SR_METRICS, "regression": REGRESSION_METRICS})
     eval_frequency: int = opt(1, "validate every N epochs (and always at the last epoch)", minimum=1)
     logging: str = opt("visual", "'visual' writes PNG plots each epoch, 'text' only CSV and log",
                        choices=("visual", "text"))
-    save_samples: bool = opt(True, "save SR-vs-HR sample images at each validation")
-    num_samples: int = opt(3, "eval images saved as samples per validation", minimum=0)
-    metric_channel: str = opt("y", "PSNR/SSIM on the BT.601 luma channel ('y') or on 'rgb'",
-                              choices=("y", "rgb"))
-    metric_crop_border: bool = opt(True, "crop `scale` pixels from each border before PSNR/SSIM")
+    save_samples: bool = opt(True, "save visual outputs at each validation: SR-vs-HR sample "
+                                   "images (sisr), predicted-vs-true scatter plots (regression)")
+    num_samples: int | None = opt(None, "eval images saved as samples per validation",
+                                  minimum=0, tasks={"sisr": 3})
+    metric_channel: str | None = opt(None, "PSNR/SSIM on the BT.601 luma channel ('y') or on 'rgb'",
+                                     choices=("y", "rgb"), tasks={"sisr": "y"})
+    metric_crop_border: bool | None = opt(None, "crop `scale` pixels from each border before "
+                                                "PSNR/SSIM", tasks={"sisr": True})
     amp: bool = opt(False, "mixed precision (float16 autocast + GradScaler); CUDA only")
     deterministic: bool = opt(False, "deterministic cuDNN/CUDA kernels (CPU is always deterministic)")
 
@@ -58,17 +72,23 @@ class TrainingConfig:
     skip_optimizer_load: bool = opt(False, "a new branch starts with a fresh optimizer", action=True)
     skip_scheduler_load: bool = opt(False, "a new branch starts its scheduler from step 0",
                                     action=True)
-    best_load_metric: str = opt("val-PSNR", "summary column that defines the 'best' epoch")
+    best_load_metric: str | None = opt(
+        None, "summary column that defines the 'best' epoch ('PSNR' means val-PSNR)",
+        tasks={"sisr": "val-PSNR", "regression": "val-RMSE"})
     early_stopping_patience: int = opt(0, "stop after this many validations without improvement; "
                                           "0 = off", minimum=0)
-    early_stopping_metric: str = opt("val-PSNR", "summary column early stopping watches")
-    early_stopping_mode: str = opt("auto", "'max', 'min', or 'auto' (from the metric)",
+    early_stopping_metric: str | None = opt(
+        None, "summary column early stopping watches",
+        tasks={"sisr": "val-PSNR", "regression": "val-RMSE"})
+    early_stopping_mode: str = opt("auto", "'max', 'min', or 'auto' (the metric's own direction)",
                                    choices=("auto", "max", "min"))
     early_stopping_min_delta: float = opt(0.0, "smallest change that counts as an improvement",
                                           minimum=0)
     early_stopping_reset_on_branch: bool = opt(
         True, "a branch restarts the patience counter (keeping the best value so far)")
-    aim_track: bool = opt(True, "track the run in Aim (aim up shows it); failures only warn")
+    trackers: list[str] = opt(["aim"], "experiment trackers: 'aim', 'tensorboard' (failures only "
+                                       "warn)")
+    aim_track: bool = opt(True, "false turns Aim off even when it is in `trackers`")
     aim_home: str = opt("", "folder of the Aim repository (.aim); default: experiment_save_loc",
                         path=True)
     keep_every_n_epochs: int = opt(1, "checkpoint retention: 1 = keep all; N = keep every N-th; "
@@ -77,14 +97,17 @@ class TrainingConfig:
 
 @dataclass
 class InternalParams:
-    scale: int = opt(4, "upscaling factor", minimum=2)
+    scale: int | None = opt(None, "upscaling factor", minimum=2, tasks={"sisr": 4})
     lr: float = opt(1e-4, "learning rate", minimum=0)
     optimizer: str = opt("adam", "adam, adamw, sgd or rmsprop")
     optimizer_params: dict = opt({}, "keyword arguments of the torch.optim class (betas, weight_decay, ...)")
     scheduler: str = opt("none", "cosine_annealing_warm_restarts, cosine, multi_step_lr, step_lr, "
-                                 "one_cycle_lr or none")
+                                 "one_cycle_lr, reduce_on_plateau or none")
     scheduler_params: dict = opt({}, "keyword arguments of the torch.optim.lr_scheduler class")
-    loss: str = opt("l1", "l1, mse or charbonnier")
+    loss: str | dict | None = opt(
+        None, "a loss name (l1, mse, charbonnier, huber, smooth_l1), or a table of weighted losses: "
+              "{l1 = 1.0, charbonnier = {weight = 0.5, eps = 1e-6}}",
+        tasks={"sisr": "l1", "regression": "mse"})
     grad_clip: float = opt(0.0, "clip the gradient norm to this value; 0 = off", minimum=0)
     # The architecture's own parameters (num_features, num_blocks, ...), checked against the
     # registered model's constructor; in the TOML they sit beside the keys above.
@@ -93,33 +116,19 @@ class InternalParams:
 
 @dataclass
 class ModelConfig:
-    name: str = opt("", "registered model name: srcnn, vdsr, edsr, rcan, safmn")
+    name: str = opt("", "registered model name (`rumpy models` lists them)")
     internal_params: InternalParams = field(default_factory=InternalParams)
 
 
 @dataclass
 class DatasetConfig:
-    name: str = opt("", "standard set name (DIV2K, Flickr2K, Set5, Set14, BSDS100, Urban100, "
-                        "Manga109, quickstart) or any label; default: the section name")
-    type: str = opt("paired", "dataset kind (registered): 'paired' LR/HR folders")
-    lr: str = opt("", "folder of low-resolution images", path=True)
-    hr: str = opt("", "folder of high-resolution images", path=True)
-    cutoff: int = opt(0, "use only the first N images (sorted by name); 0 = all", minimum=0)
+    """Keys every data set table has; each dataset kind adds its own (data/kinds.py)."""
 
-
-@dataclass
-class TrainingSetConfig(DatasetConfig):
-    crop: int = opt(48, "LR patch size in pixels (the HR patch is crop * scale); 0 = whole image",
-                    minimum=0)
-    random_augment: bool = opt(True, "random flips and 90-degree rotations")
-    repeat: int = opt(1, "times each image is visited per epoch (for small sets)", minimum=1)
-
-
-@dataclass
-class EvalSetConfig(DatasetConfig):
-    crop: int = opt(0, "centre LR crop in pixels to speed up validation; 0 = full images",
-                    minimum=0)
-    random_augment: bool = opt(False, "must stay false: validation is deterministic")
+    name: str = opt("", "standard or built-in set name (DIV2K, Set5, quickstart, blur_regression, "
+                        "...) or any label; default: the section name")
+    type: str = opt("", "dataset kind (`rumpy tasks` lists them); default: the task's own")
+    cutoff: int = opt(0, "use only the first N images or samples (sorted by name); 0 = all",
+                      minimum=0)
 
 
 @dataclass
@@ -134,14 +143,25 @@ class DataConfig:
                      choices=("auto", "memory", "disk", "off"))
     cache_memory_limit_gb: float = opt(4.0, "largest decoded size 'auto' keeps in memory", minimum=0)
     cache_dir: str = opt("~/.cache/rumpy", "where disk caches and built-in datasets live", path=True)
-    training_sets: dict[str, TrainingSetConfig] = field(default_factory=dict)
-    eval_sets: dict[str, EvalSetConfig] = field(default_factory=dict)
+    normalize_inputs: bool | None = opt(None, "z-score the inputs with training-set statistics "
+                                              "(kept in the checkpoint)", tasks={"regression": True})
+    normalize_targets: bool | None = opt(None, "z-score the targets with training-set statistics",
+                                         tasks={"regression": True})
+    loss_space: str | None = opt(None, "compute the loss on 'normalized' or 'original' targets "
+                                       "(metrics are always in original units)",
+                                 choices=("normalized", "original"), tasks={"regression": "normalized"})
+    # Tables of data sets; their classes come from each table's `type` (data/kinds.py).
+    training_sets: dict[str, DatasetConfig] = field(default_factory=dict,
+                                                    metadata={"role": "train"})
+    eval_sets: dict[str, DatasetConfig] = field(default_factory=dict, metadata={"role": "eval"})
 
 
 @dataclass
 class RunConfig:
     experiment: str = opt("", "run name; the run folder is <experiment_save_loc>/<experiment>")
     experiment_save_loc: str = opt("./Results", "folder holding run folders", path=True)
+    task: str = opt("sisr", "what is trained: 'sisr' (super-resolution) or 'regression' "
+                            "(`rumpy tasks` lists them)")
     training: TrainingConfig = field(default_factory=TrainingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -149,5 +169,5 @@ class RunConfig:
     source: str = field(default="", metadata={"internal": True})
 
     @property
-    def scale(self) -> int:
+    def scale(self) -> int | None:
         return self.model.internal_params.scale

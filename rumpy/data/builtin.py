@@ -1,7 +1,9 @@
 """Data sets rumpy builds itself, so a fresh clone trains with no download.
 
-'quickstart': the RGB photographs that scikit-image ships, cropped to multiples of 12 (so every
-scale 2, 3, 4 divides them) and bicubic-downsampled; six for training, two for validation."""
+'quickstart' (paired): the RGB photographs that scikit-image ships, cropped to multiples of 12 (so
+every scale 2, 3, 4 divides them) and bicubic-downsampled; six for training, two for validation.
+'blur_regression' (images_with_targets): patches of those photos blurred with a Gaussian of known
+random width and downscaled x2; the target is the width (data/blur_set.py)."""
 from __future__ import annotations
 
 import logging
@@ -55,7 +57,6 @@ def _build_split(root: Path, names: tuple[str, ...], scale: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@BUILTIN_SETS.register("quickstart")
 def quickstart(cache_dir: Path, scale: int, role: str) -> tuple[Path, Path]:
     """(lr_dir, hr_dir) of the quickstart split for `role` ('train' or 'eval'), built on first use."""
     split, names = ("train", QUICKSTART_TRAIN) if role == "train" else ("valid", QUICKSTART_VALID)
@@ -66,3 +67,30 @@ def quickstart(cache_dir: Path, scale: int, role: str) -> tuple[Path, Path]:
         root.parent.mkdir(parents=True, exist_ok=True)
         _build_split(root, names, scale)
     return root / f"LR_x{scale}", root / "HR"
+
+
+@BUILTIN_SETS.register("quickstart", kind="paired")
+def _quickstart_keys(cache_dir: Path, role: str, cfg) -> dict[str, str]:
+    lr_dir, hr_dir = quickstart(cache_dir, cfg.scale, role)
+    return {"lr": str(lr_dir), "hr": str(hr_dir)}
+
+
+@BUILTIN_SETS.register("blur_regression", kind="images_with_targets")
+def _blur_keys(cache_dir: Path, role: str, cfg) -> dict[str, str]:
+    from .blur_set import build_blur_set
+
+    images, targets = build_blur_set(cache_dir / "datasets" / "blur_regression", role)
+    return {"images": str(images), "targets": str(targets)}
+
+
+def resolve_builtin_sets(cfg) -> None:
+    """Fill in the paths of built-in sets named without them (building them on first use), so
+    the resolved config names real files."""
+    for section, role in (("training_sets", "train"), ("eval_sets", "eval")):
+        for ds in getattr(cfg.data, section).values():
+            if ds.name not in BUILTIN_SETS or BUILTIN_SETS.meta(ds.name)["kind"] != ds.type:
+                continue
+            keys = BUILTIN_SETS.get(ds.name)(Path(cfg.data.cache_dir), role, cfg)
+            if not any(getattr(ds, k) for k in keys):
+                for key, value in keys.items():
+                    setattr(ds, key, value)

@@ -1,19 +1,17 @@
-"""Torch datasets over paired image stores.
+"""Torch datasets over paired image stores; batches are dicts {"lr", "hr"} (+ "index" in
+evaluation).
 
 Training randomness (crop position, flips, rotations) is drawn from a generator seeded by
 (seed, epoch, index): a sample is the same whichever worker loads it, and an epoch can be redone
-exactly. The sampler hands the dataset (epoch, index) keys for that reason."""
+exactly. The sampler (data/loaders.py) hands the dataset (epoch, index) keys for that reason."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
-
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from .cache import ImageStore
-from .registry import DATASETS
 
 
 @dataclass
@@ -36,11 +34,11 @@ class PairedImages:
         return lr, self.hr[i][: h * self.scale, : w * self.scale]
 
 
-def _to_tensor(img: np.ndarray) -> torch.Tensor:
+def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
 
 
-def _augment(imgs: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def augment(imgs: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     hflip, vflip, transpose = rng.integers(0, 2, size=3)
     out = []
     for img in imgs:
@@ -54,7 +52,6 @@ def _augment(imgs: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[np
     return tuple(out)
 
 
-@DATASETS.register("paired")
 class TrainPatches(Dataset):
     """Random aligned LR/HR patches from one or more sets, concatenated."""
 
@@ -71,7 +68,7 @@ class TrainPatches(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, idx = key
         s, i = self.index[idx]
         lr, hr = self.sets[s].pair(i)
@@ -83,8 +80,8 @@ class TrainPatches(Dataset):
             lr = lr[top: top + self.crop, left: left + self.crop]
             hr = hr[top * scale: (top + self.crop) * scale, left * scale: (left + self.crop) * scale]
         if self.augment[s]:
-            lr, hr = _augment((lr, hr), rng)
-        return _to_tensor(lr), _to_tensor(hr)
+            lr, hr = augment((lr, hr), rng)
+        return {"lr": to_tensor(lr), "hr": to_tensor(hr)}
 
 
 class EvalImages(Dataset):
@@ -97,7 +94,7 @@ class EvalImages(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, i: int) -> dict:
         lr, hr = self.images.pair(i)
         if self.crop:
             s = self.images.scale
@@ -105,38 +102,4 @@ class EvalImages(Dataset):
             left = max(0, (lr.shape[1] - self.crop) // 2)
             lr = lr[top: top + self.crop, left: left + self.crop]
             hr = hr[top * s: (top + self.crop) * s, left * s: (left + self.crop) * s]
-        return _to_tensor(lr), _to_tensor(hr), i
-
-
-class EpochSampler(Sampler):
-    """Shuffled order that is a function of (seed, epoch) alone; yields (epoch, index) keys."""
-
-    def __init__(self, size: int, seed: int):
-        self.size = size
-        self.seed = seed
-        self.epoch = 1
-        self.start = 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Epoch to draw, skipping its first `start` samples (resuming mid-epoch)."""
-        self.epoch = epoch
-        self.start = start
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-        return iter([(self.epoch, int(i)) for i in order[self.start:]])
-
-    def __len__(self) -> int:
-        return self.size - self.start
-
-
-def eval_batches(sizes: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
-    """Batches of indices in order, only equal-sized images together."""
-    batches: list[list[int]] = []
-    for i, size in enumerate(sizes):
-        last = batches[-1] if batches else None
-        if last and len(last) < batch_size and sizes[last[0]] == size:
-            last.append(i)
-        else:
-            batches.append([i])
-    return batches
+        return {"lr": to_tensor(lr), "hr": to_tensor(hr), "index": i}

@@ -1,6 +1,6 @@
 from ..registry import Registry
 
-# Training-dataset kinds by the `type` key of [data.training_sets.NAME].
-DATASETS: Registry = Registry("dataset type")
-# Data sets rumpy can build itself (no download) by the `name` key.
+# Data sets rumpy can build itself (no download), by the `name` key of a data set table; each is
+# registered with its dataset kind (`kind="paired"`). A builder takes (cache_dir, role, cfg) and
+# returns the table's path keys, e.g. {"lr": ..., "hr": ...}.
 BUILTIN_SETS: Registry = Registry("built-in data set")

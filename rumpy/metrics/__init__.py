@@ -1,5 +1,5 @@
-"""Validation metrics, found by name in METRICS."""
-from .registry import METRICS, Metric
-from . import sr, lpips  # noqa: F401  (registration side effect)
+"""Validation metrics, found by name in METRICS; each declares its task and its direction."""
+from .registry import METRICS, Metric, higher_is_better, metric_names
+from . import sr, lpips, regression  # noqa: F401  (registration side effect)
 
-__all__ = ["METRICS", "Metric"]
+__all__ = ["METRICS", "Metric", "higher_is_better", "metric_names"]

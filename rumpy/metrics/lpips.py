@@ -98,7 +98,7 @@ class LPIPSNet(nn.Module):
         return total.flatten()
 
 
-@METRICS.register("lpips")
+@METRICS.register("lpips", task="sisr")
 class LPIPS:
     name = "LPIPS"
     higher_is_better = False

@@ -101,7 +101,7 @@ class _ProtocolMetric:
         pass
 
 
-@METRICS.register("psnr")
+@METRICS.register("psnr", task="sisr")
 class PSNR(_ProtocolMetric):
     name = "PSNR"
 
@@ -109,7 +109,7 @@ class PSNR(_ProtocolMetric):
         return psnr(sr, hr)
 
 
-@METRICS.register("ssim")
+@METRICS.register("ssim", task="sisr")
 class SSIM(_ProtocolMetric):
     name = "SSIM"
 

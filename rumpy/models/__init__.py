@@ -1,5 +1,5 @@
 """Architectures are plain nn.Modules registered by name; importing this package registers them."""
-from .registry import MODELS, build_model, check_model_params
-from . import srcnn, vdsr, edsr, rcan, safmn  # noqa: F401  (registration side effect)
+from .registry import MODELS, build_model, check_model_params, model_params, model_tasks
+from . import srcnn, vdsr, edsr, rcan, safmn, mlp, cnn_regressor  # noqa: F401  (registration)
 
-__all__ = ["MODELS", "build_model", "check_model_params"]
+__all__ = ["MODELS", "build_model", "check_model_params", "model_params", "model_tasks"]

@@ -21,7 +21,7 @@ class ResBlock(nn.Module):
         return x + self.body(x) * self.res_scale
 
 
-@MODELS.register("edsr")
+@MODELS.register("edsr", tasks=("sisr",))
 class EDSR(nn.Module):
     supported_scales = (2, 3, 4, 8)
     pre_upsampled = False

@@ -48,7 +48,7 @@ class ResidualGroup(nn.Module):
         return x + self.body(x)
 
 
-@MODELS.register("rcan")
+@MODELS.register("rcan", tasks=("sisr",))
 class RCAN(nn.Module):
     supported_scales = (2, 3, 4, 8)
     pre_upsampled = False

@@ -73,7 +73,7 @@ class AttBlock(nn.Module):
         return x + self.ccm(self.norm2(x))
 
 
-@MODELS.register("safmn")
+@MODELS.register("safmn", tasks=("sisr",))
 class SAFMN(nn.Module):
     supported_scales = None
     pre_upsampled = False

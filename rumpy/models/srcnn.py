@@ -7,7 +7,7 @@ from torch import nn
 from .registry import MODELS
 
 
-@MODELS.register("srcnn")
+@MODELS.register("srcnn", tasks=("sisr",))
 class SRCNN(nn.Module):
     supported_scales = None
     pre_upsampled = True

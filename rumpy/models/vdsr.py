@@ -7,7 +7,7 @@ from torch import nn
 from .registry import MODELS
 
 
-@MODELS.register("vdsr")
+@MODELS.register("vdsr", tasks=("sisr",))
 class VDSR(nn.Module):
     supported_scales = None
     pre_upsampled = True

@@ -1,4 +1,5 @@
-"""PNG plots of summary.csv: loss, learning rate, and each metric with the bicubic baseline."""
+"""PNG plots of summary.csv: loss, learning rate, and each metric (all eval sets and targets in
+one plot) with the task's baseline (bicubic, mean predictor) as a dashed line."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..utils.atomic import atomic_open  # noqa: E402
+from .columns import parse  # noqa: E402
 
 
 def _series(rows: list[dict], column: str) -> tuple[list[int], list[float]]:
@@ -28,15 +30,18 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_summary(rows: list[dict], columns: list[str], out_dir: Path,
-                 baselines: dict[str, float], fork_epoch: int | None = None) -> list[Path]:
-    """One PNG per quantity; `baselines` maps a column to the bicubic value drawn as a line. A
+                 baselines: dict[str, float], fork_epoch: int | None = None,
+                 baseline_name: str = "bicubic") -> list[Path]:
+    """One PNG per quantity; `baselines` maps a column to the baseline value drawn as a line. A
     branch's plots show its inherited epochs too, with the fork point marked."""
     written = []
-    groups: dict[str, list[str]] = {"loss": [c for c in columns if c.endswith("loss")],
-                                    "learning_rate": ["learning-rate"]}
+    groups: dict[str, list[str]] = {"loss": [], "learning_rate": ["learning-rate"]}
     for col in columns:
-        if col.startswith("val-") and not col.endswith("loss"):
-            groups.setdefault(col.rsplit("-", 1)[1], []).append(col)
+        info = parse(col)
+        if info is not None and info.metric == "loss":
+            groups["loss"].append(col)
+        elif info is not None and info.subset == "val":
+            groups.setdefault(info.metric, []).append(col)
     for name, cols in groups.items():
         fig, ax = plt.subplots(figsize=(7, 4.5))
         drawn = False
@@ -46,7 +51,8 @@ def plot_summary(rows: list[dict], columns: list[str], out_dir: Path,
                 ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=col)
                 drawn = True
             if col in baselines:
-                ax.axhline(baselines[col], linestyle="--", color="grey", label=f"{col} (bicubic)")
+                ax.axhline(baselines[col], linestyle="--", color="grey",
+                           label=f"{col} ({baseline_name})")
         if not drawn:
             plt.close(fig)
             continue

@@ -1,4 +1,5 @@
-"""Sample images: bicubic | SR | HR side by side, centre-cropped to at most 384 px a panel."""
+"""Visual outputs on disk: SR sample strips (bicubic | SR | HR side by side, centre-cropped to at
+most 384 px a panel), and any task's images saved per validation epoch."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,13 +25,9 @@ def sample_strip(sample) -> Image.Image:
     return Image.fromarray(np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1))
 
 
-def save_samples(folder: Path, set_name: str, samples) -> list[tuple[str, Image.Image]]:
-    """Write the strips; returns (image name, strip) pairs for trackers."""
+def save_images(folder: Path, set_name: str, images: list[tuple[str, Image.Image]]) -> None:
+    """A validation's images of one eval set as <folder>/<set>_<name>.png."""
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for s in samples:
-        strip = sample_strip(s)
-        with atomic_open(folder / f"{set_name}_{s.key}.png", "wb") as handle:
-            strip.save(handle, format="PNG")
-        out.append((s.key, strip))
-    return out
+    for name, img in images:
+        with atomic_open(folder / f"{set_name}_{name}.png", "wb") as handle:
+            img.save(handle, format="PNG")

@@ -13,25 +13,6 @@ TIMING_COLUMNS = ("epoch-time",)
 INHERITED = "inherited"
 
 
-def summary_columns(metric_names: list[str], eval_sets: list[str]) -> list[str]:
-    """epoch, train-loss, learning-rate, val-loss, val-<metric>... for the first eval set,
-    val-<set>-loss, val-<set>-<metric>... for the others, then epoch-time and inherited."""
-    cols = ["epoch", "train-loss", "learning-rate"]
-    for i, name in enumerate(eval_sets):
-        prefix = "val-" if i == 0 else f"val-{name}-"
-        cols += [f"{prefix}loss"] + [f"{prefix}{m}" for m in metric_names]
-    return cols + list(TIMING_COLUMNS) + [INHERITED]
-
-
-def eval_columns(means: dict[str, dict[str, float]], eval_sets: list[str]) -> dict[str, float]:
-    row = {}
-    for i, name in enumerate(eval_sets):
-        prefix = "val-" if i == 0 else f"val-{name}-"
-        for key, value in means.get(name, {}).items():
-            row[f"{prefix}{key}"] = value
-    return row
-
-
 def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""

@@ -1,1 +1,6 @@
-"""Experiment tracking beyond the CSV/PNG files (Aim). Tracking never stops training."""
+"""Experiment trackers beyond the CSV/PNG files (Aim, TensorBoard), found by name in TRACKERS.
+Tracking never stops training: a tracker that fails warns once and is dropped."""
+from .registry import TRACKERS, Tracker
+from . import aim_tracker, tensorboard_tracker  # noqa: F401  (registration side effect)
+
+__all__ = ["TRACKERS", "Tracker"]

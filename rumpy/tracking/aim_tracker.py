@@ -8,25 +8,10 @@ import fcntl
 import logging
 from pathlib import Path
 
+from ..config.load import to_toml_dict
+from .registry import TRACKERS, Tracker, context
+
 log = logging.getLogger(__name__)
-
-
-def metric_of(column: str, eval_sets: list[str]) -> tuple[str, dict] | None:
-    """Summary column -> (Aim metric name, context): train-loss -> ('loss', train),
-    val-PSNR -> ('PSNR', val, first set), val-<set>-PSNR -> ('PSNR', val, <set>)."""
-    if column == "train-loss":
-        return "loss", {"subset": "train"}
-    if column == "learning-rate":
-        return "learning_rate", {"subset": "train"}
-    if column == "epoch-time":
-        return "epoch_time", {"subset": "train"}
-    if column.startswith("val-") and eval_sets:
-        rest = column[len("val-"):]
-        for name in eval_sets[1:]:
-            if rest.startswith(f"{name}-"):
-                return rest[len(name) + 1:], {"subset": "val", "set": name}
-        return rest, {"subset": "val", "set": eval_sets[0]}
-    return None
 
 
 def _system_params() -> dict:
@@ -51,17 +36,40 @@ def _init_lock(home: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class AimTracker:
+@TRACKERS.register("aim")
+class AimTracker(Tracker):
+    name = "Aim"
+
     def __init__(self, run, eval_sets: list[str], new_run: bool):
+        super().__init__(eval_sets)
         self.run = run
-        self.eval_sets = eval_sets
         self.hash = run.hash
         self.new_run = new_run  # a new run needs the node's history so far
-        self._warned = False
 
     @classmethod
-    def open(cls, home: Path, experiment: str, node_rel: str, run_hash: str | None,
-             params: dict, eval_sets: list[str]) -> "AimTracker | None":
+    def open(cls, run) -> "AimTracker | None":
+        """The node's Aim run: reopened on an in-place continue, new (with the history so far)
+        for a new node or a branch."""
+        cfg, node, plan = run.cfg, run.node, run.plan
+        parent = node.parent
+        lineage = {"experiment_dir": str(node.root), "node": node.rel or ".",
+                   "parent": (parent.rel or ".") if parent else None,
+                   "parent_aim_run": parent.status.get("aim_run_hash") if parent else None,
+                   "fork_epoch": node.fork_epoch if node.rel else None, "task": cfg.task}
+        run_hash = node.status.get("aim_run_hash") if plan.kind == "continue" else None
+        tracker = cls._open(Path(cfg.training.aim_home), cfg.experiment, node.rel, run_hash,
+                            {"config": to_toml_dict(cfg), "lineage": lineage},
+                            list(run.loaders.evals))
+        if tracker is not None:
+            node.set_status(aim_run_hash=tracker.hash)
+            if tracker.new_run:
+                for row in plan.rows:
+                    tracker.track_row(row)
+        return tracker
+
+    @classmethod
+    def _open(cls, home: Path, experiment: str, node_rel: str, run_hash: str | None,
+              params: dict, eval_sets: list[str]) -> "AimTracker | None":
         """The node's Aim run (reopened when run_hash is given and exists), or None with a
         warning when Aim cannot be used."""
         try:
@@ -92,26 +100,14 @@ class AimTracker:
                         type(exc).__name__, exc)
             return None
 
-    def _safe(self, fn, *args, **kwargs) -> None:
-        try:
-            fn(*args, **kwargs)
-        except Exception as exc:
-            if not self._warned:
-                log.warning("Aim tracking failed (%s: %s); training goes on", type(exc).__name__, exc)
-                self._warned = True
-
     def track_row(self, row: dict) -> None:
         epoch = int(row["epoch"])
-        for column, value in row.items():
-            mapped = metric_of(column, self.eval_sets)
-            if mapped is None or value is None or isinstance(value, str):
-                continue
-            name, context = mapped
+        for info, value in self.columns(row):
             # NaN and inf are tracked as they are (a diverged run shows as a gap)
-            self._safe(self.run.track, float(value), name=name, step=epoch, epoch=epoch,
-                       context=context)
+            self._safe(self.run.track, value, name=info.metric, step=epoch, epoch=epoch,
+                       context=context(info))
 
-    def track_samples(self, epoch: int, set_name: str, images: list) -> None:
+    def track_images(self, epoch: int, set_name: str, images: list) -> None:
         def track():
             from aim import Image
             self.run.track([Image(img, caption=caption) for caption, img in images], name="samples",

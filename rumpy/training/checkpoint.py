@@ -1,5 +1,12 @@
 """Checkpoints: written atomically with a SHA-256 sidecar, verified and loaded with
-weights_only=True. They hold everything an exact resume needs."""
+weights_only=True. They hold everything an exact resume needs, assembled from named parts:
+
+    {"format": 2, "epoch": N, "config": {...}, "rng": {...},
+     "parts": {"model", "optimizer", "scheduler", "scaler", "loop", "monitors", "task"},
+     "summary_row": {...}            # an epoch checkpoint's own summary.csv row
+     "resume": {...}}                # interrupted.pt only: where in the epoch it stopped
+
+Checkpoints of format 1 (no "format" key: the parts at the top level) are upgraded on load."""
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +20,37 @@ import torch
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
 
 
+FORMAT = 2
+_V1_PARTS = ("model", "optimizer", "scheduler", "scaler")
+_V1_RESUME = ("position", "loss_sum", "learning_rate", "elapsed")
+
+
 class CorruptCheckpoint(RuntimeError):
     pass
+
+
+def assemble(epoch: int, parts: dict, config: dict, **extra) -> dict:
+    return {"format": FORMAT, "epoch": epoch, "config": config, "rng": rng_state(),
+            "parts": parts, **extra}
+
+
+def upgrade(state: dict) -> dict:
+    """A checkpoint in today's layout, whichever format it was written in."""
+    version = state.get("format", 1)
+    if version == FORMAT:
+        return state
+    if version != 1:
+        raise ValueError(f"checkpoint format {version} is newer than this rumpy understands "
+                         f"({FORMAT}); update rumpy")
+    parts = {k: state.get(k) for k in _V1_PARTS}
+    parts.update(loop={"step": state["step"]}, monitors=state.get("monitors", {}), task={})
+    out = {"format": FORMAT, "epoch": state["epoch"], "config": state.get("config", {}),
+           "rng": state["rng"], "parts": parts}
+    if "summary_row" in state:
+        out["summary_row"] = state["summary_row"]
+    if "position" in state:
+        out["resume"] = {k: state[k] for k in _V1_RESUME}
+    return out
 
 
 def rng_state() -> dict:
@@ -61,6 +97,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         if hashlib.sha256(data).hexdigest() != expected:
             raise CorruptCheckpoint(f"{path}: checksum mismatch (truncated or corrupt file)")
     try:
-        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        return upgrade(state)
     except Exception as exc:
         raise CorruptCheckpoint(f"{path}: cannot be loaded ({exc})") from None

@@ -1,16 +1,16 @@
-"""NetworkHandler: one model with its optimizer, scheduler, loss and device, and the single
-training/inference step. The epoch loop (trainer.py) drives it."""
+"""NetworkHandler: optimisation only. One model with its optimizer, scheduler, AMP scaler and
+gradient clipping, and the single training step; what a batch means (inputs, targets, loss) is
+the task's (`task.training_loss`). The epoch loop (trainer.py) drives it."""
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..data.images import bicubic, to_float
-from ..models import build_model
-from .losses import LOSSES
+from ..results.columns import direction
 from .optim import build_optimizer, build_scheduler
 
 
@@ -30,18 +30,24 @@ def select_device(gpu: str, sp_gpu: int) -> torch.device:
     return torch.device(f"cuda:{sp_gpu}")
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
+
+
 class NetworkHandler:
-    def __init__(self, cfg: RunConfig, steps_per_epoch: int, device: torch.device):
+    def __init__(self, cfg: RunConfig, model: nn.Module, task, steps_per_epoch: int,
+                 device: torch.device, plateau_column: str | None = None):
         p = cfg.model.internal_params
         self.device = device
-        self.scale = p.scale
-        self.model: nn.Module = build_model(cfg.model.name, p.scale, p.arch).to(device)
-        self.pre_upsampled = bool(getattr(self.model, "pre_upsampled", False))
+        self.model = model.to(device)
+        self.task = task
         self.optimizer = build_optimizer(p.optimizer, self.model.parameters(), p.lr, p.optimizer_params)
         self._cfg = cfg
         self.steps_per_epoch = steps_per_epoch
+        # reduce_on_plateau watches a summary column, in its metric's direction
+        self.plateau_column = p.scheduler_params.get("monitor", plateau_column)
         self.scheduler, self.scheduler_interval = self._build_scheduler()
-        self.loss_fn = LOSSES.get(p.loss)().to(device)
         self.grad_clip = p.grad_clip
         self.amp = cfg.training.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -49,19 +55,27 @@ class NetworkHandler:
 
     def _build_scheduler(self):
         p = self._cfg.model.internal_params
-        return build_scheduler(p.scheduler, self.optimizer, p.scheduler_params,
-                               self._cfg.training.num_epochs, self.steps_per_epoch, p.lr)
+        params = dict(p.scheduler_params)
+        if p.scheduler == "reduce_on_plateau" and "mode" not in params:
+            params["mode"] = direction(self.plateau_column or "") or "min"
+        return build_scheduler(p.scheduler, self.optimizer, params, self._cfg.training.num_epochs,
+                               self.steps_per_epoch, p.lr)
 
-    def restart_schedule(self, completed_epochs: int) -> None:
+    def restart_schedule(self, completed_epochs: int, rows: list[dict] = ()) -> None:
         """Rebuild the scheduler from this config's lr and scheduler settings and advance it by
         `completed_epochs` (0 = start the schedule afresh): a branch with a new lr or schedule
-        trains with exactly the rate the new settings give at its fork epoch."""
+        trains with exactly the rate the new settings give at its fork epoch. A plateau
+        scheduler is advanced over the inherited rows' values of its column."""
         lr = self._cfg.model.internal_params.lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
             group["initial_lr"] = lr
         self.scheduler, self.scheduler_interval = self._build_scheduler()
         if self.scheduler is None:
+            return
+        if self.scheduler_interval == "plateau":
+            for row in rows[:completed_epochs]:
+                self.after_validation(row)
             return
         steps = completed_epochs * (self.steps_per_epoch if self.scheduler_interval == "batch" else 1)
         with warnings.catch_warnings():  # stepping without optimizer steps is the point here
@@ -73,19 +87,12 @@ class NetworkHandler:
     def learning_rate(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def _input(self, lr: torch.Tensor) -> torch.Tensor:
-        x = to_float(lr.to(self.device, non_blocking=True))
-        if self.pre_upsampled:
-            x = bicubic(x, (x.shape[-2] * self.scale, x.shape[-1] * self.scale))
-        return x
-
-    def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        """One optimizer step on a uint8 batch; returns the (detached) loss without syncing."""
+    def train_step(self, batch: dict) -> torch.Tensor:
+        """One optimizer step on a batch; returns the (detached) loss without syncing."""
         self.model.train()
-        x = self._input(lr)
-        y = to_float(hr.to(self.device, non_blocking=True))
+        batch = to_device(batch, self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            loss = self.loss_fn(self.model(x), y)
+            loss = self.task.training_loss(self.model, batch)
         self.optimizer.zero_grad(set_to_none=True)
         if self.amp:
             self.scaler.scale(loss).backward()
@@ -108,28 +115,28 @@ class NetworkHandler:
         if self.scheduler is not None and self.scheduler_interval == "epoch":
             self.scheduler.step()
 
+    def after_validation(self, row: dict) -> None:
+        """reduce_on_plateau steps on its column's value (epochs without one change nothing)."""
+        if self.scheduler is None or self.scheduler_interval != "plateau":
+            return
+        value = row.get(self.plateau_column)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            self.scheduler.step(value)
+
     @torch.no_grad()
-    def predict(self, lr: torch.Tensor) -> torch.Tensor:
-        """uint8 LR batch -> float SR batch (unclamped)."""
+    def infer(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The model's float output for prepared inputs, in eval mode (unclamped)."""
         self.model.eval()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.model(self._input(lr))
+            out = self.model(inputs)
         return out.float()
 
-    def state_dict(self) -> dict:
+    def parts(self) -> dict:
+        """The named stateful parts this handler contributes to a checkpoint."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
-            "step": self.step,
+            "loop": {"step": self.step},
         }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.step = state["step"]

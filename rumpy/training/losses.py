@@ -1,10 +1,14 @@
-"""Pixel losses, found by name in LOSSES."""
+"""Losses, found by name in LOSSES. A config names one (`loss = "l1"`) or a weighted sum, each
+term with its own parameters: `loss = {l1 = 1.0, charbonnier = {weight = 0.5, eps = 1e-6}}`."""
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
-from ..registry import Registry
+from ..registry import Registry, did_you_mean
+from .optim import accepted_params
 
 LOSSES: Registry = Registry("loss")
 
@@ -20,6 +24,66 @@ class CharbonnierLoss(nn.Module):
         return torch.sqrt((x - y) ** 2 + self.eps ** 2).mean()
 
 
+class WeightedSum(nn.Module):
+    def __init__(self, terms: list[tuple[float, nn.Module]]):
+        super().__init__()
+        self.weights = [w for w, _ in terms]
+        self.terms = nn.ModuleList([m for _, m in terms])
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return sum(w * term(x, y) for w, term in zip(self.weights, self.terms))
+
+
 LOSSES.register("l1")(nn.L1Loss)
 LOSSES.register("mse")(nn.MSELoss)
 LOSSES.register("charbonnier")(CharbonnierLoss)
+LOSSES.register("huber")(nn.HuberLoss)
+LOSSES.register("smooth_l1")(nn.SmoothL1Loss)
+# torch's legacy arguments, never meant to be set
+_HIDDEN = ("size_average", "reduce", "reduction")
+
+
+def loss_terms(spec: str | dict) -> list[tuple[str, float, dict]]:
+    """(name, weight, parameters) of each term; a string is one term of weight 1."""
+    if isinstance(spec, str):
+        return [(spec, 1.0, {})]
+    terms = []
+    for name, value in spec.items():
+        if isinstance(value, dict):
+            params = {k: v for k, v in value.items() if k != "weight"}
+            terms.append((name, value.get("weight", 1.0), params))
+        else:
+            terms.append((name, value, {}))
+    return terms
+
+
+def check_loss(spec: str | dict) -> list[tuple[str, str]]:
+    """Problems as (key path below `loss`, message); empty when build_loss will work."""
+    if isinstance(spec, dict) and not spec:
+        return [("", "expected at least one loss")]
+    problems = []
+    for name, weight, params in loss_terms(spec):
+        where = "" if isinstance(spec, str) else f".{name}"
+        if name not in LOSSES:
+            problems.append((where, f"unknown loss {name!r}{did_you_mean(name, LOSSES.names())} "
+                                    f"(registered: {', '.join(LOSSES.names())})"))
+            continue
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or \
+                not math.isfinite(weight) or weight <= 0:
+            problems.append((where, f"expected a weight > 0 or a table with `weight`, got "
+                                    f"{weight!r}"))
+        allowed = [p for p in accepted_params(LOSSES.get(name), ()) if p not in _HIDDEN]
+        for key in params:
+            if key not in allowed:
+                problems.append((f"{where}.{key}", f"not a parameter of loss {name!r}"
+                                                   f"{did_you_mean(key, allowed)} (its parameters: "
+                                                   f"{', '.join(allowed) or 'none'})"))
+    return problems
+
+
+def build_loss(spec: str | dict) -> nn.Module:
+    terms = loss_terms(spec)
+    if len(terms) == 1 and terms[0][1] == 1.0:
+        name, _, params = terms[0]
+        return LOSSES.get(name)(**params)
+    return WeightedSum([(float(w), LOSSES.get(n)(**p)) for n, w, p in terms])

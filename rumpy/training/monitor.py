@@ -4,17 +4,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Direction of the known summary columns' metrics; other columns need an explicit mode.
-HIGHER_IS_BETTER = {"PSNR": True, "SSIM": True, "LPIPS": False, "loss": False}
+from ..results.columns import direction
 
 
 def infer_mode(column: str, mode: str = "auto") -> str:
+    """The mode as given, or the direction the column's metric declares."""
     if mode != "auto":
         return mode
-    for suffix, higher in HIGHER_IS_BETTER.items():
-        if column.endswith(suffix):
-            return "max" if higher else "min"
-    raise ValueError(f"cannot tell whether higher or lower {column} is better; set the mode")
+    found = direction(column)
+    if found is None:
+        raise ValueError(f"cannot tell whether higher or lower {column} is better; set the mode")
+    return found
 
 
 @dataclass

@@ -21,9 +21,10 @@ OPTIMIZERS.register("rmsprop")(torch.optim.RMSprop)
 @dataclass(frozen=True)
 class SchedulerSpec:
     cls: type | None
-    interval: str                      # 'epoch' or 'batch'
+    interval: str                      # 'epoch', 'batch', or 'plateau' (after each validation)
     derived: Callable[[int, int, float], dict[str, Any]]   # (epochs, steps/epoch, lr) -> defaults
     required: tuple[str, ...] = ()
+    own: tuple[str, ...] = ()          # rumpy's keys, not the class's (consumed by the handler)
 
 
 SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler")
@@ -38,6 +39,10 @@ SCHEDULERS.register("step_lr")(SchedulerSpec(
     lr_scheduler.StepLR, "epoch", lambda e, s, lr: {}, required=("step_size",)))
 SCHEDULERS.register("one_cycle_lr")(SchedulerSpec(
     lr_scheduler.OneCycleLR, "batch", lambda e, s, lr: {"max_lr": lr, "total_steps": e * s}))
+# Steps on a summary column after each validation: `monitor` (default: best_load_metric); its
+# `mode` defaults to the metric's own direction.
+SCHEDULERS.register("reduce_on_plateau")(SchedulerSpec(
+    lr_scheduler.ReduceLROnPlateau, "plateau", lambda e, s, lr: {}, own=("monitor",)))
 
 
 def accepted_params(cls: type, exclude: tuple[str, ...]) -> list[str]:
@@ -45,8 +50,9 @@ def accepted_params(cls: type, exclude: tuple[str, ...]) -> list[str]:
             if p not in ("self",) + exclude and not p.startswith("_")]
 
 
-def check_params(cls: type, params: dict, exclude: tuple[str, ...]) -> list[tuple[str, str]]:
-    allowed = accepted_params(cls, exclude)
+def check_params(cls: type, params: dict, exclude: tuple[str, ...],
+                 own: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    allowed = accepted_params(cls, exclude) + list(own)
     return [(k, f"not a parameter of {cls.__name__}{did_you_mean(k, allowed)} "
                 f"(its parameters: {', '.join(allowed)})")
             for k in params if k not in allowed]
@@ -61,7 +67,8 @@ def build_scheduler(name: str, optimizer: torch.optim.Optimizer, params: dict, n
     spec = SCHEDULERS.get(name)
     if spec.cls is None:
         return None, spec.interval
-    kwargs = {**spec.derived(num_epochs, steps_per_epoch, lr), **params}
+    kwargs = {**spec.derived(num_epochs, steps_per_epoch, lr),
+              **{k: v for k, v in params.items() if k not in spec.own}}
     missing = [k for k in spec.required if k not in kwargs]
     if missing:
         raise ValueError(f"{name} needs scheduler_params.{missing[0]}")

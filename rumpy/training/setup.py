@@ -1,32 +1,30 @@
 """Everything that can reject a config, done before the run folder exists: semantic checks
-against the registries, the device, the data, and building model, handler and loaders."""
+against the registries, the device, the result tree's plan, the task's data, and building the
+model, handler and loaders. `start` then makes the first writes."""
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..config import ConfigError, RunConfig
-from ..data.build import (Loaders, build_loaders, check_data, resolve_builtin_sets,
-                          steps_per_epoch)
-from ..metrics import METRICS
-from ..metrics.lpips import LPIPSWeightsError
-from ..models import MODELS, check_model_params
-from ..models.registry import model_params
+from ..config.load import to_toml_dict
 from ..registry import UnknownNameError, did_you_mean
+from ..results.columns import resolve, summary_columns
 from ..results.run_folder import RunFolder
-from ..results.summary import summary_columns
+from ..results.summary import SummaryLog
+from ..tasks import TASKS, Task
+from ..tracking import TRACKERS
 from ..tree.lock import NodeLock, NodeLockedError
 from ..tree.node import Node
 from ..tree.plan import Plan, TreeError, apply_plan, plan_run
-from .checkpoint import set_rng_state
-from .monitor import Monitor, infer_mode
-from .evaluator import Evaluator
+from .checkpoint import assemble, set_rng_state
 from .handler import NetworkHandler, select_device
-from .losses import LOSSES
+from .losses import check_loss
+from .monitor import Monitor, infer_mode
 from .optim import OPTIMIZERS, SCHEDULERS, check_params
 
 log = logging.getLogger(__name__)
@@ -35,17 +33,24 @@ IP = "model.internal_params"
 
 @dataclass
 class Run:
+    """One training of one node: what prepare() built, and the loop's state."""
+
     cfg: RunConfig
     plan: Plan
     device: torch.device
+    task: Task
     handler: NetworkHandler
-    loaders: Loaders
-    evaluator: Evaluator
-    metric_names: list[str]
+    loaders: object
     columns: list[str]
     best: Monitor                      # best epoch by training.best_load_metric
     early_stop: Monitor | None         # early stopping, when patience > 0
     lock: NodeLock | None = None
+    config_table: dict = field(default_factory=dict)
+    summary: SummaryLog | None = None
+    trackers: list = field(default_factory=list)
+    baselines: dict = field(default_factory=dict)   # summary column -> the baseline's value
+    stop_reason: str | None = None
+    progress: object = None
 
     @property
     def folder(self) -> RunFolder:
@@ -54,6 +59,17 @@ class Run:
     @property
     def node(self) -> Node:
         return self.plan.node
+
+    def best_info(self) -> dict:
+        return {"metric": self.best.column, "value": self.best.best, "epoch": self.best.best_epoch}
+
+    def checkpoint(self, epoch: int, **extra) -> dict:
+        """The node's state after `epoch`, assembled from its named parts."""
+        monitors = {"best": self.best.state_dict()}
+        if self.early_stop is not None:
+            monitors["early_stop"] = self.early_stop.state_dict()
+        parts = {**self.handler.parts(), "monitors": monitors, "task": self.task.state_dict()}
+        return assemble(epoch, parts, self.config_table, **extra)
 
 
 def seed_everything(seed: int) -> None:
@@ -69,11 +85,12 @@ def _lookup(cfg: RunConfig, registry, name: str, key_path: str):
         raise ConfigError(cfg.source, key_path, str(exc)) from None
 
 
-def check_semantics(cfg: RunConfig) -> None:
+def check_semantics(cfg: RunConfig) -> Task:
+    """Checks against the registries (task, model, optimizer, scheduler, loss, metrics,
+    trackers); returns the task."""
     src, p = cfg.source, cfg.model.internal_params
-    _lookup(cfg, MODELS, cfg.model.name, "model.name")
-    for key, message in check_model_params(cfg.model.name, p.scale, p.arch):
-        raise ConfigError(src, f"{IP}.{key}", message)
+    task = TASKS.get(cfg.task)(cfg)
+    task.check_config()
     optimizer = _lookup(cfg, OPTIMIZERS, p.optimizer, f"{IP}.optimizer")
     for key, message in check_params(optimizer, p.optimizer_params, exclude=("params", "lr")):
         raise ConfigError(src, f"{IP}.optimizer_params.{key}", message)
@@ -81,35 +98,30 @@ def check_semantics(cfg: RunConfig) -> None:
     if spec.cls is None and p.scheduler_params:
         raise ConfigError(src, f"{IP}.scheduler_params", "scheduler 'none' takes no parameters")
     if spec.cls is not None:
-        for key, message in check_params(spec.cls, p.scheduler_params, exclude=("optimizer",)):
+        for key, message in check_params(spec.cls, p.scheduler_params, exclude=("optimizer",),
+                                         own=spec.own):
             raise ConfigError(src, f"{IP}.scheduler_params.{key}", message)
         for key in spec.required:
             if key not in p.scheduler_params:
                 raise ConfigError(src, f"{IP}.scheduler_params.{key}",
                                   f"missing: scheduler '{p.scheduler}' needs it")
-    _lookup(cfg, LOSSES, p.loss, f"{IP}.loss")
-    if not cfg.training.metrics:
-        raise ConfigError(src, "training.metrics", "expected at least one of PSNR, SSIM, LPIPS")
-    for name in cfg.training.metrics:
-        _lookup(cfg, METRICS, name, "training.metrics")
-    if len({m.lower() for m in cfg.training.metrics}) != len(cfg.training.metrics):
-        raise ConfigError(src, "training.metrics", "a metric is listed twice")
-    # The resolved config records every architecture parameter, defaults included.
-    defaults = {k: list(d) if isinstance(d, tuple) else d for k, (_, d) in
-                model_params(cfg.model.name).items()}
-    p.arch = {**defaults, **p.arch}
+    for key, message in check_loss(p.loss):
+        raise ConfigError(src, f"{IP}.loss{key}", message)
+    for name in cfg.training.trackers:
+        _lookup(cfg, TRACKERS, name, "training.trackers")
+    return task
 
 
 def prepare(cfg: RunConfig) -> Run:
     src = cfg.source
-    check_semantics(cfg)
+    task = check_semantics(cfg)
     try:
         device = select_device(cfg.training.gpu, cfg.training.sp_gpu)
     except ValueError as exc:
         raise ConfigError(src, "training.gpu", str(exc)) from None
     if cfg.training.amp and device.type != "cuda":
         raise ConfigError(src, "training.amp", "mixed precision needs a CUDA device (gpu = 'single')")
-    resolve_builtin_sets(cfg)
+    task.resolve_builtin_sets()
     try:
         plan = plan_run(cfg)  # fails fast on a clash with the result tree, before decoding data
     except (TreeError, NodeLockedError) as exc:
@@ -117,14 +129,18 @@ def prepare(cfg: RunConfig) -> Run:
         if "." not in key:
             key, message = "", str(exc)
         raise ConfigError(src, key, message) from None
-    train_sets, eval_sets = check_data(cfg)
-    try:  # LPIPS loads its weights here: missing weights fail before training
-        metrics = [METRICS.get(n)(device=device) for n in cfg.training.metrics]
-    except LPIPSWeightsError as exc:
-        raise ConfigError(src, "training.metrics", str(exc)) from None
-    seed_everything(cfg.training.seed)
+    task.check_data()
+    loaders = task.setup(device)
+    columns = summary_columns(task.summary_keys(), list(loaders.evals))
+    best = _monitor(cfg, "best_load_metric", "auto", 0.0, columns)
+    early = None
+    if cfg.training.early_stopping_patience:
+        early = _monitor(cfg, "early_stopping_metric", cfg.training.early_stopping_mode,
+                         cfg.training.early_stopping_min_delta, columns)
+    seed_everything(cfg.training.seed)  # right before the weights are drawn
     try:
-        handler = NetworkHandler(cfg, steps_per_epoch(cfg, train_sets), device)
+        model = task.build_model()
+        handler = NetworkHandler(cfg, model, task, len(loaders.train), device, best.column)
     except (ValueError, TypeError) as exc:
         raise ConfigError(src, IP, f"cannot build {cfg.model.name} with these settings: {exc}") from None
     if cfg.training.deterministic:
@@ -132,19 +148,8 @@ def prepare(cfg: RunConfig) -> Run:
         torch.use_deterministic_algorithms(True, warn_only=True)
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    loaders = build_loaders(cfg, train_sets, eval_sets, pin_memory=device.type == "cuda")
-    evaluator = Evaluator(metrics, cfg.scale, cfg.training.metric_channel,
-                          cfg.training.metric_crop_border, loaders.evals,
-                          {n: im.keys for n, im in loaders.eval_sets.items()}, device,
-                          cfg.training.num_samples if cfg.training.save_samples else 0)
-    metric_names = [m.name for m in metrics]
-    columns = summary_columns(metric_names, list(loaders.evals))
-    best = _monitor(cfg, "best_load_metric", "auto", 0.0, columns)
-    early = None
-    if cfg.training.early_stopping_patience:
-        early = _monitor(cfg, "early_stopping_metric", cfg.training.early_stopping_mode,
-                         cfg.training.early_stopping_min_delta, columns)
-    run = Run(cfg, plan, device, handler, loaders, evaluator, metric_names, columns, best, early)
+    run = Run(cfg, plan, device, task, handler, loaders, columns, best, early,
+              config_table=to_toml_dict(cfg))
     _restore_monitors(run)
     if early and early.bad_validations >= cfg.training.early_stopping_patience:
         raise ConfigError(src, "training.early_stopping_patience",
@@ -155,11 +160,10 @@ def prepare(cfg: RunConfig) -> Run:
 
 
 def _monitor(cfg: RunConfig, key: str, mode: str, min_delta: float, columns: list[str]) -> Monitor:
-    column = getattr(cfg.training, key)
-    if column not in columns and f"val-{column}" in columns:
-        column = f"val-{column}"  # 'PSNR' means the first eval set's PSNR
+    column = resolve(getattr(cfg.training, key), columns)
     watched = [c for c in columns if c.startswith("val-") or c == "train-loss"]
-    if key == "best_load_metric" and column == "val-PSNR" and column not in columns:
+    if key == "best_load_metric" and not any(c.startswith("val-") for c in columns) and \
+            column not in columns:
         column = "train-loss"  # no validation set: the best epoch is the lowest training loss
     if column not in watched:
         raise ConfigError(cfg.source, f"training.{key}",
@@ -174,7 +178,7 @@ def _monitor(cfg: RunConfig, key: str, mode: str, min_delta: float, columns: lis
 def _restore_monitors(run: Run) -> None:
     """Best value and patience counter as they stood at the resume epoch: from the checkpoint
     when it watched the same column, else replayed from the summary rows."""
-    saved = (run.plan.state or {}).get("monitors", {})
+    saved = (run.plan.state or {}).get("parts", {}).get("monitors", {})
     for name, monitor in (("best", run.best), ("early_stop", run.early_stop)):
         if monitor is None:
             continue
@@ -188,7 +192,7 @@ def _restore_monitors(run: Run) -> None:
 
 def start(run: Run) -> None:
     """The first writes: the plan's changes to the tree, the node's lock, and the resumed state
-    in the handler."""
+    in the handler and the task."""
     run.lock = NodeLock(run.node.path)
     if run.plan.kind == "continue":  # an existing node: lock it before changing anything
         run.lock.acquire()
@@ -199,19 +203,22 @@ def start(run: Run) -> None:
     state, plan, handler = run.plan.state, run.plan, run.handler
     if state is None:
         return
-    handler.model.load_state_dict(state["model"])
+    parts = state["parts"]
+    handler.model.load_state_dict(parts["model"])
+    run.task.load_state_dict(parts.get("task") or {})
     if plan.load_optimizer:
-        handler.optimizer.load_state_dict(state["optimizer"])
+        handler.optimizer.load_state_dict(parts["optimizer"])
     if plan.load_scheduler:
-        if handler.scheduler is not None and state.get("scheduler") is not None:
-            handler.scheduler.load_state_dict(state["scheduler"])
+        if handler.scheduler is not None and parts.get("scheduler") is not None:
+            handler.scheduler.load_state_dict(parts["scheduler"])
             for group, lr in zip(handler.optimizer.param_groups, handler.scheduler.get_last_lr()):
                 group["lr"] = lr
     else:
-        handler.restart_schedule(0 if run.cfg.training.skip_scheduler_load else plan.start_epoch)
-    if state.get("scaler"):
-        handler.scaler.load_state_dict(state["scaler"])
-    handler.step = state["step"]
+        handler.restart_schedule(0 if run.cfg.training.skip_scheduler_load else plan.start_epoch,
+                                 plan.rows)
+    if parts.get("scaler"):
+        handler.scaler.load_state_dict(parts["scaler"])
+    handler.step = parts["loop"]["step"]
     set_rng_state(state["rng"])
     if plan.kind == "continue" and run.cfg.training.num_epochs != state.get("config", {}).get(
             "training", {}).get("num_epochs") and handler.scheduler is not None:

@@ -15,7 +15,8 @@ LINEAGE = "lineage.json"
 STATUS = "status.json"
 INTERRUPTED = "interrupted.pt"
 # Names inside a node folder that are not branches (and so cannot be branch names).
-RESERVED = {"config.toml", "train.log", "result_outputs", "saved_models", LINEAGE, STATUS, ".lock"}
+RESERVED = {"config.toml", "train.log", "result_outputs", "saved_models", "tensorboard", LINEAGE,
+            STATUS, ".lock"}
 
 
 def read_json(path: Path) -> dict | None:

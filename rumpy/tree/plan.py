@@ -13,10 +13,11 @@ from pathlib import Path
 import tomli_w
 
 from ..config import RunConfig
-from ..config.load import read_toml, to_toml_dict
+from ..config.load import stored_config, to_toml_dict
 from ..config.schema import InternalParams
 from ..results.run_folder import RunExistsError, RunFolder
 from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
+from ..results.columns import resolve
 from ..training.monitor import Monitor, infer_mode
 from ..utils.atomic import atomic_write_text
 from .lock import check_unlocked
@@ -31,7 +32,7 @@ IN_PLACE_CHANGES = (
     "training.early_stopping_reset_on_branch", "training.gpu", "training.sp_gpu",
     "training.logging", "training.save_samples", "training.num_samples",
     "training.keep_every_n_epochs", "training.deterministic", "training.aim_track",
-    "training.aim_home", "data.dataloader_threads",
+    "training.aim_home", "training.trackers", "data.dataloader_threads",
     "data.cache", "data.cache_dir", "data.cache_memory_limit_gb", "data.eval_batch_size",
 )
 LOCATION_KEYS = ("experiment", "experiment_save_loc")
@@ -80,7 +81,7 @@ def _architecture_keys(diff: dict) -> list[str]:
     """Changed keys that define the network: its name, scale and own parameters (every key of
     internal_params that is not a training setting)."""
     training = set(InternalParams.__dataclass_fields__) - {"scale"}
-    return [k for k in diff if k == "model.name" or
+    return [k for k in diff if k in ("task", "model.name") or
             (k.startswith("model.internal_params.") and k.split(".")[2] not in training)]
 
 
@@ -110,7 +111,7 @@ def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, 
         if interrupted.is_file():
             try:
                 state = load_checkpoint(interrupted)
-                if state["epoch"] == last_own + 1:
+                if state["epoch"] == last_own + 1 and "resume" in state:
                     return state["epoch"] - 1, state
             except CorruptCheckpoint as exc:
                 log.warning("%s; ignoring it", exc)
@@ -129,12 +130,12 @@ def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, 
                         f"(it stopped before finishing an epoch); start it again with "
                         f"overwrite_data = true")
     if choice == "best":
-        metric = cfg.training.best_load_metric
+        rows = [r for r in node.summary() if node.checkpoint_for(r["epoch"]) is not None]
+        metric = resolve(cfg.training.best_load_metric, list(rows[0]) if rows else [])
         try:
             monitor = Monitor(metric, infer_mode(metric))
         except ValueError as exc:
             raise TreeError(f"training.best_load_metric: {exc}") from None
-        rows = [r for r in node.summary() if node.checkpoint_for(r["epoch"]) is not None]
         monitor.replay(rows)
         if monitor.best_epoch is None:
             raise TreeError(f"training.continue_from_epoch: no saved epoch of {node.path} has "
@@ -183,7 +184,7 @@ def plan_run(cfg: RunConfig) -> Plan:
 
     node = _node_for(cfg, root)
     new = to_toml_dict(cfg)
-    diff = config_diff(read_toml(node.folder.config), new)
+    diff = config_diff(stored_config(node.folder.config), new)
     arch = _architecture_keys(diff)
     if arch:
         changes = "; ".join(f"{k}: {diff[k][0]!r} -> {diff[k][1]!r}" for k in arch)
@@ -205,7 +206,7 @@ def plan_run(cfg: RunConfig) -> Plan:
         if target.exists():
             raise TreeError(f"training.new_branch_name: {target} already exists; choose another name")
         fork_ckpt = node.checkpoint_for(epoch)
-        if "position" in state:  # 'last' found a mid-epoch checkpoint: fork at the epoch before
+        if "resume" in state:  # 'last' found a mid-epoch checkpoint: fork at the epoch before
             if fork_ckpt is None:
                 raise TreeError(f"training.continue_from_epoch: {node.path} has no checkpoint of "
                                 f"epoch {epoch} to fork from")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config.load import read_toml
+from ..results.columns import resolve
 from ..training.monitor import Monitor, infer_mode
 from .node import Node
 
@@ -13,7 +14,7 @@ def _best(node: Node, rows: list[dict]) -> str:
         column = read_toml(node.folder.config).get("training", {}).get("best_load_metric", "val-PSNR")
     except Exception:  # an unreadable config still gets a line in the tree
         column = "val-PSNR"
-    column = column if column.startswith("val-") else f"val-{column}"
+    column = resolve(column, list(rows[0]) if rows else [])
     try:
         monitor = Monitor(column, infer_mode(column))
     except ValueError:

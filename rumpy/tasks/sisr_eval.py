@@ -1,7 +1,7 @@
-"""Validation: per-image metrics on every eval set, the bicubic baseline, and sample images."""
+"""SR validation: per-image metrics on every eval set, the bicubic baseline, and sample images."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from ..data.images import bicubic, quantize, to_float
 from ..metrics import Metric
 from ..metrics.sr import prepare
-from .handler import NetworkHandler
+from .base import EvalResult
 
 
 @dataclass
@@ -18,13 +18,6 @@ class Sample:
     bicubic: torch.Tensor  # 3xHxW uint8, HR size
     sr: torch.Tensor
     hr: torch.Tensor
-
-
-@dataclass
-class EvalResult:
-    means: dict[str, dict[str, float]]          # set -> {'loss': .., 'PSNR': .., ...}
-    per_image: list[dict] = field(default_factory=list)
-    samples: dict[str, list[Sample]] = field(default_factory=dict)
 
 
 class Evaluator:
@@ -60,7 +53,8 @@ class Evaluator:
             totals: dict[str, float] = {}
             count = 0
             samples: list[Sample] = []
-            for lr, hr, index in loader:
+            for batch in loader:
+                lr, hr, index = batch["lr"], batch["hr"], batch["index"]
                 hr_dev = hr.to(self.device)
                 sr = predict(lr)
                 sr_q = quantize(sr)
@@ -72,7 +66,7 @@ class Evaluator:
                 for j, i in enumerate(index.tolist()):
                     row = {"set": set_name, "image": self.keys[set_name][i]}
                     row.update({k: float(v[j]) for k, v in scores.items()})
-                    result.per_image.append(row)
+                    result.per_sample.append(row)
                     for k, v in scores.items():
                         totals[k] = totals.get(k, 0.0) + float(v[j])
                     if len(samples) < num_samples:
@@ -81,7 +75,7 @@ class Evaluator:
                                               sr_q[j].byte().cpu(), hr[j]))
                 count += len(index)
             result.means[set_name] = {k: v / count for k, v in totals.items()}
-            result.samples[set_name] = samples
+            result.outputs[set_name] = samples
         return result
 
     def bicubic_baseline(self) -> EvalResult:
@@ -90,5 +84,5 @@ class Evaluator:
             return bicubic(x, (x.shape[-2] * self.scale, x.shape[-1] * self.scale))
         return self._run(upsample)
 
-    def evaluate(self, handler: NetworkHandler) -> EvalResult:
-        return self._run(handler.predict, handler.loss_fn, self.num_samples)
+    def evaluate(self, predict, loss_fn, with_samples: bool = True) -> EvalResult:
+        return self._run(predict, loss_fn, self.num_samples if with_samples else 0)

@@ -1,25 +1,19 @@
-"""From [data] config to checked image sets and loaders. Every problem with the data (missing
-folder, no images, unmatched sizes, crops larger than images) is a ConfigError raised here, before
-the run folder exists."""
+"""Dataset kind 'paired' (super-resolution): from [data] tables to checked LR/HR image sets and
+loaders. Every problem with the data (missing folder, no images, unmatched sizes, crops larger
+than images) is a ConfigError raised here, before the run folder exists."""
 from __future__ import annotations
 
 import logging
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-
-import torch
-from torch.utils.data import DataLoader
-
 from ..config import ConfigError, RunConfig
-from ..config.schema import DatasetConfig
 from .cache import ImageStore, choose_mode
-from .datasets import EpochSampler, EvalImages, PairedImages, eval_batches
+from .datasets import EvalImages, PairedImages, TrainPatches
 from .images import image_size
+from .kinds import PairedSet
+from .loaders import Loaders, eval_loader, train_loader
 from .pairs import pair_folders
-from . import builtin  # noqa: F401  (registers the built-in sets)
-from .registry import BUILTIN_SETS, DATASETS
 from .standard import select_split, training_split_warning
 
 log = logging.getLogger(__name__)
@@ -30,7 +24,7 @@ class CheckedSet:
     """A set whose pairs and sizes have been verified, not yet decoded."""
 
     name: str
-    config: DatasetConfig
+    config: PairedSet
     keys: list[str]
     lr_paths: list[Path]
     hr_paths: list[Path]
@@ -38,13 +32,11 @@ class CheckedSet:
     hr_sizes: list[tuple[int, int]]
 
 
-def _check_set(cfg: RunConfig, section: str, label: str, ds: DatasetConfig) -> CheckedSet:
+def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> CheckedSet:
     src = cfg.source
     where = f"data.{section}.{label}"
     role = "train" if section == "training_sets" else "eval"
     scale = cfg.scale
-    if section == "training_sets" and ds.type not in DATASETS:
-        DATASETS.get(ds.type)  # raises with the registered names
     for key in ("lr", "hr"):
         value = getattr(ds, key)
         if not value:
@@ -90,16 +82,6 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: DatasetConfig) -> C
                       [p.hr for p in chosen], lr_sizes, hr_sizes)
 
 
-def resolve_builtin_sets(cfg: RunConfig) -> None:
-    """Fill in the folders of built-in sets given without lr/hr (building them on first use), so
-    the resolved config names real folders."""
-    for section, role in (("training_sets", "train"), ("eval_sets", "eval")):
-        for ds in getattr(cfg.data, section).values():
-            if (not ds.lr or not ds.hr) and ds.name in BUILTIN_SETS:
-                lr_dir, hr_dir = BUILTIN_SETS.get(ds.name)(Path(cfg.data.cache_dir), cfg.scale, role)
-                ds.lr, ds.hr = str(lr_dir), str(hr_dir)
-
-
 def check_data(cfg: RunConfig) -> tuple[list[CheckedSet], list[CheckedSet]]:
     train = [_check_set(cfg, "training_sets", k, v) for k, v in cfg.data.training_sets.items()]
     crops = {s.config.crop for s in train}
@@ -128,51 +110,20 @@ def _load(cfg: RunConfig, checked: CheckedSet) -> PairedImages:
                         ImageStore(checked.hr_paths, mode, cache_dir), cfg.scale)
 
 
-def _ignore_sigint(_worker_id: int) -> None:
-    # Ctrl+C reaches the whole process group; the main process finishes its step and saves,
-    # which needs the workers alive. (SIGTERM is left alone: DataLoader uses it to stop them.)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@dataclass
-class Loaders:
-    train: DataLoader
-    sampler: EpochSampler
-    evals: dict[str, DataLoader]
-    eval_sets: dict[str, PairedImages]
-
-
 def build_loaders(cfg: RunConfig, train: list[CheckedSet], evals: list[CheckedSet],
                   pin_memory: bool) -> Loaders:
     sets = [_load(cfg, s) for s in train]
-    dataset_cls = DATASETS.get(train[0].config.type)
-    dataset = dataset_cls(sets, crop=train[0].config.crop,
-                          augment=[s.config.random_augment for s in train],
-                          repeat=[s.config.repeat for s in train], seed=cfg.training.seed)
-    sampler = EpochSampler(len(dataset), cfg.training.seed)
-    workers = cfg.data.dataloader_threads
-    batch = cfg.data.batch_size
-    train_loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
-                              drop_last=len(dataset) >= batch, pin_memory=pin_memory,
-                              persistent_workers=workers > 0, worker_init_fn=_ignore_sigint,
-                              # its own generator: loading never draws from the global RNG
-                              generator=torch.Generator().manual_seed(cfg.training.seed))
-    eval_loaders, eval_images = {}, {}
+    dataset = TrainPatches(sets, crop=train[0].config.crop,
+                           augment=[s.config.random_augment for s in train],
+                           repeat=[s.config.repeat for s in train], seed=cfg.training.seed)
+    loader, sampler = train_loader(cfg, dataset, pin_memory)
+    eval_loaders = {}
     for checked in evals:
-        images = _load(cfg, checked)
         crop = checked.config.crop
         sizes = [(min(h, crop) if crop else h, min(w, crop) if crop else w)
                  for h, w in checked.lr_sizes]
-        eval_loaders[checked.name] = DataLoader(
-            EvalImages(images, crop), batch_sampler=eval_batches(sizes, cfg.data.eval_batch_size),
-            num_workers=0, pin_memory=pin_memory)
-        eval_images[checked.name] = images
-    return Loaders(train_loader, sampler, eval_loaders, eval_images)
-
-
-def steps_per_epoch(cfg: RunConfig, train: list[CheckedSet]) -> int:
-    n = sum(len(s.keys) * s.config.repeat for s in train)
-    b = cfg.data.batch_size
-    return max(1, n // b) if n >= b else 1
+        eval_loaders[checked.name] = eval_loader(EvalImages(_load(cfg, checked), crop), sizes,
+                                                 cfg.data.eval_batch_size, pin_memory)
+    return Loaders(loader, sampler, eval_loaders)
 
 

@@ -1,0 +1,98 @@
+"""Dataset kinds: the `type` of a [data.training_sets.*] / [data.eval_sets.*] table. Each kind
+declares the task it feeds and one config class per role, so a table is typed and checked like
+any other section (unknown keys, types, did-you-mean). The code that reads a kind lives with its
+task's data module (data/paired.py, data/arrays.py, data/images_with_targets.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config.schema import DatasetConfig, opt
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    name: str
+    task: str
+    train_config: type
+    eval_config: type
+    doc: str
+
+
+DATASET_KINDS: Registry[DatasetKind] = Registry("dataset type")
+
+
+def kind(name: str, task: str, train_config: type, eval_config: type, doc: str) -> None:
+    DATASET_KINDS.register(name)(DatasetKind(name, task, train_config, eval_config, doc))
+
+
+# -- paired: super-resolution LR/HR folders ----------------------------------------------------
+@dataclass
+class PairedSet(DatasetConfig):
+    lr: str = opt("", "folder of low-resolution images", path=True)
+    hr: str = opt("", "folder of high-resolution images", path=True)
+
+
+@dataclass
+class PairedTrainSet(PairedSet):
+    crop: int = opt(48, "LR patch size in pixels (the HR patch is crop * scale); 0 = whole image",
+                    minimum=0)
+    random_augment: bool = opt(True, "random flips and 90-degree rotations")
+    repeat: int = opt(1, "times each image is visited per epoch (for small sets)", minimum=1)
+
+
+@dataclass
+class PairedEvalSet(PairedSet):
+    crop: int = opt(0, "centre LR crop in pixels to speed up validation; 0 = full images",
+                    minimum=0)
+    random_augment: bool = opt(False, "must stay false: validation is deterministic")
+
+
+kind("paired", "sisr", PairedTrainSet, PairedEvalSet,
+     "LR/HR image folders matched by name (DIV2K's 0001x2.png naming too)")
+
+
+# -- arrays: feature or tensor regression ------------------------------------------------------
+@dataclass
+class ArraysSet(DatasetConfig):
+    file: str = opt("", "a .npz with arrays `inputs` (N x F or N x C x H x W) and `targets` "
+                        "(N x T or N), or a .csv", path=True)
+    input_columns: list[str] = opt([], "CSV only: the columns that are inputs")
+    target_columns: list[str] = opt([], "CSV only: the columns that are targets")
+    target_names: list[str] = opt([], "npz only: a name per target column (default target, "
+                                      "or target_0, target_1, ...)")
+
+
+@dataclass
+class ArraysTrainSet(ArraysSet):
+    repeat: int = opt(1, "times each sample is visited per epoch", minimum=1)
+
+
+kind("arrays", "regression", ArraysTrainSet, ArraysSet,
+     "inputs and targets from a .npz (inputs, targets) or a .csv (input_columns, target_columns)")
+
+
+# -- images_with_targets: image -> vector regression -------------------------------------------
+@dataclass
+class ImagesWithTargetsSet(DatasetConfig):
+    images: str = opt("", "folder of images", path=True)
+    targets: str = opt("", "CSV with a column `image` (file name) and one column per target",
+                       path=True)
+    target_columns: list[str] = opt([], "the CSV columns to predict; default: all but `image`")
+
+
+@dataclass
+class ImagesWithTargetsTrainSet(ImagesWithTargetsSet):
+    crop: int = opt(0, "random square crop in pixels; 0 = whole images", minimum=0)
+    random_augment: bool = opt(False, "random flips and 90-degree rotations (only when they "
+                                      "leave the targets unchanged)")
+    repeat: int = opt(1, "times each image is visited per epoch", minimum=1)
+
+
+@dataclass
+class ImagesWithTargetsEvalSet(ImagesWithTargetsSet):
+    crop: int = opt(0, "centre crop in pixels; 0 = whole images", minimum=0)
+
+
+kind("images_with_targets", "regression", ImagesWithTargetsTrainSet, ImagesWithTargetsEvalSet,
+     "an image folder and a CSV of per-image targets (e.g. a degradation's parameters)")

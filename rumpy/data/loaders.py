@@ -1,0 +1,79 @@
+"""DataLoaders every task shares: a training loader whose order is a function of (seed, epoch)
+and whose samples are drawn from (seed, epoch, index), so any worker count and any resume point
+give the same batches; and deterministic evaluation loaders."""
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..config import RunConfig
+
+
+class EpochSampler(Sampler):
+    """Shuffled order that is a function of (seed, epoch) alone; yields (epoch, index) keys, so
+    a dataset can seed a sample's randomness (crop, flips) by (seed, epoch, index)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.seed = seed
+        self.epoch = 1
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Epoch to draw, skipping its first `start` samples (resuming mid-epoch)."""
+        self.epoch = epoch
+        self.start = start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        return iter([(self.epoch, int(i)) for i in order[self.start:]])
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def eval_batches(sizes: list, batch_size: int) -> list[list[int]]:
+    """Batches of indices in order, only equal-sized samples together."""
+    batches: list[list[int]] = []
+    for i, size in enumerate(sizes):
+        last = batches[-1] if batches else None
+        if last and len(last) < batch_size and sizes[last[0]] == size:
+            last.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    # Ctrl+C reaches the whole process group; the main process finishes its step and saves,
+    # which needs the workers alive. (SIGTERM is left alone: DataLoader uses it to stop them.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass
+class Loaders:
+    train: DataLoader
+    sampler: EpochSampler
+    evals: dict[str, DataLoader]
+
+
+def train_loader(cfg: RunConfig, dataset: Dataset, pin_memory: bool) -> tuple[DataLoader, EpochSampler]:
+    sampler = EpochSampler(len(dataset), cfg.training.seed)
+    workers = cfg.data.dataloader_threads
+    batch = cfg.data.batch_size
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
+                        drop_last=len(dataset) >= batch, pin_memory=pin_memory,
+                        persistent_workers=workers > 0, worker_init_fn=_ignore_sigint,
+                        # its own generator: loading never draws from the global RNG
+                        generator=torch.Generator().manual_seed(cfg.training.seed))
+    return loader, sampler
+
+
+def eval_loader(dataset: Dataset, sizes: list, batch_size: int, pin_memory: bool) -> DataLoader:
+    return DataLoader(dataset, batch_sampler=eval_batches(sizes, batch_size), num_workers=0,
+                      pin_memory=pin_memory)

@@ -1,0 +1,92 @@
+"""summary.csv column names, in one place: how they are made from (eval set, metric, target),
+and how a column is read back into those parts and its direction (from the metric's own
+declaration, not from a table of suffixes).
+
+    train-loss, learning-rate                  training
+    val-<metric>[-<target>]                    the first eval set
+    val-<set>-<metric>[-<target>]              the other eval sets
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..metrics import higher_is_better, metric_names
+
+
+@dataclass(frozen=True)
+class Column:
+    subset: str                # 'train' or 'val'
+    metric: str                # 'loss', 'PSNR', 'learning_rate', 'epoch_time', ...
+    set: str | None = None     # the eval set (None: the first one, when the sets are unknown)
+    target: str | None = None  # a regression target, for per-target columns
+
+
+def set_prefix(index: int, name: str) -> str:
+    return "val-" if index == 0 else f"val-{name}-"
+
+
+def summary_columns(keys: list[str], eval_sets: list[str]) -> list[str]:
+    """epoch, train-loss, learning-rate, then the task's keys for each eval set, then the timing
+    and inherited columns (results/summary.py)."""
+    from .summary import INHERITED, TIMING_COLUMNS
+
+    cols = ["epoch", "train-loss", "learning-rate"]
+    for i, name in enumerate(eval_sets):
+        cols += [f"{set_prefix(i, name)}{k}" for k in keys]
+    return cols + list(TIMING_COLUMNS) + [INHERITED]
+
+
+def eval_columns(means: dict[str, dict[str, float]], eval_sets: list[str]) -> dict[str, float]:
+    """{set: {key: value}} -> {column: value}."""
+    row = {}
+    for i, name in enumerate(eval_sets):
+        for key, value in means.get(name, {}).items():
+            row[f"{set_prefix(i, name)}{key}"] = value
+    return row
+
+
+_TRAIN = {"train-loss": "loss", "learning-rate": "learning_rate", "epoch-time": "epoch_time",
+          "grad-norm-mean": "grad_norm_mean", "grad-norm-max": "grad_norm_max"}
+
+
+def parse(column: str, eval_sets: list[str] | None = None) -> Column | None:
+    """The parts of a summary column, or None for epoch/inherited and unknown names. The metric
+    is the last part that names a registered metric (or 'loss')."""
+    if column in _TRAIN:
+        return Column("train", _TRAIN[column])
+    if not column.startswith("val-"):
+        return None
+    rest = column[len("val-"):]
+    name = None
+    for candidate in (eval_sets or [])[1:]:
+        if rest.startswith(f"{candidate}-"):
+            name, rest = candidate, rest[len(candidate) + 1:]
+            break
+    known = {m.lower(): m for m in metric_names()} | {"loss": "loss"}
+    parts = rest.split("-")
+    found = [i for i, p in enumerate(parts) if p.lower() in known]
+    if not found:
+        return None
+    i = found[0] if name is not None or eval_sets else found[-1]
+    if name is None and i > 0:
+        name = "-".join(parts[:i])
+    if name is None and eval_sets:
+        name = eval_sets[0]
+    target = "-".join(parts[i + 1:]) or None
+    return Column("val", known[parts[i].lower()], name, target)
+
+
+def direction(column: str) -> str | None:
+    """'max' or 'min' by the column's metric, None when it names no metric."""
+    info = parse(column)
+    if info is None:
+        return None
+    higher = higher_is_better(info.metric)
+    return None if higher is None else ("max" if higher else "min")
+
+
+def resolve(name: str, columns: list[str]) -> str:
+    """A column as a user may write it: 'PSNR' means the first eval set's 'val-PSNR'."""
+    if name not in columns and f"val-{name}" in columns:
+        return f"val-{name}"
+    return name

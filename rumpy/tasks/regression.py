@@ -1,0 +1,169 @@
+"""Task 'regression': predict a vector of targets from features, tensors or images. Batches are
+{"inputs", "targets"}; inputs and targets may be z-scored with training-set statistics (kept in
+the checkpoint as task state); the loss is computed in the normalised or the original space;
+metrics are whole-set (MAE, RMSE, R2, Pearson), always in original units, per target and
+averaged; the baseline predicts the training-set mean; visuals are predicted-vs-true scatters."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.arrays import check_arrays_set
+from ..data.images import to_float
+from ..data.images_with_targets import check_images_set
+from ..data.loaders import Loaders
+from ..data.regression import (RegressionSet, build_loaders, check_consistent, input_statistics,
+                               target_statistics)
+from ..metrics import METRICS
+from ..training.losses import build_loss
+from .base import TASKS, EvalResult, Task
+
+_CHECKERS = {"arrays": check_arrays_set, "images_with_targets": check_images_set}
+
+
+@TASKS.register("regression")
+class RegressionTask(Task):
+    name = "regression"
+    dataset_kinds = ("arrays", "images_with_targets")
+    model_inputs = ("input_shape", "num_outputs")
+    baseline_name = "mean predictor"
+    per_sample_file = "per_sample"
+
+    def check_data(self) -> None:
+        cfg = self.cfg
+        kinds = {ds.type for ds in cfg.data.training_sets.values()} | \
+                {ds.type for ds in cfg.data.eval_sets.values()}
+        if len(kinds) > 1:
+            self.fail("data", f"every set needs the same dataset type, got {sorted(kinds)}")
+        self._train = [_CHECKERS[ds.type](cfg, "training_sets", label, ds)
+                       for label, ds in cfg.data.training_sets.items()]
+        self._evals = [_CHECKERS[ds.type](cfg, "eval_sets", label, ds)
+                       for label, ds in cfg.data.eval_sets.items()]
+        names = [ds.name for ds in self._evals]
+        if len(set(names)) != len(names):
+            self.fail("data.eval_sets", f"eval set names must differ, got {names}")
+        check_consistent(cfg, self._train, self._evals)
+        self.target_names = self._train[0].target_names
+
+    def setup(self, device: torch.device) -> Loaders:
+        cfg = self.cfg
+        self.device = device
+        self.metrics = [METRICS.get(n)(device=device) for n in cfg.training.metrics]
+        self.criterion = build_loss(cfg.model.internal_params.loss).to(device)
+        self.loaders = build_loaders(cfg, self._train, self._evals, device.type == "cuda")
+        in_mean, in_std = input_statistics(self._train)
+        out_mean, out_std = target_statistics(self._train)
+        self.stats = {"input_mean": in_mean, "input_std": in_std,
+                      "target_mean": out_mean, "target_std": out_std}
+        self._place_stats()
+        return self.loaders
+
+    def _place_stats(self) -> None:
+        s = self.stats
+        self._in = (s["input_mean"].to(self.device), s["input_std"].to(self.device))
+        self._out = (s["target_mean"].float().to(self.device), s["target_std"].float().to(self.device))
+
+    def model_kwargs(self) -> dict:
+        return {"input_shape": self._train[0].sample_shape(), "num_outputs": len(self.target_names)}
+
+    def describe(self) -> str:
+        return f"{len(self.target_names)} target(s): {', '.join(self.target_names)}"
+
+    def summary_keys(self) -> list[str]:
+        keys = ["loss"] + [m.name for m in self.metrics]
+        if len(self.target_names) > 1:
+            keys += [f"{m.name}-{t}" for m in self.metrics for t in self.target_names]
+        return keys
+
+    def per_sample_columns(self) -> list[str]:
+        return ["set", "sample"] + [f"{kind}-{t}" for t in self.target_names
+                                    for kind in ("true", "pred", "error")]
+
+    # -- batches -------------------------------------------------------------------------------
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        x = to_float(x) if x.dtype == torch.uint8 else x.float()
+        if self.cfg.data.normalize_inputs:
+            x = (x - self._in[0]) / self._in[1]
+        return x
+
+    def _normalize_targets(self, y: torch.Tensor) -> torch.Tensor:
+        return (y - self._out[0]) / self._out[1] if self.cfg.data.normalize_targets else y
+
+    def _original(self, pred: torch.Tensor) -> torch.Tensor:
+        """Model output -> targets' original units."""
+        return pred * self._out[1] + self._out[0] if self.cfg.data.normalize_targets else pred
+
+    def _loss(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.cfg.data.loss_space == "original":
+            return self.criterion(self._original(pred), targets)
+        return self.criterion(pred, self._normalize_targets(targets))
+
+    def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        return self._loss(model(self._inputs(batch["inputs"])), batch["targets"].float())
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _scores(self, pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
+        scores = {}
+        per_target = {}
+        for m in self.metrics:
+            values = m(pred, true)
+            scores[m.name] = float(values.mean())
+            per_target[m.name] = values
+        if len(self.target_names) > 1:
+            for m in self.metrics:
+                for t, value in zip(self.target_names, per_target[m.name].tolist()):
+                    scores[f"{m.name}-{t}"] = value
+        return scores
+
+    @torch.no_grad()
+    def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
+        result = EvalResult(means={})
+        for ds in self._evals:
+            preds, trues, raw = [], [], []
+            for batch in self.loaders.evals[ds.name]:
+                out = handler.infer(self._inputs(batch["inputs"].to(self.device)))
+                raw.append(out)
+                preds.append(self._original(out).double())
+                trues.append(batch["targets"].to(self.device).double())
+            raw_pred, pred, true = torch.cat(raw), torch.cat(preds), torch.cat(trues)
+            scores = {"loss": float(self._loss(raw_pred, true.float()))}
+            scores.update(self._scores(pred, true))
+            result.means[ds.name] = scores
+            result.per_sample += self._rows(ds, pred.cpu().numpy(), true.cpu().numpy())
+            if with_outputs:
+                result.outputs[ds.name] = (pred.cpu().numpy(), true.cpu().numpy())
+        return result
+
+    def _rows(self, ds: RegressionSet, pred: np.ndarray, true: np.ndarray) -> list[dict]:
+        rows = []
+        for i, sample in enumerate(ds.ids):
+            row = {"set": ds.name, "sample": sample}
+            for j, t in enumerate(self.target_names):
+                row.update({f"true-{t}": float(true[i, j]), f"pred-{t}": float(pred[i, j]),
+                            f"error-{t}": float(pred[i, j] - true[i, j])})
+            rows.append(row)
+        return rows
+
+    def baseline(self) -> dict[str, dict[str, float]]:
+        mean = self.stats["target_mean"].double()
+        out = {}
+        for ds in self._evals:
+            true = torch.tensor(ds.targets, dtype=torch.float64)
+            out[ds.name] = self._scores(mean.expand_as(true).clone(), true)
+        return out
+
+    def visuals(self, result: EvalResult) -> dict:
+        from ..results.scatter import scatter_image
+
+        return {name: [("scatter", scatter_image(pred, true, self.target_names, name))]
+                for name, (pred, true) in result.outputs.items()}
+
+    def state_dict(self) -> dict:
+        return {"stats": dict(self.stats)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The statistics the checkpoint was trained with (the data may have changed since)."""
+        if state.get("stats"):
+            self.stats = {k: v.clone() for k, v in state["stats"].items()}
+            self._place_stats()

@@ -1,0 +1,89 @@
+"""Task 'sisr': single-image super-resolution from paired LR/HR images. Batches are
+{"lr", "hr"} uint8 tensors; the loss compares the model's output with HR in [0, 1]; evaluation is
+the SR protocol (metrics.sr); the baseline is bicubic upscaling; visuals are bicubic | SR | HR
+strips."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data.images import bicubic, to_float
+from ..data.loaders import Loaders
+from ..data.paired import build_loaders, check_data
+from ..metrics import METRICS
+from ..metrics.lpips import LPIPSWeightsError
+from ..models import MODELS
+from ..results.samples import sample_strip
+from ..training.losses import build_loss
+from .base import IP, TASKS, EvalResult, Task
+from .sisr_eval import Evaluator
+
+
+@TASKS.register("sisr")
+class SISRTask(Task):
+    name = "sisr"
+    dataset_kinds = ("paired",)
+    model_inputs = ("scale",)
+    baseline_name = "bicubic"
+    per_sample_file = "per_image"
+
+    def check_config(self) -> None:
+        super().check_config()
+        cls = MODELS.get(self.cfg.model.name)
+        scales = getattr(cls, "supported_scales", None)
+        if scales is not None and self.cfg.scale not in scales:
+            self.fail(f"{IP}.scale", f"{self.cfg.model.name} supports scales "
+                                     f"{', '.join(map(str, scales))}, got {self.cfg.scale}")
+        self.pre_upsampled = bool(getattr(cls, "pre_upsampled", False))
+
+    def check_data(self) -> None:
+        self._train_sets, self._eval_sets = check_data(self.cfg)
+
+    def setup(self, device: torch.device) -> Loaders:
+        cfg, t = self.cfg, self.cfg.training
+        self.device = device
+        try:  # LPIPS loads its weights here: missing weights fail before training
+            metrics = [METRICS.get(n)(device=device) for n in t.metrics]
+        except LPIPSWeightsError as exc:
+            self.fail("training.metrics", str(exc))
+        self.metric_keys = [m.name for m in metrics]
+        self.criterion = build_loss(cfg.model.internal_params.loss).to(device)
+        self.loaders = build_loaders(cfg, self._train_sets, self._eval_sets,
+                                     pin_memory=device.type == "cuda")
+        self.evaluator = Evaluator(metrics, cfg.scale, t.metric_channel, t.metric_crop_border,
+                                   self.loaders.evals, {s.name: s.keys for s in self._eval_sets},
+                                   device, t.num_samples if t.save_samples else 0)
+        return self.loaders
+
+    def model_kwargs(self) -> dict:
+        return {"scale": self.cfg.scale}
+
+    def describe(self) -> str:
+        return f"x{self.cfg.scale}"
+
+    def summary_keys(self) -> list[str]:
+        return ["loss"] + self.metric_keys
+
+    def per_sample_columns(self) -> list[str]:
+        return ["set", "image", "loss"] + self.metric_keys
+
+    def _input(self, lr: torch.Tensor) -> torch.Tensor:
+        x = to_float(lr.to(self.device, non_blocking=True))
+        if self.pre_upsampled:
+            s = self.cfg.scale
+            x = bicubic(x, (x.shape[-2] * s, x.shape[-1] * s))
+        return x
+
+    def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        return self.criterion(model(self._input(batch["lr"])), to_float(batch["hr"]))
+
+    def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
+        return self.evaluator.evaluate(lambda lr: handler.infer(self._input(lr)), self.criterion,
+                                       with_outputs)
+
+    def baseline(self) -> dict[str, dict[str, float]]:
+        return self.evaluator.bicubic_baseline().means
+
+    def visuals(self, result: EvalResult) -> dict:
+        return {name: [(s.key, sample_strip(s)) for s in samples]
+                for name, samples in result.outputs.items() if samples}

@@ -1,0 +1,59 @@
+"""The tracker interface and registry. A tracker mirrors one result-tree node: `open` receives
+the run (config, plan, node) and returns None with a warning when it cannot be used; a node that
+is new to the tracker first receives the rows it starts with (a branch's inherited history)."""
+from __future__ import annotations
+
+import logging
+
+from ..registry import Registry
+from ..results.columns import Column, parse
+
+log = logging.getLogger(__name__)
+TRACKERS: Registry = Registry("tracker")
+
+
+class Tracker:
+    name = "tracker"
+
+    def __init__(self, eval_sets: list[str]):
+        self.eval_sets = eval_sets
+        self._warned = False
+
+    @classmethod
+    def open(cls, run) -> "Tracker | None":
+        raise NotImplementedError
+
+    def _safe(self, fn, *args, **kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:
+            if not self._warned:
+                log.warning("%s tracking failed (%s: %s); training goes on", self.name,
+                            type(exc).__name__, exc)
+                self._warned = True
+
+    def columns(self, row: dict):
+        """(column info, float value) of a summary row's trackable values."""
+        for column, value in row.items():
+            info = parse(column, self.eval_sets)
+            if info is None or value is None or isinstance(value, str):
+                continue
+            yield info, float(value)
+
+    def track_row(self, row: dict) -> None:
+        raise NotImplementedError
+
+    def track_images(self, epoch: int, set_name: str, images: list) -> None:
+        """images: (caption, PIL image) pairs of one eval set."""
+
+    def close(self) -> None:
+        pass
+
+
+def context(info: Column) -> dict:
+    out = {"subset": info.subset}
+    if info.set is not None:
+        out["set"] = info.set
+    if info.target is not None:
+        out["target"] = info.target
+    return out
