@@ -345,6 +345,10 @@ def test_bad_regression_configs_are_one_line_errors(write, tmp_path, regression_
     broken.write_bytes(b"PK\x03\x04 not a zip")
     assert "data.training_sets.points.file: cannot read" in fails(
         good.replace(str(regression_data["train_npz"]), str(broken)))
+    assert "training.trackers: unknown tracker 'tensorbord'; did you mean 'tensorboard'?" in fails(
+        good.replace('gpu = "off"', 'gpu = "off"\ntrackers = ["tensorbord"]'))
+    assert "task: unknown task 'regresion'; did you mean 'regression'?" in fails(
+        good.replace('task = "regression"', 'task = "regresion"'))
     nan = tmp_path / "nan.npz"
     np.savez(nan, inputs=np.full((4, 6), np.nan, np.float32), targets=np.zeros((4, 2)))
     assert "are not all finite" in fails(good.replace(str(regression_data["train_npz"]), str(nan)))

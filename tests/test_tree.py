@@ -375,3 +375,16 @@ def test_sigterm_is_handled_like_ctrl_c(write_config, tmp_path):
     assert json.loads((node / "status.json").read_text())["state"] == "interrupted"
     assert train(path, "--continue_from_epoch", "last") == 0
     assert len(rows(node)) == 2
+
+
+def test_best_load_metric_without_prefix_continues_from_best(write_config, tmp_path):
+    """best_load_metric = "PSNR" means val-PSNR, for training and for --continue_from_epoch best."""
+    path = write_config(num_epochs=3, extra_training='best_load_metric = "PSNR"')
+    assert train(path) == 0
+    node = tmp_path / "Results" / "tiny"
+    psnr = [float(r["val-PSNR"]) for r in rows(node)]
+    best = psnr.index(max(psnr)) + 1
+    assert json.loads((node / "status.json").read_text())["best"]["metric"] == "val-PSNR"
+    assert train(path, "--continue_from_epoch", "best", "--new_branch", "--new_branch_name",
+                 "from_best", "--num_epochs", "4") == 0
+    assert json.loads((node / "from_best" / "lineage.json").read_text())["fork_epoch"] == best
