@@ -371,3 +371,50 @@ def test_builtin_blur_quickstart_beats_the_mean_predictor(tmp_path):
     best = min(rows, key=lambda r: float(r["val-RMSE"]))
     assert float(best["val-RMSE"]) < 0.8 * float(baseline[0]["RMSE"])
     assert float(best["val-R2"]) > 0.3
+
+
+def test_review_cases_are_one_line_errors_or_exact(write, tmp_path, regression_data):
+    """Targets with a large mean and small spread keep their digits; a fork whose data changes
+    the model's inputs is refused before any write; bad plateau monitors and loss values are
+    config errors."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 6)).astype(np.float32)
+    y = 1e6 + 0.01 * x[:, :2].astype(np.float64)
+    big = tmp_path / "big.npz"
+    np.savez(big, inputs=x, targets=y)
+    text = arrays_toml(regression_data, tmp_path / "Results", epochs=1)
+    text = text.replace(str(regression_data["train_npz"]), str(big)).replace(
+        str(regression_data["valid_npz"]), str(big))
+    (tmp_path / "big.toml").write_text(text)
+    _train(tmp_path / "big.toml", "--experiment_name", "big")
+    row = _rows(tmp_path / "Results" / "big")[0]
+    assert row["val-R2"] not in ("", "nan") and row["val-Pearson"] not in ("", "nan")
+    baseline = list(csv.DictReader(open(tmp_path / "Results" / "big" / "result_outputs" /
+                                        "mean_predictor_baseline.csv")))
+    assert abs(float(baseline[0]["R2"])) < 1e-9  # the training mean on the training set
+
+    def fails(path: Path, *flags: str) -> str:
+        before = sorted(p for p in (tmp_path / "Results").rglob("*"))
+        with pytest.raises(ConfigError) as info:
+            prepare(load_config(path, {k.lstrip("-"): v for k, v in zip(flags[::2], flags[1::2])}))
+        assert sorted(p for p in (tmp_path / "Results").rglob("*")) == before
+        return str(info.value)
+
+    _train(write(epochs=2))
+    three = np.load(regression_data["train_npz"])
+    wider = tmp_path / "wider.npz"
+    np.savez(wider, inputs=np.concatenate([three["inputs"], three["inputs"][:, :1]], axis=1),
+             targets=three["targets"])
+    fork = tmp_path / "fork.toml"
+    fork.write_text(arrays_toml(regression_data, tmp_path / "Results", epochs=3).replace(
+        str(regression_data["train_npz"]), str(wider)).replace(
+        str(regression_data["valid_npz"]), str(wider)))
+    cfg = load_config(fork, {"continue_from_epoch": 1, "new_branch": True})
+    with pytest.raises(ConfigError, match="checkpoint's model was built for"):
+        prepare(cfg)
+    assert not (tmp_path / "Results" / "reg" / "branch_epoch_1").exists()
+    plateau = write(name="plateau.toml", experiment="plateau", extra_params='scheduler = "reduce_on_plateau"\n'
+                                                      'scheduler_params = {monitor = "RMSE_x"}')
+    assert "scheduler_params.monitor: expected a summary column, got 'RMSE_x'" in fails(plateau)
+    eps = write(name="eps.toml", experiment="eps", extra_params='loss = {charbonnier = {eps = "x"}}')
+    assert "model.internal_params.loss.charbonnier: loss 'charbonnier' cannot be used" in fails(eps)

@@ -103,7 +103,8 @@ def check_arrays_set(cfg: RunConfig, section: str, label: str, ds: ArraysSet) ->
         inputs, targets = inputs[: ds.cutoff], targets[: ds.cutoff]
     if not len(inputs):
         raise ConfigError(cfg.source, where, f"no samples in {path.name}")
-    for key, array in (("inputs", inputs), ("targets", targets)):
+    inputs = inputs.astype(np.float32)  # the model's precision: too large a value becomes inf
+    for key, array in (("inputs", inputs), ("targets", targets.astype(np.float64))):
         finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
         if not finite.all():
             fail("file", f"{path.name}: {key} of sample {int(np.argmin(finite))} are not all finite "

@@ -69,13 +69,14 @@ def quickstart(cache_dir: Path, scale: int, role: str) -> tuple[Path, Path]:
     return root / f"LR_x{scale}", root / "HR"
 
 
-@BUILTIN_SETS.register("quickstart", kind="paired")
+@BUILTIN_SETS.register("quickstart", kind="paired", fields=("lr", "hr"))
 def _quickstart_keys(cache_dir: Path, role: str, cfg) -> dict[str, str]:
     lr_dir, hr_dir = quickstart(cache_dir, cfg.scale, role)
     return {"lr": str(lr_dir), "hr": str(hr_dir)}
 
 
-@BUILTIN_SETS.register("blur_regression", kind="images_with_targets")
+@BUILTIN_SETS.register("blur_regression", kind="images_with_targets",
+                       fields=("images", "targets"))
 def _blur_keys(cache_dir: Path, role: str, cfg) -> dict[str, str]:
     from .blur_set import build_blur_set
 
@@ -90,7 +91,8 @@ def resolve_builtin_sets(cfg) -> None:
         for ds in getattr(cfg.data, section).values():
             if ds.name not in BUILTIN_SETS or BUILTIN_SETS.meta(ds.name)["kind"] != ds.type:
                 continue
-            keys = BUILTIN_SETS.get(ds.name)(Path(cfg.data.cache_dir), role, cfg)
-            if not any(getattr(ds, k) for k in keys):
-                for key, value in keys.items():
-                    setattr(ds, key, value)
+            fields = BUILTIN_SETS.meta(ds.name)["fields"]
+            if any(getattr(ds, k) for k in fields):  # the user's own files under that name
+                continue
+            for key, value in BUILTIN_SETS.get(ds.name)(Path(cfg.data.cache_dir), role, cfg).items():
+                setattr(ds, key, value)

@@ -34,7 +34,8 @@ def check_images_set(cfg: RunConfig, section: str, label: str,
     if not csv_path.is_file():
         fail("targets", f"file not found: {csv_path}")
     try:
-        table = pd.read_csv(csv_path, dtype={"image": str})
+        # an empty cell stays "" (an image name of "nan" would not), checked below
+        table = pd.read_csv(csv_path, dtype={"image": str}, keep_default_na=False)
     except Exception as exc:
         fail("targets", f"cannot read {csv_path}: {exc}")
     columns = [str(c) for c in table.columns]
@@ -48,6 +49,9 @@ def check_images_set(cfg: RunConfig, section: str, label: str,
         if name not in columns or name == "image":
             fail("target_columns", f"{csv_path.name} has no target column {name!r}"
                                    f"{did_you_mean(name, columns)} (columns: {', '.join(columns)})")
+    if (table["image"].str.strip() == "").any():
+        fail("targets", f"{csv_path.name} row {int((table['image'].str.strip() == '').idxmax()) + 2} "
+                        f"has no image name")
     table = table.sort_values("image", kind="stable").reset_index(drop=True)
     if table["image"].duplicated().any():
         fail("targets", f"{csv_path.name} lists {table['image'][table['image'].duplicated()].iloc[0]!r} "

@@ -88,7 +88,7 @@ class TrainSamples(Dataset):
         epoch, idx = key
         s, i = self.index[idx]
         ds = self.sets[s]
-        target = torch.from_numpy(ds.targets[i].astype(np.float32))
+        target = torch.from_numpy(ds.targets[i])  # float64: normalised on the device
         if not ds.is_image:
             return {"inputs": torch.from_numpy(ds.inputs[i]), "targets": target}
         img = ds.raw(i)
@@ -114,7 +114,7 @@ class EvalSamples(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         ds = self.ds
-        target = torch.from_numpy(ds.targets[i].astype(np.float32))
+        target = torch.from_numpy(ds.targets[i])
         if not ds.is_image:
             return {"inputs": torch.from_numpy(ds.inputs[i]), "targets": target, "index": i}
         img, crop = ds.raw(i), ds.crop()
@@ -139,9 +139,17 @@ def check_consistent(cfg: RunConfig, train: list[RegressionSet], evals: list[Reg
                 raise ConfigError(cfg.source, where, f"inputs of shape {ds.sample_shape()} differ "
                                                      f"from {first.sample_shape()} of the first "
                                                      f"training set")
-    if first.is_image and cfg.data.batch_size > 1 and any(0 in ds.sample_shape() for ds in train):
-        raise ConfigError(cfg.source, "data.batch_size",
-                          "expected 1 when crop = 0 and training images differ in size")
+    for section, sets in (("training_sets", train), ("eval_sets", evals)):
+        for ds in sets:
+            if ds.is_image and 0 in ds.sample_shape():
+                raise ConfigError(cfg.source, f"data.{section}.{_label(cfg, section, ds)}.crop",
+                                  "the images differ in size: set a crop (the model's input "
+                                  "shape is fixed when it is built)")
+            if ds.is_image and getattr(ds.config, "random_augment", False) and \
+                    ds.sample_shape()[1] != ds.sample_shape()[2]:
+                raise ConfigError(cfg.source, f"data.{section}.{_label(cfg, section, ds)}."
+                                  f"random_augment", "needs square samples (rotations turn "
+                                  "them); set a crop")
     crops = {ds.crop() for ds in train}
     if len(crops) > 1:
         raise ConfigError(cfg.source, "data.training_sets",

@@ -58,7 +58,7 @@ def parse(column: str, eval_sets: list[str] | None = None) -> Column | None:
         return None
     rest = column[len("val-"):]
     name = None
-    for candidate in (eval_sets or [])[1:]:
+    for candidate in sorted((eval_sets or [])[1:], key=len, reverse=True):  # 'b-c' before 'b'
         if rest.startswith(f"{candidate}-"):
             name, rest = candidate, rest[len(candidate) + 1:]
             break

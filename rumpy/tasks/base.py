@@ -134,5 +134,8 @@ class Task:
         """Task state kept in the checkpoint (e.g. normalisation statistics)."""
         return {}
 
+    def check_resume(self, state: dict) -> None:
+        """Refuse (ConfigError) a checkpoint the current data cannot continue."""
+
     def load_state_dict(self, state: dict) -> None:
         pass

@@ -45,6 +45,11 @@ class RegressionTask(Task):
             self.fail("data.eval_sets", f"eval set names must differ, got {names}")
         check_consistent(cfg, self._train, self._evals)
         self.target_names = self._train[0].target_names
+        reserved = {m.lower() for m in self.metric_names()} | {"loss"}
+        for name in self.target_names:
+            if name.lower() in reserved or "-" in name:
+                self.fail("data.training_sets", f"target name {name!r} cannot name a summary "
+                                                f"column (no '-', not a metric name); rename it")
 
     def setup(self, device: torch.device) -> Loaders:
         cfg = self.cfg
@@ -62,7 +67,8 @@ class RegressionTask(Task):
     def _place_stats(self) -> None:
         s = self.stats
         self._in = (s["input_mean"].to(self.device), s["input_std"].to(self.device))
-        self._out = (s["target_mean"].float().to(self.device), s["target_std"].float().to(self.device))
+        # float64: targets with a large mean and a small spread keep their digits
+        self._out = (s["target_mean"].to(self.device), s["target_std"].to(self.device))
 
     def model_kwargs(self) -> dict:
         return {"input_shape": self._train[0].sample_shape(), "num_outputs": len(self.target_names)}
@@ -88,19 +94,22 @@ class RegressionTask(Task):
         return x
 
     def _normalize_targets(self, y: torch.Tensor) -> torch.Tensor:
-        return (y - self._out[0]) / self._out[1] if self.cfg.data.normalize_targets else y
+        """float64 targets -> the model's float32 output space."""
+        y = (y - self._out[0]) / self._out[1] if self.cfg.data.normalize_targets else y
+        return y.float()
 
     def _original(self, pred: torch.Tensor) -> torch.Tensor:
-        """Model output -> targets' original units."""
+        """Model output -> targets' original units (float64)."""
+        pred = pred.double()
         return pred * self._out[1] + self._out[0] if self.cfg.data.normalize_targets else pred
 
     def _loss(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.cfg.data.loss_space == "original":
-            return self.criterion(self._original(pred), targets)
+            return self.criterion(self._original(pred).float(), targets.float())
         return self.criterion(pred, self._normalize_targets(targets))
 
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        return self._loss(model(self._inputs(batch["inputs"])), batch["targets"].float())
+        return self._loss(model(self._inputs(batch["inputs"])), batch["targets"])
 
     # -- evaluation ----------------------------------------------------------------------------
     def _scores(self, pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
@@ -124,10 +133,10 @@ class RegressionTask(Task):
             for batch in self.loaders.evals[ds.name]:
                 out = handler.infer(self._inputs(batch["inputs"].to(self.device)))
                 raw.append(out)
-                preds.append(self._original(out).double())
-                trues.append(batch["targets"].to(self.device).double())
+                preds.append(self._original(out))
+                trues.append(batch["targets"].to(self.device))
             raw_pred, pred, true = torch.cat(raw), torch.cat(preds), torch.cat(trues)
-            scores = {"loss": float(self._loss(raw_pred, true.float()))}
+            scores = {"loss": float(self._loss(raw_pred, true))}
             scores.update(self._scores(pred, true))
             result.means[ds.name] = scores
             result.per_sample += self._rows(ds, pred.cpu().numpy(), true.cpu().numpy())
@@ -160,7 +169,16 @@ class RegressionTask(Task):
                 for name, (pred, true) in result.outputs.items()}
 
     def state_dict(self) -> dict:
-        return {"stats": dict(self.stats)}
+        return {"stats": dict(self.stats), "model_kwargs": self.model_kwargs(),
+                "target_names": list(self.target_names)}
+
+    def check_resume(self, state: dict) -> None:
+        """A continue or fork must see data of the same layout as the checkpoint's model."""
+        saved = (state.get("parts", {}).get("task") or {})
+        for key, now in (("model_kwargs", self.model_kwargs()), ("target_names", self.target_names)):
+            if key in saved and saved[key] != now:
+                self.fail("data", f"the data now gives {key.replace('_', ' ')} {now}, the "
+                                  f"checkpoint's model was built for {saved[key]}; start a new run")
 
     def load_state_dict(self, state: dict) -> None:
         """The statistics the checkpoint was trained with (the data may have changed since)."""

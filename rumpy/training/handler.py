@@ -46,7 +46,7 @@ class NetworkHandler:
         self._cfg = cfg
         self.steps_per_epoch = steps_per_epoch
         # reduce_on_plateau watches a summary column, in its metric's direction
-        self.plateau_column = p.scheduler_params.get("monitor", plateau_column)
+        self.plateau_column = plateau_column
         self.scheduler, self.scheduler_interval = self._build_scheduler()
         self.grad_clip = p.grad_clip
         self.amp = cfg.training.amp and device.type == "cuda"

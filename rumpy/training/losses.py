@@ -78,6 +78,14 @@ def check_loss(spec: str | dict) -> list[tuple[str, str]]:
                 problems.append((f"{where}.{key}", f"not a parameter of loss {name!r}"
                                                    f"{did_you_mean(key, allowed)} (its parameters: "
                                                    f"{', '.join(allowed) or 'none'})"))
+        if not problems:  # values of the right names: build the loss and use it once
+            try:
+                x = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+                value = LOSSES.get(name)(**params)(x, x.flip(0))
+                if not torch.isfinite(value):
+                    raise ValueError(f"it gives {float(value)} on a test input")
+            except Exception as exc:
+                problems.append((where, f"loss {name!r} cannot be used with {params}: {exc}"))
     return problems
 
 

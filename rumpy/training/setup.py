@@ -109,6 +109,7 @@ def check_semantics(cfg: RunConfig) -> Task:
         raise ConfigError(src, f"{IP}.loss{key}", message)
     for name in cfg.training.trackers:
         _lookup(cfg, TRACKERS, name, "training.trackers")
+    cfg.training.trackers = list(dict.fromkeys(n.lower() for n in cfg.training.trackers))
     return task
 
 
@@ -131,16 +132,26 @@ def prepare(cfg: RunConfig) -> Run:
         raise ConfigError(src, key, message) from None
     task.check_data()
     loaders = task.setup(device)
+    if plan.state is not None:
+        task.check_resume(plan.state)
     columns = summary_columns(task.summary_keys(), list(loaders.evals))
     best = _monitor(cfg, "best_load_metric", "auto", 0.0, columns)
     early = None
     if cfg.training.early_stopping_patience:
         early = _monitor(cfg, "early_stopping_metric", cfg.training.early_stopping_mode,
                          cfg.training.early_stopping_min_delta, columns)
+    plateau = best.column
+    if "monitor" in cfg.model.internal_params.scheduler_params:
+        monitor = cfg.model.internal_params.scheduler_params["monitor"]
+        plateau = resolve(monitor, columns) if isinstance(monitor, str) else None
+        if plateau not in columns:
+            raise ConfigError(src, f"{IP}.scheduler_params.monitor",
+                              f"expected a summary column, got {monitor!r} (columns: "
+                              f"{', '.join(c for c in columns if c.startswith('val-'))})")
     seed_everything(cfg.training.seed)  # right before the weights are drawn
     try:
         model = task.build_model()
-        handler = NetworkHandler(cfg, model, task, len(loaders.train), device, best.column)
+        handler = NetworkHandler(cfg, model, task, len(loaders.train), device, plateau)
     except (ValueError, TypeError) as exc:
         raise ConfigError(src, IP, f"cannot build {cfg.model.name} with these settings: {exc}") from None
     if cfg.training.deterministic:
