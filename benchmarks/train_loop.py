@@ -46,9 +46,9 @@ def raw_epoch(model, optimizer, loss_fn, batches, device) -> float:
     total = torch.zeros((), dtype=torch.float64, device=device)
     n = 0
     model.train()
-    for lr, hr in batches:
-        x = lr.to(device, non_blocking=True).float().div_(255)
-        y = hr.to(device, non_blocking=True).float().div_(255)
+    for batch in batches:
+        x = batch["lr"].to(device, non_blocking=True).float().div_(255)
+        y = batch["hr"].to(device, non_blocking=True).float().div_(255)
         loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
