@@ -1,14 +1,37 @@
 """Shared fixtures: tiny real image sets cut from scikit-image's photos, and config writers."""
 from __future__ import annotations
 
+import csv
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from skimage import data
 
 from rumpy.data.images import downscale_uint8, write_png
+from rumpy.results.summary import TIMING_COLUMNS
+from rumpy.training.checkpoint import load_checkpoint
+
+
+# -- reading a node back (shared by the tree, regression and golden tests) ----------------------
+def rows(node: Path) -> list[dict]:
+    """A node's summary.csv rows, as strings (exact comparison)."""
+    with open(node / "result_outputs" / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def no_timing(rs: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rs]
+
+
+def weights(node: Path, epoch: int) -> dict:
+    return load_checkpoint(node / "saved_models" / f"epoch_{epoch}.pt")["parts"]["model"]
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _tiles(img: np.ndarray, size: int, count: int) -> list[np.ndarray]:

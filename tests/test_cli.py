@@ -1,7 +1,6 @@
 """The installed commands, run as a user runs them."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -193,3 +193,18 @@ def test_sixteen_bit_and_unreadable_images_are_named(write_config, tmp_path):
     assert "data.eval_sets.chelsea: cannot use image: a.png is a I;16 image" in msg
     (hr / "a.png").write_bytes(b"not a png")
     assert "data.eval_sets.chelsea: cannot use image" in _fails(write_config(text=text))
+
+
+def test_absent_sections_get_the_task_defaults(tmp_path):
+    path = tmp_path / "minimal.toml"
+    path.write_text('experiment = "m"\n[model]\nname = "edsr"\n'
+                    '[data.training_sets.quickstart]\n')
+    cfg = load_config(path)
+    assert cfg.scale == 4 and cfg.model.internal_params.loss == "l1"
+    assert cfg.training.metrics == ["PSNR", "SSIM"] and cfg.training.metric_channel == "y"
+    assert cfg.data.normalize_targets is None  # a regression key: absent from an SR config
+    path.write_text('experiment = "m"\ntask = "regression"\n[model]\nname = "mlp"\n'
+                    '[data.training_sets.t]\nfile = "x.npz"\n')
+    cfg = load_config(path)
+    assert cfg.scale is None and cfg.model.internal_params.loss == "mse"
+    assert cfg.training.best_load_metric == "val-RMSE" and cfg.data.normalize_targets is True

@@ -16,31 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import no_timing, rows, same_weights, weights
 
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
 from rumpy.config import ConfigError, load_config
 from rumpy.data.blur_set import build_blur_set
-from rumpy.results.summary import TIMING_COLUMNS
 from rumpy.training.checkpoint import load_checkpoint
 from rumpy.training.setup import prepare
-
-
-def _rows(node: Path) -> list[dict]:
-    with open(node / "result_outputs" / "summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _no_timing(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
-
-
-def _weights(node: Path, epoch: int) -> dict:
-    return load_checkpoint(node / "saved_models" / f"epoch_{epoch}.pt")["parts"]["model"]
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _targets(x: np.ndarray) -> np.ndarray:
@@ -133,11 +116,11 @@ def _train(path: Path, *flags: str) -> None:
 def test_arrays_regression_beats_the_mean_predictor_and_writes_its_outputs(write, tmp_path):
     _train(write(epochs=8, logging="visual"))
     node = tmp_path / "Results" / "reg"
-    rows = _rows(node)
-    assert list(rows[0])[:8] == ["epoch", "train-loss", "learning-rate", "val-loss", "val-MAE",
+    summary = rows(node)
+    assert list(summary[0])[:8] == ["epoch", "train-loss", "learning-rate", "val-loss", "val-MAE",
                                  "val-RMSE", "val-R2", "val-Pearson"]
-    assert {"val-MAE-wave", "val-RMSE-bowl", "val-R2-wave", "val-Pearson-bowl"} <= set(rows[0])
-    last = rows[-1]
+    assert {"val-MAE-wave", "val-RMSE-bowl", "val-R2-wave", "val-Pearson-bowl"} <= set(summary[0])
+    last = summary[-1]
     # metrics are in original units: the mean over targets of the per-target values
     assert float(last["val-RMSE"]) == pytest.approx(
         (float(last["val-RMSE-wave"]) + float(last["val-RMSE-bowl"])) / 2)
@@ -172,7 +155,7 @@ def test_csv_arrays_and_original_space_loss_train(write, tmp_path):
     text = (tmp_path / "reg.toml").read_text().replace("[data]", '[data]\nloss_space = "original"')
     (tmp_path / "orig.toml").write_text(text)
     _train(tmp_path / "orig.toml", "--experiment_name", "original")
-    a, b = _rows(tmp_path / "Results" / "reg"), _rows(tmp_path / "Results" / "original")
+    a, b = rows(tmp_path / "Results" / "reg"), rows(tmp_path / "Results" / "original")
     assert len(a) == len(b) == 2
     assert a[0]["val-RMSE-wave"] != "" and a[0]["train-loss"] != b[0]["train-loss"]
 
@@ -215,8 +198,8 @@ def test_images_with_targets_regression_trains_and_continues(tmp_path, regressio
     _train(path, "--experiment_name", "half", "--num_epochs", "2")
     _train(path, "--experiment_name", "half", "--continue_from_epoch", "last")
     half = tmp_path / "Results" / "half"
-    assert _no_timing(_rows(half)) == _no_timing(_rows(whole))
-    assert _same(_weights(half, 3), _weights(whole, 3))
+    assert no_timing(rows(half)) == no_timing(rows(whole))
+    assert same_weights(weights(half, 3), weights(whole, 3))
     per_sample = list(csv.DictReader(open(whole / "result_outputs" / "per_sample_epoch_3.csv")))
     assert [r["sample"] for r in per_sample][:2] == sorted(r["sample"] for r in per_sample)[:2]
     assert all(r["sample"].endswith(".png") for r in per_sample)
@@ -248,8 +231,8 @@ def test_sigkill_mid_epoch_then_continue_is_exact(write, tmp_path, regression_da
     assert not (node / "saved_models" / "epoch_2.pt").exists()
     _train(path, "--experiment_name", "killed", "--continue_from_epoch", "last")
     whole = tmp_path / "Results" / "whole"
-    assert _no_timing(_rows(node)) == _no_timing(_rows(whole))
-    assert _same(_weights(node, 3), _weights(whole, 3))
+    assert no_timing(rows(node)) == no_timing(rows(whole))
+    assert same_weights(weights(node, 3), weights(whole, 3))
 
 
 def test_fork_with_new_lr_early_stopping_and_export(write, tmp_path, capsys):
@@ -261,18 +244,18 @@ def test_fork_with_new_lr_early_stopping_and_export(write, tmp_path, capsys):
     fork.write_text(fork.read_text().replace("lr = 3e-3", "lr = 3e-2"))
     _train(fork, "--continue_from_epoch", "2", "--new_branch", "--new_branch_name", "fast")
     branch = node / "fast"
-    rows = _rows(branch)
-    assert [r["inherited"] for r in rows[:2]] == ["1", "1"] and rows[2]["inherited"] == "0"
-    assert _no_timing(rows[:2]) == [{**r, "inherited": "1"} for r in _no_timing(_rows(node))[:2]]
+    summary = rows(branch)
+    assert [r["inherited"] for r in summary[:2]] == ["1", "1"] and summary[2]["inherited"] == "0"
+    assert no_timing(summary[:2]) == [{**r, "inherited": "1"} for r in no_timing(rows(node))[:2]]
     status = json.loads((branch / "status.json").read_text())
-    assert status["state"] == "stopped_early" and len(rows) < 30
+    assert status["state"] == "stopped_early" and len(summary) < 30
     assert "val-R2 did not improve" in status["stop_reason"]
     lineage = json.loads((branch / "lineage.json").read_text())
     assert lineage["config_diff"]["model.internal_params.lr"] == [3e-3, 3e-2]
     assert rumpy_main(["export", str(node), "--best", "RMSE"]) == 0
     best = list(csv.DictReader(capsys.readouterr().out.splitlines()))
     by_node = {r["branch"]: r for r in best}
-    own = [r for r in _rows(branch) if r["inherited"] == "0"]
+    own = [r for r in rows(branch) if r["inherited"] == "0"]
     assert float(by_node["fast"]["val-RMSE"]) == min(float(r["val-RMSE"]) for r in own)  # lower is better
     assert rumpy_main(["tree", str(node)]) == 0
     assert "best val-RMSE" in capsys.readouterr().out
@@ -293,13 +276,13 @@ def test_tensorboard_event_files_equal_the_summary(write, tmp_path):
     for folder in (node, node / "slow"):
         events = EventAccumulator(str(folder / "tensorboard"))
         events.Reload()
-        rows = _rows(folder)
+        summary = rows(folder)
         for tag, column in (("train/loss", "train-loss"), ("train/learning_rate", "learning-rate"),
                             ("val/held_out/RMSE", "val-RMSE"), ("val/held_out/R2/bowl", "val-R2-bowl"),
                             ("val/held_out/loss", "val-loss")):
             scalars = events.Scalars(tag)
-            assert [s.step for s in scalars] == [int(r["epoch"]) for r in rows], (folder, tag)
-            assert [s.value for s in scalars] == pytest.approx([float(r[column]) for r in rows],
+            assert [s.step for s in scalars] == [int(r["epoch"]) for r in summary], (folder, tag)
+            assert [s.value for s in scalars] == pytest.approx([float(r[column]) for r in summary],
                                                                rel=1e-6)
         images = [t for t in events.Tags()["images"]]
         assert images == ["samples/held_out/scatter"]
@@ -349,6 +332,10 @@ def test_bad_regression_configs_are_one_line_errors(write, tmp_path, regression_
         good.replace('gpu = "off"', 'gpu = "off"\ntrackers = ["tensorbord"]'))
     assert "task: unknown task 'regresion'; did you mean 'regression'?" in fails(
         good.replace('task = "regression"', 'task = "regresion"'))
+    assert "target_columns: 'x1' is an input column too" in fails(
+        csv_text.replace('target_columns = ["wave", "bowl"]', 'target_columns = ["x1", "bowl"]', 1))
+    assert "data.training_sets.points.type: expected a string, got a boolean" in fails(
+        good.replace('type = "arrays"', "type = false", 1))
     nan = tmp_path / "nan.npz"
     np.savez(nan, inputs=np.full((4, 6), np.nan, np.float32), targets=np.zeros((4, 2)))
     assert "are not all finite" in fails(good.replace(str(regression_data["train_npz"]), str(nan)))
@@ -366,9 +353,9 @@ def test_builtin_blur_quickstart_beats_the_mean_predictor(tmp_path):
     path.write_text(text.replace('gpu = "off"', 'gpu = "off"\naim_track = false\nlogging = "text"'))
     _train(path)
     node = tmp_path / "Results" / "blur_regression"
-    rows = _rows(node)
+    summary = rows(node)
     baseline = list(csv.DictReader(open(node / "result_outputs" / "mean_predictor_baseline.csv")))
-    best = min(rows, key=lambda r: float(r["val-RMSE"]))
+    best = min(summary, key=lambda r: float(r["val-RMSE"]))
     assert float(best["val-RMSE"]) < 0.8 * float(baseline[0]["RMSE"])
     assert float(best["val-R2"]) > 0.3
 
@@ -387,7 +374,7 @@ def test_review_cases_are_one_line_errors_or_exact(write, tmp_path, regression_d
         str(regression_data["valid_npz"]), str(big))
     (tmp_path / "big.toml").write_text(text)
     _train(tmp_path / "big.toml", "--experiment_name", "big")
-    row = _rows(tmp_path / "Results" / "big")[0]
+    row = rows(tmp_path / "Results" / "big")[0]
     assert row["val-R2"] not in ("", "nan") and row["val-Pearson"] not in ("", "nan")
     baseline = list(csv.DictReader(open(tmp_path / "Results" / "big" / "result_outputs" /
                                         "mean_predictor_baseline.csv")))
@@ -413,8 +400,42 @@ def test_review_cases_are_one_line_errors_or_exact(write, tmp_path, regression_d
     with pytest.raises(ConfigError, match="checkpoint's model was built for"):
         prepare(cfg)
     assert not (tmp_path / "Results" / "reg" / "branch_epoch_1").exists()
+    renorm = tmp_path / "renorm.toml"
+    renorm.write_text(arrays_toml(regression_data, tmp_path / "Results", epochs=3).replace(
+        "[data]", "[data]\nnormalize_targets = false"))
+    with pytest.raises(ConfigError, match="data.normalize_targets: the architecture cannot change"):
+        prepare(load_config(renorm, {"continue_from_epoch": 1, "new_branch": True}))
     plateau = write(name="plateau.toml", experiment="plateau", extra_params='scheduler = "reduce_on_plateau"\n'
                                                       'scheduler_params = {monitor = "RMSE_x"}')
     assert "scheduler_params.monitor: expected a summary column, got 'RMSE_x'" in fails(plateau)
     eps = write(name="eps.toml", experiment="eps", extra_params='loss = {charbonnier = {eps = "x"}}')
     assert "model.internal_params.loss.charbonnier: loss 'charbonnier' cannot be used" in fails(eps)
+
+
+def test_fixed_shape_model_on_other_eval_sizes_is_refused(tmp_path, regression_data):
+    d = regression_data
+    path = tmp_path / "mlp_img.toml"
+    path.write_text(textwrap.dedent(f"""\
+        experiment = "mlp_img"
+        experiment_save_loc = "{tmp_path / 'Results'}"
+        task = "regression"
+        [training]
+        gpu = "off"
+        [model]
+        name = "mlp"
+        [data.training_sets.blur]
+        type = "images_with_targets"
+        images = "{d['train_images']}"
+        targets = "{d['train_targets']}"
+        crop = 24
+        [data.eval_sets.blur_valid]
+        type = "images_with_targets"
+        images = "{d['valid_images']}"
+        targets = "{d['valid_targets']}"
+        """))
+    with pytest.raises(ConfigError, match=r"data.eval_sets.blur_valid: mlp takes inputs of the "
+                                          r"training shape \[3, 24, 24\], these samples are "
+                                          r"\[3, 32, 32\]"):
+        prepare(load_config(path))
+    path.write_text(path.read_text() + "crop = 24\n")  # the same crop: accepted
+    assert prepare(load_config(path)).task.model_kwargs()["input_shape"] == [3, 24, 24]

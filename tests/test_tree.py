@@ -1,10 +1,8 @@
 """The result tree, done for real: continue, fork, kill, corrupt, lock, early stopping, tree."""
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,33 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import no_timing, rows, same_weights, weights
 
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
 from rumpy.config import ConfigError, load_config
-from rumpy.results.summary import TIMING_COLUMNS
 from rumpy.training.checkpoint import load_checkpoint
 from rumpy.training.setup import prepare
 
 STEP_LR = 'scheduler = "step_lr"\nscheduler_params = {step_size = 1, gamma = 0.7}'
-
-
-def rows(node: Path) -> list[dict]:
-    with open(node / "result_outputs" / "summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def no_timing(rs: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rs]
-
-
-def weights(node: Path, epoch: int) -> dict:
-    return load_checkpoint(node / "saved_models" / f"epoch_{epoch}.pt")["parts"]["model"]
-
-
-def same_weights(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def train(path: Path, *flags: str) -> int:

@@ -140,7 +140,7 @@ class _Builder:
         absent); a kind of another task is refused here."""
         from ..data.kinds import DATASET_KINDS
 
-        name = table.get("type") or self.default_kind
+        name = table.get("type", self.default_kind)
         if not isinstance(name, str):
             self.fail(f"{key_path}.type", f"expected a string, got {_type_name(name)}")
         mine = [k for k in DATASET_KINDS if DATASET_KINDS.get(k).task == self.task]
@@ -177,6 +177,8 @@ class _Builder:
                     self.fail(where, f"not used by task {self.task!r} (only by {users}); "
                                      f"remove it")
                 kwargs[name] = self.value(hints[name], table[name], where, dict(f.metadata))
+            elif dataclasses.is_dataclass(_plain(hints[name])):  # an absent section: its defaults
+                kwargs[name] = self.build(_plain(hints[name]), {}, where)
             elif uses is not None and self.task in uses:
                 default = uses[self.task]
                 kwargs[name] = type(default)(default) if isinstance(default, (list, dict)) else default

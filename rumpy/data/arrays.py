@@ -71,6 +71,10 @@ def _from_csv(fail, path: Path, ds: ArraysSet) -> tuple[np.ndarray, np.ndarray, 
             if name not in columns:
                 fail(key, f"{path.name} has no column {name!r}{did_you_mean(name, columns)} "
                           f"(columns: {', '.join(columns)})")
+    overlap = sorted(set(ds.input_columns) & set(ds.target_columns))
+    if overlap:
+        fail("target_columns", f"{overlap[0]!r} is an input column too: a model would be given "
+                               f"its own target")
     arrays = []
     for key in ("input_columns", "target_columns"):
         part = table[getattr(ds, key)]
@@ -109,6 +113,6 @@ def check_arrays_set(cfg: RunConfig, section: str, label: str, ds: ArraysSet) ->
         if not finite.all():
             fail("file", f"{path.name}: {key} of sample {int(np.argmin(finite))} are not all finite "
                          f"(NaN or inf)")
-    return RegressionSet(ds.name, ds, [str(i) for i in range(len(inputs))],
+    return RegressionSet(ds.name, label, ds, [str(i) for i in range(len(inputs))],
                          targets.astype(np.float64), names,
                          inputs=np.ascontiguousarray(inputs, dtype=np.float32))

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .cache import ImageStore
+from .loaders import concat_index, random_crop
 
 
 @dataclass
@@ -61,9 +62,7 @@ class TrainPatches(Dataset):
         self.crop = crop
         self.augment = augment
         self.seed = seed
-        self.index: list[tuple[int, int]] = [
-            (s, i) for s, (ds, rep) in enumerate(zip(sets, repeat)) for _ in range(rep)
-            for i in range(len(ds))]
+        self.index = concat_index([len(ds) for ds in sets], repeat)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -75,8 +74,7 @@ class TrainPatches(Dataset):
         rng = np.random.default_rng([self.seed, epoch, idx])
         if self.crop:
             scale = self.sets[s].scale
-            top = int(rng.integers(0, lr.shape[0] - self.crop + 1))
-            left = int(rng.integers(0, lr.shape[1] - self.crop + 1))
+            top, left = random_crop(rng, lr.shape[0], lr.shape[1], self.crop)
             lr = lr[top: top + self.crop, left: left + self.crop]
             hr = hr[top * scale: (top + self.crop) * scale, left * scale: (left + self.crop) * scale]
         if self.augment[s]:

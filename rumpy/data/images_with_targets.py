@@ -46,7 +46,9 @@ def check_images_set(cfg: RunConfig, section: str, label: str,
     if not chosen:
         fail("targets", f"{csv_path.name} has no target columns besides 'image'")
     for name in chosen:
-        if name not in columns or name == "image":
+        if name == "image":
+            fail("target_columns", "'image' holds the file names, not a target")
+        if name not in columns:
             fail("target_columns", f"{csv_path.name} has no target column {name!r}"
                                    f"{did_you_mean(name, columns)} (columns: {', '.join(columns)})")
     if (table["image"].str.strip() == "").any():
@@ -80,5 +82,5 @@ def check_images_set(cfg: RunConfig, section: str, label: str,
     smallest = min(min(s) for s in sizes)
     if crop > smallest:
         fail("crop", f"expected at most {smallest} (the smallest image side), got {crop}")
-    return RegressionSet(ds.name, ds, list(table["image"]), values.to_numpy(dtype=np.float64),
+    return RegressionSet(ds.name, label, ds, list(table["image"]), values.to_numpy(dtype=np.float64),
                          chosen, paths=paths, sizes=sizes)

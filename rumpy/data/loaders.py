@@ -37,6 +37,18 @@ class EpochSampler(Sampler):
         return self.size - self.start
 
 
+def concat_index(lengths: list[int], repeat: list[int]) -> list[tuple[int, int]]:
+    """(set, item) for every item of several sets, each set `repeat` times: the sample order a
+    training dataset over concatenated sets indexes into."""
+    return [(s, i) for s, (n, rep) in enumerate(zip(lengths, repeat)) for _ in range(rep)
+            for i in range(n)]
+
+
+def random_crop(rng: np.random.Generator, height: int, width: int, crop: int) -> tuple[int, int]:
+    """(top, left) of a crop x crop window drawn from `rng`."""
+    return int(rng.integers(0, height - crop + 1)), int(rng.integers(0, width - crop + 1))
+
+
 def eval_batches(sizes: list, batch_size: int) -> list[list[int]]:
     """Batches of indices in order, only equal-sized samples together."""
     batches: list[list[int]] = []

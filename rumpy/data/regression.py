@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from ..config import ConfigError, RunConfig
 from .cache import ImageStore, choose_mode
 from .datasets import augment, to_tensor
-from .loaders import Loaders, eval_loader, train_loader
+from .loaders import Loaders, concat_index, eval_loader, random_crop, train_loader
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ class RegressionSet:
     (and sizes) until `load` decodes them."""
 
     name: str
+    label: str                               # the table's key: data.<section>.<label>
     config: object
     ids: list[str]
     targets: np.ndarray                      # (N, T) float64, original units
@@ -78,8 +79,7 @@ class TrainSamples(Dataset):
     def __init__(self, sets: list[RegressionSet], repeat: list[int], seed: int):
         self.sets = sets
         self.seed = seed
-        self.index = [(s, i) for s, (ds, rep) in enumerate(zip(sets, repeat)) for _ in range(rep)
-                      for i in range(len(ds))]
+        self.index = concat_index([len(ds) for ds in sets], repeat)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -95,9 +95,7 @@ class TrainSamples(Dataset):
         rng = np.random.default_rng([self.seed, epoch, idx])
         crop = ds.crop()
         if crop:
-            top = int(rng.integers(0, img.shape[0] - crop + 1))
-            left = int(rng.integers(0, img.shape[1] - crop + 1))
-            img = _image_tensor(img, top, left, crop)
+            img = _image_tensor(img, *random_crop(rng, img.shape[0], img.shape[1], crop), crop)
         if getattr(ds.config, "random_augment", False):
             img, = augment((img,), rng)
         return {"inputs": to_tensor(img), "targets": target}
@@ -130,7 +128,7 @@ def check_consistent(cfg: RunConfig, train: list[RegressionSet], evals: list[Reg
     first = train[0]
     for section, sets in (("training_sets", train), ("eval_sets", evals)):
         for ds in sets:
-            where = f"data.{section}.{_label(cfg, section, ds)}"
+            where = f"data.{section}.{ds.label}"
             if ds.target_names != first.target_names:
                 raise ConfigError(cfg.source, where, f"targets {ds.target_names} differ from "
                                                      f"{first.target_names} of the first training set")
@@ -142,12 +140,12 @@ def check_consistent(cfg: RunConfig, train: list[RegressionSet], evals: list[Reg
     for section, sets in (("training_sets", train), ("eval_sets", evals)):
         for ds in sets:
             if ds.is_image and 0 in ds.sample_shape():
-                raise ConfigError(cfg.source, f"data.{section}.{_label(cfg, section, ds)}.crop",
+                raise ConfigError(cfg.source, f"data.{section}.{ds.label}.crop",
                                   "the images differ in size: set a crop (the model's input "
                                   "shape is fixed when it is built)")
             if ds.is_image and getattr(ds.config, "random_augment", False) and \
                     ds.sample_shape()[1] != ds.sample_shape()[2]:
-                raise ConfigError(cfg.source, f"data.{section}.{_label(cfg, section, ds)}."
+                raise ConfigError(cfg.source, f"data.{section}.{ds.label}."
                                   f"random_augment", "needs square samples (rotations turn "
                                   "them); set a crop")
     crops = {ds.crop() for ds in train}
@@ -155,13 +153,6 @@ def check_consistent(cfg: RunConfig, train: list[RegressionSet], evals: list[Reg
         raise ConfigError(cfg.source, "data.training_sets",
                           f"every training set needs the same crop (samples share a batch), got "
                           f"{sorted(crops)}")
-
-
-def _label(cfg: RunConfig, section: str, ds: RegressionSet) -> str:
-    for label, table in getattr(cfg.data, section).items():
-        if table is ds.config:
-            return label
-    return ds.name
 
 
 def build_loaders(cfg: RunConfig, train: list[RegressionSet], evals: list[RegressionSet],

@@ -55,6 +55,7 @@ class MLP(nn.Module):
 
     supported_scales = None
     pre_upsampled = False
+    fixed_input_shape = True  # its first layer's width is fixed by input_shape
 
     def __init__(self, input_shape: list, num_outputs: int, hidden_sizes: list = (64, 64),
                  activation: str = "relu", dropout: float = 0.0, batch_norm: bool = False):

@@ -16,6 +16,11 @@ def scatter_image(pred: np.ndarray, true: np.ndarray, names: list[str], title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import torch
+
+    from ..metrics.regression import R2
+
+    r2s = R2()(torch.from_numpy(pred), torch.from_numpy(true)).tolist()
     count = min(len(names), MAX_PANELS)
     fig, axes = plt.subplots(1, count, figsize=(4.2 * count, 4), squeeze=False)
     for j, ax in enumerate(axes[0]):
@@ -23,9 +28,7 @@ def scatter_image(pred: np.ndarray, true: np.ndarray, names: list[str], title: s
         ax.scatter(x, y, s=6, alpha=0.6)
         lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
         ax.plot([lo, hi], [lo, hi], color="black", linewidth=1, linestyle="--", label="y = x")
-        ss_tot = float(((x - x.mean()) ** 2).sum())
-        r2 = 1 - float(((y - x) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
-        ax.set_title(f"{title}: {names[j]} (R2 {r2:.3f})")
+        ax.set_title(f"{title}: {names[j]} (R2 {r2s[j]:.3f})")
         ax.set_xlabel(f"true {names[j]}")
         ax.set_ylabel(f"predicted {names[j]}")
         ax.grid(alpha=0.3)

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..config import ConfigError, RunConfig
 from ..data.loaders import Loaders
-from ..metrics import METRICS
+from ..metrics import METRICS, metric_names
 from ..models import MODELS, check_model_params, model_params, model_tasks
 from ..registry import Registry, did_you_mean
 
@@ -81,7 +81,7 @@ class Task:
 
     @classmethod
     def metric_names(cls) -> list[str]:
-        return [METRICS.get(k).name for k in METRICS if METRICS.meta(k).get("task") == cls.name]
+        return metric_names(cls.name)
 
     def resolve_builtin_sets(self) -> None:
         from ..data.builtin import resolve_builtin_sets

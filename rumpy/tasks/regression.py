@@ -16,6 +16,7 @@ from ..data.loaders import Loaders
 from ..data.regression import (RegressionSet, build_loaders, check_consistent, input_statistics,
                                target_statistics)
 from ..metrics import METRICS
+from ..models import MODELS
 from ..training.losses import build_loss
 from .base import TASKS, EvalResult, Task
 
@@ -45,6 +46,14 @@ class RegressionTask(Task):
             self.fail("data.eval_sets", f"eval set names must differ, got {names}")
         check_consistent(cfg, self._train, self._evals)
         self.target_names = self._train[0].target_names
+        shape = self._train[0].sample_shape()
+        if getattr(MODELS.get(cfg.model.name), "fixed_input_shape", False):
+            for ds in self._evals:
+                if ds.sample_shape() != shape:
+                    self.fail(f"data.eval_sets.{ds.label}", f"{cfg.model.name} takes inputs of "
+                                                            f"the training shape {shape}, these "
+                                                            f"samples are {ds.sample_shape()}; "
+                                                            f"set the same crop")
         reserved = {m.lower() for m in self.metric_names()} | {"loss"}
         for name in self.target_names:
             if name.lower() in reserved or "-" in name:

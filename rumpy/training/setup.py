@@ -17,6 +17,7 @@ from ..results.columns import resolve, summary_columns
 from ..results.run_folder import RunFolder
 from ..results.summary import SummaryLog
 from ..tasks import TASKS, Task
+from ..tasks.base import IP
 from ..tracking import TRACKERS
 from ..tree.lock import NodeLock, NodeLockedError
 from ..tree.node import Node
@@ -28,7 +29,6 @@ from .monitor import Monitor, infer_mode
 from .optim import OPTIMIZERS, SCHEDULERS, check_params
 
 log = logging.getLogger(__name__)
-IP = "model.internal_params"
 
 
 @dataclass

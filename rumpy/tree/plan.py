@@ -15,7 +15,7 @@ import tomli_w
 from ..config import RunConfig
 from ..config.load import stored_config, to_toml_dict
 from ..config.schema import InternalParams
-from ..results.run_folder import RunExistsError, RunFolder
+from ..results.run_folder import RunFolder
 from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
 from ..results.columns import resolve
 from ..training.monitor import Monitor, infer_mode
@@ -78,10 +78,12 @@ def config_diff(old: dict, new: dict) -> dict[str, list]:
 
 
 def _architecture_keys(diff: dict) -> list[str]:
-    """Changed keys that define the network: its name, scale and own parameters (every key of
-    internal_params that is not a training setting)."""
+    """Changed keys that define the network: the task, its name, scale and own parameters
+    (every key of internal_params that is not a training setting), and what its inputs and
+    outputs mean (normalised or not)."""
     training = set(InternalParams.__dataclass_fields__) - {"scale"}
-    return [k for k in diff if k in ("task", "model.name") or
+    fixed = ("task", "model.name", "data.normalize_inputs", "data.normalize_targets")
+    return [k for k in diff if k in fixed or
             (k.startswith("model.internal_params.") and k.split(".")[2] not in training)]
 
 
