@@ -83,7 +83,7 @@ def main() -> None:
 
         progress = Progress(10, 0, terminal=False)  # what the trainer does in a log-only setting
         ours, raw = [], []
-        train_epoch(handler, batches)  # warm-up both
+        train_epoch(handler, batches, watch=True)  # warm-up both
         raw_epoch(model, optimizer, loss_fn, batches, device)
         for _ in range(args.rounds):
             sync()
@@ -93,7 +93,7 @@ def main() -> None:
             raw.append(time.perf_counter() - t)
             t = time.perf_counter()
             progress.start_epoch(1, 0, steps)
-            train_epoch(handler, batches, progress=progress)
+            train_epoch(handler, batches, progress=progress, watch=True)
             handler.end_epoch()
             sync()
             ours.append(time.perf_counter() - t)

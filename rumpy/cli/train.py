@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None, prog: str = "train_sisr") -> int:
         return 130
     finally:
         detach_file(handler)
-    return 130 if state == "interrupted" else 0
+    return {"interrupted": 130, "diverged": 3}.get(state, 0)
 
 
 if __name__ == "__main__":

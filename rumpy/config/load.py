@@ -3,6 +3,7 @@ and what was expected, raised before anything is written."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import types
@@ -118,9 +119,13 @@ class _Builder:
         if choices and value not in choices:
             self.fail(key_path, f"expected one of {', '.join(map(repr, choices))}, got {value!r}"
                                 f"{did_you_mean(str(value), list(choices))}")
-        minimum = meta.get("minimum")
+        if hint is float and not math.isfinite(value):
+            self.fail(key_path, f"expected a finite number, got {value!r}")
+        minimum, maximum = meta.get("minimum"), meta.get("maximum")
         if minimum is not None and value < minimum:
             self.fail(key_path, f"expected {expected} >= {minimum:g}, got {value!r}")
+        if maximum is not None and value > maximum:
+            self.fail(key_path, f"expected {expected} <= {maximum:g}, got {value!r}")
         return value
 
     @staticmethod
@@ -242,8 +247,11 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     if not name:
         raise ConfigError(source, "experiment", "missing: give the run a name "
                                                 "(or pass --experiment_name)")
-    if name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+    if name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
         raise ConfigError(source, "experiment", f"expected a plain folder name, got {name!r}")
+    if len(name.encode()) > 200:
+        raise ConfigError(source, "experiment", f"expected a name of at most 200 bytes (file "
+                                                f"systems allow 255), got {len(name.encode())}")
     if not cfg.model.name:
         raise ConfigError(source, "model.name", "missing: name a registered model")
 

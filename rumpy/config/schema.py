@@ -11,14 +11,14 @@ from typing import Any
 
 
 def opt(default: Any, doc: str, *, choices: tuple = (), minimum: float | None = None,
-        path: bool = False, action: bool = False, check: Any = None,
-        tasks: dict | None = None) -> Any:
+        maximum: float | None = None, path: bool = False, action: bool = False,
+        check: Any = None, tasks: dict | None = None) -> Any:
     """A config field: its default, one line of documentation and the checks on its value.
     `action` keys say what to do with a run (continue, fork) rather than define it: they are
     left out of the saved config.toml and of config comparisons. `tasks` maps each task that
     uses the key to its default there (the field's own default is then None: unset)."""
-    meta = {"doc": doc, "choices": choices, "minimum": minimum, "path": path, "action": action,
-            "check": check, "tasks": tasks}
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum, "path": path,
+            "action": action, "check": check, "tasks": tasks}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -39,7 +39,8 @@ REGRESSION_METRICS = ["MAE", "RMSE", "R2", "Pearson"]
 @dataclass
 class TrainingConfig:
     num_epochs: int = opt(100, "epochs to train", minimum=1)
-    seed: int = opt(8, "seed of every random generator (weights, data order, crops)", minimum=0)
+    seed: int = opt(8, "seed of every random generator (weights, data order, crops)", minimum=0,
+                    maximum=2**32 - 1)
     gpu: str = opt("single", "'off' = CPU, 'single' = cuda:<sp_gpu>, 'multiple' = all GPUs",
                    choices=("off", "single", "multiple"))
     sp_gpu: int = opt(0, "CUDA device index used by gpu = 'single'", minimum=0)
@@ -56,6 +57,8 @@ class TrainingConfig:
                                      choices=("y", "rgb"), tasks={"sisr": "y"})
     metric_crop_border: bool | None = opt(None, "crop `scale` pixels from each border before "
                                                 "PSNR/SSIM", tasks={"sisr": True})
+    stop_on_divergence: bool = opt(True, "a non-finite training loss stops the run (state "
+                                         "'diverged'; the last good checkpoint is kept)")
     amp: bool = opt(False, "mixed precision (float16 autocast + GradScaler); CUDA only")
     deterministic: bool = opt(False, "deterministic cuDNN/CUDA kernels (CPU is always deterministic)")
 

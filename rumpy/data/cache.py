@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..utils.atomic import atomic_open
 from .images import read_rgb
@@ -19,7 +20,30 @@ from .images import read_rgb
 log = logging.getLogger(__name__)
 
 
+class ImageDecodeError(ValueError):
+    """An image that cannot be decoded (truncated, corrupt): the message names the file."""
+
+
+def _decoded(path: Path) -> np.ndarray:
+    try:
+        return read_rgb(path)
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
+        raise ImageDecodeError(f"cannot decode {path}: {' '.join(str(exc).split())}") from None
+
+
+def _verify(path: Path) -> None:
+    """Cheap integrity check (PNG chunk CRCs, truncation) for images decoded only later."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception as exc:
+        raise ImageDecodeError(f"cannot decode {path}: {' '.join(str(exc).split())}") from None
+
+
 class ImageStore:
+    """Decoded images of a set; every image is decoded (or verified, for 'off') when the store is
+    built, so a corrupt file stops the run before it starts, naming the file."""
+
     def __init__(self, paths: list[Path], mode: str, cache_dir: Path | None = None):
         if mode not in ("memory", "disk", "off"):
             raise ValueError(f"unknown cache mode {mode!r}")
@@ -30,7 +54,9 @@ class ImageStore:
         # PIL decodes without the GIL: threads use every core for the one-off decoding.
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             if mode == "memory":
-                self._arrays = list(pool.map(read_rgb, self.paths))
+                self._arrays = list(pool.map(_decoded, self.paths))
+            elif mode == "off":
+                list(pool.map(_verify, self.paths))
             elif mode == "disk":
                 assert cache_dir is not None
                 self._files = list(pool.map(lambda p: self._disk_entry(Path(cache_dir), p),
@@ -45,8 +71,9 @@ class ImageStore:
         entry = cache_dir / "decoded" / digest[:2] / f"{digest}.npy"
         if not entry.is_file():
             entry.parent.mkdir(parents=True, exist_ok=True)
+            array = _decoded(path)
             with atomic_open(entry, "wb") as handle:
-                np.save(handle, read_rgb(path))
+                np.save(handle, array)
         return entry
 
     def __len__(self) -> int:

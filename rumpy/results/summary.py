@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from pathlib import Path
 
 from ..utils.atomic import atomic_write_text
@@ -14,7 +13,8 @@ INHERITED = "inherited"
 
 
 def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """'' for a value not computed (no validation that epoch); nan and inf as they are."""
+    if value is None:
         return ""
     if isinstance(value, float):
         return repr(value)  # shortest exact round-trip: CSV values compare bit for bit

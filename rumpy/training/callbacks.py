@@ -135,6 +135,8 @@ class EpochLog(Callback):
         best = run.best
         if state == "interrupted":
             log.warning("%s; continue with --continue_from_epoch last", run.stop_reason)
+        elif state == "diverged":
+            log.error("%s", run.stop_reason)
         elif best.best is None:
             log.info("finished: %s", run.folder.root)
         else:

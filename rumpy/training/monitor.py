@@ -37,9 +37,9 @@ class Monitor:
 
     def update(self, epoch: int, row: dict) -> bool:
         """Feed one summary row; True when it is a new best. Rows without the column (no
-        validation that epoch) and NaN values change nothing."""
+        validation that epoch) and non-finite values (NaN, inf) change nothing."""
         value = row.get(self.column)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
             return False
         if self.improved(value):
             self.best, self.best_epoch, self.bad_validations = value, epoch, 0

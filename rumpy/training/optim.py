@@ -3,6 +3,7 @@ per epoch or once per batch; rumpy fills the arguments it can derive (epochs, st
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -50,12 +51,25 @@ def accepted_params(cls: type, exclude: tuple[str, ...]) -> list[str]:
             if p not in ("self",) + exclude and not p.startswith("_")]
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_params(cls: type, params: dict, exclude: tuple[str, ...],
                  own: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """Unknown names, and numbers that are not finite numbers: every numeric parameter of
+    torch's optimizers and schedulers (betas, milestones, gamma, ...) takes numbers, and a list
+    of strings would be accepted by torch and silently never match."""
     allowed = accepted_params(cls, exclude) + list(own)
-    return [(k, f"not a parameter of {cls.__name__}{did_you_mean(k, allowed)} "
-                f"(its parameters: {', '.join(allowed)})")
-            for k in params if k not in allowed]
+    problems = [(k, f"not a parameter of {cls.__name__}{did_you_mean(k, allowed)} "
+                    f"(its parameters: {', '.join(allowed)})")
+                for k in params if k not in allowed]
+    for key, value in params.items():
+        if isinstance(value, list) and not all(_number(v) for v in value):
+            problems.append((key, f"expected a list of finite numbers, got {value!r}"))
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append((key, f"expected a finite number, got {value!r}"))
+    return problems
 
 
 def build_optimizer(name: str, parameters, lr: float, params: dict) -> torch.optim.Optimizer:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import ConfigError, RunConfig
 from ..config.load import to_toml_dict
+from ..data.cache import ImageDecodeError
 from ..registry import UnknownNameError, did_you_mean
 from ..results.columns import resolve, summary_columns
 from ..results.run_folder import RunFolder
@@ -23,6 +25,7 @@ from ..tree.lock import NodeLock, NodeLockedError
 from ..tree.node import Node
 from ..tree.plan import Plan, TreeError, apply_plan, plan_run
 from .checkpoint import assemble, set_rng_state
+from .dry_run import dry_run
 from .handler import NetworkHandler, select_device
 from .losses import check_loss
 from .monitor import Monitor, infer_mode
@@ -122,6 +125,9 @@ def prepare(cfg: RunConfig) -> Run:
         raise ConfigError(src, "training.gpu", str(exc)) from None
     if cfg.training.amp and device.type != "cuda":
         raise ConfigError(src, "training.amp", "mixed precision needs a CUDA device (gpu = 'single')")
+    cache = Path(cfg.data.cache_dir)
+    if cache.exists() and not cache.is_dir():
+        raise ConfigError(src, "data.cache_dir", f"{cache} is a file, not a folder")
     task.resolve_builtin_sets()
     try:
         plan = plan_run(cfg)  # fails fast on a clash with the result tree, before decoding data
@@ -131,7 +137,10 @@ def prepare(cfg: RunConfig) -> Run:
             key, message = "", str(exc)
         raise ConfigError(src, key, message) from None
     task.check_data()
-    loaders = task.setup(device)
+    try:
+        loaders = task.setup(device)
+    except ImageDecodeError as exc:
+        raise ConfigError(src, "data", str(exc)) from None
     if plan.state is not None:
         task.check_resume(plan.state)
     columns = summary_columns(task.summary_keys(), list(loaders.evals))
@@ -152,8 +161,15 @@ def prepare(cfg: RunConfig) -> Run:
     try:
         model = task.build_model()
         handler = NetworkHandler(cfg, model, task, len(loaders.train), device, plateau)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(src, IP, f"cannot build {cfg.model.name} with these settings: {exc}") from None
+    except Exception as exc:  # torch raises ValueError, TypeError or RuntimeError for sizes
+        raise ConfigError(src, IP, f"cannot build {cfg.model.name} with these settings: "
+                                   f"{_one_line(exc)}") from None
+    try:
+        dry_run(handler, loaders.train)
+    except Exception as exc:  # anything the first step would raise, as one line
+        raise ConfigError(src, IP, f"cannot train {cfg.model.name} with these settings "
+                                   f"(tried one step and the schedule before writing anything): "
+                                   f"{type(exc).__name__}: {_one_line(exc)}") from None
     if cfg.training.deterministic:
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -168,6 +184,10 @@ def prepare(cfg: RunConfig) -> Run:
                           f"without improving {early.column}); raise the patience to go on, or "
                           f"fork a branch")
     return run
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def _monitor(cfg: RunConfig, key: str, mode: str, min_delta: float, columns: list[str]) -> Monitor:

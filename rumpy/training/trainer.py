@@ -1,6 +1,6 @@
 """The epoch loop: train -> validate -> update the monitors -> callbacks (checkpoint, summary,
 retention, outputs, trackers, log, status, early stopping), with Ctrl+C/SIGTERM handling and the
-node's state (running, finished, stopped_early, interrupted, crashed)."""
+node's state (running, finished, stopped_early, interrupted, diverged, crashed)."""
 from __future__ import annotations
 
 import logging
@@ -51,21 +51,26 @@ class StopRequest:
 
 
 def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None, done: int = 0,
-                total: torch.Tensor | None = None,
-                progress: Progress | None = None) -> tuple[int, torch.Tensor]:
-    """Train one epoch (or its remainder after `done` steps). Returns (steps done, loss sum);
-    it returns early when a stop was requested. Losses stay on the device: no per-step sync."""
+                total: torch.Tensor | None = None, progress: Progress | None = None,
+                watch: bool = False) -> tuple[int, torch.Tensor, torch.Tensor | None]:
+    """Train one epoch (or its remainder after `done` steps). Returns (steps done, loss sum,
+    first step whose loss was not finite (0 = none; None unless `watch`)); it returns early when
+    a stop was requested. Losses stay on the device: no per-step sync."""
     if total is None:
         total = torch.zeros((), dtype=torch.float64, device=handler.device)
+    bad = torch.zeros((), dtype=torch.long, device=handler.device) if watch else None
     steps = done
     for batch in loader:
-        total += handler.train_step(batch)
+        loss = handler.train_step(batch)
+        total += loss
         steps += 1
+        if watch:  # on the device: remembers the first non-finite step without a sync
+            bad = torch.where((bad == 0) & ~torch.isfinite(loss), steps, bad)
         if progress is not None:
             progress.step(steps, total)
         if stop is not None and stop.requested:
             break
-    return steps, total
+    return steps, total, bad
 
 
 def train(run: Run, callbacks: list[Callback] | None = None) -> str:
@@ -120,7 +125,17 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
             run.loaders.sampler.set_epoch(epoch, start=done * batch)
             full = done + len(run.loaders.train)
             run.progress.start_epoch(epoch, done, full)
-            steps, total = train_epoch(handler, run.loaders.train, stop, done, total, run.progress)
+            steps, total, bad = train_epoch(handler, run.loaders.train, stop, done, total,
+                                            run.progress, watch=cfg.training.stop_on_divergence)
+            if bad is not None and int(bad):
+                kept = max(run.node.own_checkpoints(), default=None)
+                run.stop_reason = (f"diverged: the training loss was not finite at epoch {epoch}, "
+                                   f"step {int(bad)} (global step "
+                                   f"{handler.step - steps + int(bad)}); nothing of epoch {epoch} "
+                                   f"was saved, the last good checkpoint is "
+                                   f"{f'epoch {kept}' if kept else 'none'}. Lower the lr or fork "
+                                   f"from it; stop_on_divergence = false trains on")
+                return "diverged"
             if stop.requested and steps < full:
                 path = run.folder.models / INTERRUPTED
                 save_checkpoint(path, run.checkpoint(epoch, resume={

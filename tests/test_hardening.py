@@ -1,0 +1,116 @@
+"""Hardening, with real damage: divergence, bad values that used to pass or crash late, and
+overwrite_data that may only ever remove a rumpy run (docs/result_tree.md, "Guarantees")."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import rows
+
+from rumpy.cli.train import main as train_main
+from rumpy.config import ConfigError, load_config
+from rumpy.training.setup import prepare
+
+
+def _status(node: Path) -> dict:
+    return json.loads((node / "status.json").read_text())
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(write_config, tmp_path):
+    path = write_config(num_epochs=4, extra_params="", params="num_features = 8\nnum_blocks = 1")
+    path.write_text(path.read_text().replace("lr = 1e-3", "lr = 1e6"))
+    assert train_main(["--parameters", str(path)]) == 3
+    node = tmp_path / "Results" / "tiny"
+    status = _status(node)
+    assert status["state"] == "diverged"
+    assert "training loss was not finite at epoch" in status["stop_reason"]
+    diverged = int(status["stop_reason"].split("at epoch ")[1].split(",")[0])
+    kept = sorted(int(p.stem.split("_")[1]) for p in (node / "saved_models").glob("epoch_*.pt"))
+    assert kept == list(range(1, diverged))  # nothing of the diverged epoch
+    assert [int(r["epoch"]) for r in rows(node)] == kept
+    assert all(r["train-loss"] not in ("nan", "inf") for r in rows(node))
+
+
+def test_non_finite_metrics_are_written_as_such_and_never_best(write_config, tmp_path):
+    path = write_config(num_epochs=3, extra_training="stop_on_divergence = false")
+    path.write_text(path.read_text().replace("lr = 1e-3", "lr = 1e6"))
+    assert train_main(["--parameters", str(path)]) == 0
+    node = tmp_path / "Results" / "tiny"
+    summary = rows(node)
+    assert any(r["val-PSNR"] == "nan" or r["train-loss"] in ("nan", "inf") for r in summary)
+    best = _status(node)["best"]
+    if best["epoch"] is not None:
+        chosen = summary[best["epoch"] - 1]["val-PSNR"]
+        assert chosen not in ("nan", "inf", "-inf")
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("lr = 1e-3", "lr = inf"), "model.internal_params.lr: expected a finite number, got inf"),
+    (("lr = 1e-3", "lr = 1e-3\ngrad_clip = nan"), "model.internal_params.grad_clip: expected a finite number"),
+    (("seed = 3", "seed = 4294967296"), "training.seed: expected an integer <= 4.29497e+09"),
+    (("seed = 3", "seed = 3\nearly_stopping_min_delta = nan"), "training.early_stopping_min_delta: expected a finite"),
+    (("lr = 1e-3", 'lr = 1e-3\nscheduler = "multi_step_lr"\nscheduler_params = {milestones = ["a"]}'),
+     "scheduler_params.milestones: expected a list of finite numbers, got ['a']"),
+    (("lr = 1e-3", 'lr = 1e-3\noptimizer_params = {eps = inf}'),
+     "optimizer_params.eps: expected a finite number, got inf"),
+    (("lr = 1e-3", 'lr = 1e-3\nscheduler = "one_cycle_lr"\nscheduler_params = {total_steps = 2}'),
+     "model.internal_params: cannot train edsr with these settings"),
+    (("lr = 1e-3", 'lr = 1e-3\nscheduler = "step_lr"\nscheduler_params = {step_size = 0}'),
+     "model.internal_params: cannot"),
+    (("num_features = 8", "num_features = 0"), "model.internal_params: cannot"),
+    (("num_features = 8", "num_features = -3"), "model.internal_params: cannot"),
+])
+def test_bad_values_are_refused_before_anything_is_written(write_config, tmp_path, change, expected):
+    path = write_config()
+    path.write_text(path.read_text().replace(*change))
+    with pytest.raises(ConfigError) as info:
+        prepare(load_config(path))
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "Results").exists()
+
+
+def _refused(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        prepare(load_config(path))
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_bad_locations_and_names(write_config, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    text = write_config().read_text()
+    results = str(tmp_path / "Results")
+    for save_loc, expected in ((afile, "afile is a file, not a folder"),
+                               (afile / "sub", "afile is a file, so")):
+        path = write_config(name="loc.toml", text=text.replace(results, str(save_loc)))
+        assert "experiment_save_loc: " + str(tmp_path) in _refused(path)
+        assert expected in _refused(path)
+    path = write_config(name="cache.toml", text=text.replace(str(tmp_path / "cache"), str(afile)))
+    assert "data.cache_dir: " in _refused(path) and "is a file" in _refused(path)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "Results").mkdir()
+    (tmp_path / "Results" / "tiny").symlink_to(tmp_path / "elsewhere")
+    assert "is a symbolic link" in _refused(write_config())
+    assert not any((tmp_path / "elsewhere").iterdir())
+    for name, expected in (("a\\u0000b", "expected a plain folder name"),
+                           ("x" * 300, "at most 200 bytes")):
+        path = write_config(name="name.toml", text=text.replace('experiment = "tiny"',
+                                                                 f'experiment = "{name}"'))
+        assert expected in _refused(path)
+    assert afile.read_text() == "mine"
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk", "off"])
+def test_truncated_image_is_named_before_anything_is_written(write_config, tmp_path, tiny_sets, cache):
+    import shutil
+    hr = tmp_path / "HR"
+    shutil.copytree(tiny_sets["train_hr"], hr)
+    data = (hr / "0003.png").read_bytes()
+    (hr / "0003.png").write_bytes(data[: len(data) // 2])
+    text = write_config().read_text().replace(f'hr = "{tiny_sets["train_hr"]}"', f'hr = "{hr}"')
+    text = text.replace('cache = "memory"', f'cache = "{cache}"')
+    message = _refused(write_config(name="trunc.toml", text=text))
+    assert message.endswith(f"data: cannot decode {hr / '0003.png'}: " + message.split(": ")[-1])
+    assert not (tmp_path / "Results").exists()
