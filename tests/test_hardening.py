@@ -10,7 +10,8 @@ from conftest import rows
 
 from rumpy.cli.train import main as train_main
 from rumpy.config import ConfigError, load_config
-from rumpy.training.setup import prepare
+from rumpy.training.setup import prepare, start
+from rumpy.training.trainer import train
 
 
 def _status(node: Path) -> dict:
@@ -114,3 +115,62 @@ def test_truncated_image_is_named_before_anything_is_written(write_config, tmp_p
     message = _refused(write_config(name="trunc.toml", text=text))
     assert message.endswith(f"data: cannot decode {hr / '0003.png'}: " + message.split(": ")[-1])
     assert not (tmp_path / "Results").exists()
+
+
+def test_overwrite_data_never_removes_what_rumpy_did_not_make(write_config, tmp_path):
+    results = tmp_path / "Results"
+    documents = results / "tiny"  # a user's folder that happens to have the run's name
+    documents.mkdir(parents=True)
+    (documents / "thesis.tex").write_text("years of work")
+    path = write_config()
+    assert train_main(["--parameters", str(path), "--overwrite_data"]) == 2
+    assert (documents / "thesis.tex").read_text() == "years of work"
+    # a real run with a file of the user's added inside is not removed either
+    (documents / "thesis.tex").unlink()
+    documents.rmdir()
+    assert train_main(["--parameters", str(path)]) == 0
+    (documents / "result_outputs" / "my_notes.txt").write_text("keep")
+    message = _refused_overwrite(path)
+    assert "result_outputs/my_notes.txt, which rumpy did not make" in message
+    assert (documents / "result_outputs" / "my_notes.txt").read_text() == "keep"
+    # --save_loc ~ style: the save location itself is never what is removed
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    (home / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 a cat")
+    assert train_main(["--parameters", str(path), "--save_loc", str(home), "--experiment_name",
+                       "photos", "--overwrite_data"]) == 2
+    assert (home / "photos" / "cat.jpg").read_bytes() == b"\xff\xd8 a cat"
+
+
+def _refused_overwrite(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        prepare(load_config(path, {"overwrite_data": True}))
+    assert "training.overwrite_data: refusing to remove" in str(info.value)
+    return str(info.value)
+
+
+def test_overwrite_data_keeps_the_old_run_until_the_new_one_has_a_checkpoint(write_config, tmp_path):
+    path = write_config(num_epochs=2)
+    assert train_main(["--parameters", str(path)]) == 0
+    node = tmp_path / "Results" / "tiny"
+    old_rows = rows(node)
+    # a replacement that passes every check and the dry run, then fails in epoch 1's validation
+    new = write_config(name="new.toml", num_epochs=3)
+    run = prepare(load_config(new, {"overwrite_data": True}))
+    start(run)
+    assert any(p.name.startswith(".tiny.replaced") for p in node.parent.iterdir())  # set aside
+
+    class Boom(RuntimeError):
+        pass
+
+    def explode(*a, **k):
+        raise Boom("disk on fire")
+    run.task.evaluate = explode
+    with pytest.raises(Boom):
+        train(run)
+    assert rows(node) == old_rows  # the old run is back, whole
+    assert not [p for p in node.parent.iterdir() if p.name.startswith(".tiny.replaced")]
+    # a replacement that reaches its first checkpoint removes the old run
+    assert train_main(["--parameters", str(new), "--overwrite_data"]) == 0
+    assert len(rows(node)) == 3
+    assert not [p for p in node.parent.iterdir() if p.name.startswith(".tiny.replaced")]

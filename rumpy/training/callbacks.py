@@ -10,6 +10,7 @@ from ..results.plots import plot_summary
 from ..results.samples import save_images
 from ..results.summary import write_table
 from ..tree.node import INTERRUPTED
+from ..tree.plan import finish_replacement
 from ..tree.retention import prune_checkpoints
 from ..tracking import TRACKERS
 from .checkpoint import save_checkpoint
@@ -79,6 +80,7 @@ class Checkpoint(Callback):
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
         save_checkpoint(run.folder.checkpoint(epoch), run.checkpoint(epoch, summary_row=dict(row)))
+        finish_replacement(run.plan)
         interrupted = run.folder.models / INTERRUPTED
         interrupted.unlink(missing_ok=True)
         interrupted.with_name(INTERRUPTED + ".sha256").unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from ..tasks.base import IP
 from ..tracking import TRACKERS
 from ..tree.lock import NodeLock, NodeLockedError
 from ..tree.node import Node
-from ..tree.plan import Plan, TreeError, apply_plan, plan_run
+from ..tree.plan import Plan, TreeError, apply_plan, plan_run, restore_replaced
 from .checkpoint import assemble, set_rng_state
 from .dry_run import dry_run
 from .handler import NetworkHandler, select_device
@@ -229,8 +229,12 @@ def start(run: Run) -> None:
         run.lock.acquire()
         apply_plan(run.plan, run.cfg)
     else:  # a new run or branch folder comes into being here
-        apply_plan(run.plan, run.cfg)
-        run.lock.acquire()
+        try:
+            apply_plan(run.plan, run.cfg)
+            run.lock.acquire()
+        except BaseException:
+            restore_replaced(run.plan)
+            raise
     state, plan, handler = run.plan.state, run.plan, run.handler
     if state is None:
         return

@@ -14,6 +14,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..results.columns import eval_columns
 from ..results.summary import SummaryLog
 from ..tree.node import INTERRUPTED
+from ..tree.plan import finish_replacement, restore_replaced
 from .callbacks import Callback, default_callbacks
 from .checkpoint import save_checkpoint
 from .handler import NetworkHandler
@@ -104,6 +105,7 @@ def train(run: Run, callbacks: list[Callback] | None = None) -> str:
             callback.close(run)
         if run.lock is not None:
             run.lock.release()
+        restore_replaced(run.plan)  # a no-op once the new run has a checkpoint
 
 
 def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
@@ -141,6 +143,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 save_checkpoint(path, run.checkpoint(epoch, resume={
                     "position": steps, "loss_sum": total.cpu(), "learning_rate": learning_rate,
                     "elapsed": elapsed + time.perf_counter() - start}))
+                finish_replacement(plan)
                 run.stop_reason = (f"stopped (Ctrl+C/SIGTERM) during epoch {epoch} (step {steps}); "
                                    f"saved {path}")
                 run.node.set_status(epochs_done=epoch - 1)

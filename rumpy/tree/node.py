@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,3 +146,51 @@ class Node:
             out.add(child.fork_epoch)
             out |= {e for e in child.referenced_epochs() if e <= child.fork_epoch}
         return out
+
+
+# What rumpy writes inside a node (besides branches and hidden temp/lock files).
+_MODEL_FILE = re.compile(r"(epoch_\d+|interrupted)\.pt(\.sha256)?(\.corrupt)?")
+_OUTPUT_FILE = re.compile(r"summary\.csv|\w+_baseline\.csv|per_(image|sample)_epoch_\d+\.csv|"
+                          r"[\w.-]+\.png|epoch_\d+_samples")
+
+
+def foreign_content(folder: Path) -> str | None:
+    """Why `folder` is not recognisably a rumpy node made by rumpy (None when it is): anything
+    overwrite_data would delete must be rumpy's own."""
+    config = folder / "config.toml"
+    if not config.is_file():
+        return "it is not a rumpy run folder (no config.toml)"
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        table = tomllib.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "its config.toml is not a rumpy config"
+    if not {"experiment", "training", "model", "data"} <= set(table):
+        return "its config.toml is not a rumpy config"
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.startswith(".") or name in ("config.toml", "train.log", LINEAGE, STATUS,
+                                             "tensorboard"):
+            continue
+        if entry.is_symlink():
+            return f"it holds a symbolic link, {name}"
+        if name == "saved_models" and entry.is_dir():
+            stray = [e.name for e in entry.iterdir()
+                     if not e.name.startswith(".") and not _MODEL_FILE.fullmatch(e.name)]
+        elif name == "result_outputs" and entry.is_dir():
+            stray = [e.name for e in entry.iterdir()
+                     if not e.name.startswith(".") and not _OUTPUT_FILE.fullmatch(e.name)]
+        elif entry.is_dir() and (entry / "config.toml").is_file():
+            problem = foreign_content(entry)  # a branch: the same rules
+            if problem:
+                return f"its branch {name}: {problem}"
+            continue
+        else:
+            stray = [name]
+        if stray:
+            where = "" if stray == [name] else f"{name}/"
+            return f"it holds {where}{stray[0]}, which rumpy did not make"
+    return None
