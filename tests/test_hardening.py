@@ -174,3 +174,158 @@ def test_overwrite_data_keeps_the_old_run_until_the_new_one_has_a_checkpoint(wri
     assert train_main(["--parameters", str(new), "--overwrite_data"]) == 0
     assert len(rows(node)) == 3
     assert not [p for p in node.parent.iterdir() if p.name.startswith(".tiny.replaced")]
+
+
+# -- corruption: detected, repaired from what survives, or refused; never silent -------------------
+@pytest.fixture
+def whole_and_damaged(write_config, tmp_path):
+    """A 3-epoch run 'whole', and a 2-epoch run 'damaged' of the same config to continue."""
+    path = write_config(num_epochs=3, extra_training='logging = "text"')
+    assert train_main(["--parameters", str(path), "--experiment_name", "whole"]) == 0
+    assert train_main(["--parameters", str(path), "--experiment_name", "damaged",
+                       "--num_epochs", "2"]) == 0
+    return path, tmp_path / "Results" / "whole", tmp_path / "Results" / "damaged"
+
+
+def _continue(path: Path, *flags: str) -> int:
+    return train_main(["--parameters", str(path), "--experiment_name", "damaged",
+                       "--continue_from_epoch", "last", *flags])
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate_mid_row", "binary"])
+def test_damaged_summary_is_rebuilt_from_checkpoints(whole_and_damaged, damage, caplog):
+    from conftest import no_timing, same_weights, weights
+    path, whole, node = whole_and_damaged
+    summary = node / "result_outputs" / "summary.csv"
+    if damage == "delete":
+        summary.unlink()
+    elif damage == "truncate_mid_row":
+        text = summary.read_text()
+        summary.write_text(text[: text.rindex("\n", 0, len(text) - 1) + 12])
+    else:
+        summary.write_bytes(b"\x00\xff\xfe garbage \x89PNG" * 20)
+    assert train_main(["--parameters", str(path), "--experiment_name", "damaged", "--continue_from_epoch",
+                       "last"]) == 0
+    assert "rebuilt from their checkpoints" in caplog.text
+    assert no_timing(rows(node)) == no_timing(rows(whole))
+    assert same_weights(weights(node, 3), weights(whole, 3))
+
+
+def test_unverifiable_or_misnamed_checkpoints_are_refused(whole_and_damaged, caplog):
+    from conftest import no_timing
+    path, whole, node = whole_and_damaged
+    models = node / "saved_models"
+    (models / "epoch_2.pt.sha256").unlink()  # cannot be verified: not used, the previous one is
+    assert _continue(path) == 0
+    assert "epoch_2.pt: its checksum file epoch_2.pt.sha256 is missing" in caplog.text
+    assert "epoch_2.pt.corrupt" in [p.name for p in models.iterdir()]
+    assert no_timing(rows(node)) == no_timing(rows(whole))
+    # a checkpoint copied over another epoch's (with its checksum) is refused, named
+    for suffix in ("", ".sha256"):
+        (models / f"epoch_3.pt{suffix}").write_bytes((models / f"epoch_1.pt{suffix}").read_bytes())
+    (models / "epoch_3.pt.sha256").write_text((models / "epoch_1.pt.sha256").read_text())
+    with pytest.raises(ConfigError, match="epoch_3.pt: holds epoch 1, not the epoch of its name"):
+        prepare(load_config(path, {"experiment_name": "damaged", "continue_from_epoch": 3,
+                                   "new_branch": True}))
+    (models / "epoch_1.pt.sha256").write_text("")
+    with pytest.raises(ConfigError, match="epoch_1.pt: its checksum file epoch_1.pt.sha256 is empty"):
+        prepare(load_config(path, {"experiment_name": "damaged", "continue_from_epoch": 1,
+                                   "new_branch": True}))
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "missing_key", "not_a_number"])
+def test_damaged_lineage_is_recovered_and_keeps_protecting_the_parent(write_config, tmp_path,
+                                                                      damage, capsys):
+    from rumpy.cli.main import main as rumpy_main
+    path = write_config(num_epochs=3, extra_training='logging = "text"')
+    assert train_main(["--parameters", str(path)]) == 0
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "2", "--new_branch",
+                       "--new_branch_name", "b", "--num_epochs", "4"]) == 0
+    node = tmp_path / "Results" / "tiny"
+    lineage = node / "b" / "lineage.json"
+    good = json.loads(lineage.read_text())
+    if damage == "delete":
+        lineage.unlink()
+    elif damage == "truncate":
+        lineage.write_text(lineage.read_text()[:20])
+    elif damage == "missing_key":
+        lineage.write_text(json.dumps({k: v for k, v in good.items() if k != "fork_epoch"}))
+    else:
+        lineage.write_text(json.dumps({**good, "fork_epoch": "two"}))
+    assert rumpy_main(["tree", str(node)]) == 0
+    assert "fork @ 2" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="has branches"):  # the parent is still protected
+        prepare(load_config(path, {"overwrite_data": True}))
+    with pytest.raises(ConfigError, match="branches were forked from epochs"):
+        prepare(load_config(path, {"continue_from_epoch": 1, "overwrite_data": True}))
+    assert train_main(["--parameters", str(path), "--branch_root", "b", "--continue_from_epoch",
+                       "last", "--num_epochs", "5"]) == 0
+    assert json.loads(lineage.read_text())["fork_epoch"] == 2  # repaired on disk
+
+
+def test_garbage_files_give_one_line_answers(write_config, tmp_path, capsys):
+    from rumpy.cli.main import main as rumpy_main
+    path = write_config(num_epochs=2, extra_training='logging = "text"')
+    assert train_main(["--parameters", str(path)]) == 0
+    node = tmp_path / "Results" / "tiny"
+    (node / "status.json").write_text("[1, 2, 3]")  # valid JSON, not an object
+    (node / ".lock").write_bytes(b"\x00garbage{")
+    summary = node / "result_outputs" / "summary.csv"
+    summary.write_text(summary.read_text()[:-30])  # cut mid-row
+    assert rumpy_main(["tree", str(node)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny  [finished]" in out  # derived: its checkpoints reach num_epochs
+    assert rumpy_main(["export", str(node)]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2  # header + the whole row
+    summary.write_bytes(b"\x89PNG\x00\x00" * 50)
+    assert rumpy_main(["export", str(node)]) == 0 and rumpy_main(["tree", str(node)]) == 0
+
+
+def test_status_is_derived_from_the_disk_after_a_kill_before_the_final_status(write_config, tmp_path,
+                                                                             capsys):
+    from rumpy.cli.main import main as rumpy_main
+    path = write_config(num_epochs=2, extra_training='logging = "text"')
+    assert train_main(["--parameters", str(path)]) == 0
+    node = tmp_path / "Results" / "tiny"
+    status = json.loads((node / "status.json").read_text())
+    (node / "status.json").write_text(json.dumps({**status, "state": "running"}))
+    assert rumpy_main(["tree", str(node)]) == 0
+    assert "[finished]" in capsys.readouterr().out
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                       "--num_epochs", "3"]) == 0
+    assert len(rows(node)) == 3
+
+
+def test_leftover_temp_files_are_cleaned_and_files_keep_the_umask(write_config, tmp_path):
+    import os
+    import stat
+    path = write_config(num_epochs=1, extra_training='logging = "text"')
+    old = os.umask(0o002)  # a group-shared results folder
+    try:
+        assert train_main(["--parameters", str(path)]) == 0
+    finally:
+        os.umask(old)
+    node = tmp_path / "Results" / "tiny"
+    for f in (node / "config.toml", node / "result_outputs" / "summary.csv",
+              node / "saved_models" / "epoch_1.pt", node / "status.json"):
+        assert stat.S_IMODE(f.stat().st_mode) & 0o664 == 0o664, f
+    leftovers = [node / "result_outputs" / ".summary.csv.k3j4.tmp",
+                 node / "saved_models" / ".epoch_2.pt.x9.tmp", node / ".status.json.a1.tmp"]
+    for f in leftovers:
+        f.write_bytes(b"half a write")
+    mine = node / "result_outputs" / "notes.tmp"  # not rumpy's pattern: left alone
+    mine.write_text("keep")
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                       "--num_epochs", "2"]) == 0
+    assert not any(f.exists() for f in leftovers) and mine.read_text() == "keep"
+
+
+def test_a_stray_file_where_a_samples_folder_goes_only_warns(write_config, tmp_path, caplog):
+    path = write_config(num_epochs=2)
+    node = tmp_path / "Results" / "tiny"
+    run = prepare(load_config(path))
+    start(run)
+    (node / "result_outputs" / "epoch_1_samples").write_text("a stray file")
+    assert train(run) == "finished"
+    assert "Visuals: could not write" in caplog.text
+    assert (node / "result_outputs" / "epoch_2_samples").is_dir() and len(rows(node)) == 2

@@ -103,20 +103,40 @@ class PerSample(Callback):
                         result.per_sample, run.task.per_sample_columns())
 
 
-class Visuals(Callback):
-    """The task's images of a validation (sample strips, scatter plots): saved and tracked."""
+class _Optional(Callback):
+    """An output that is nice to have: when writing it fails (a stray file where its folder
+    goes, an unwritable file), training goes on after one warning. A full disk still ends the
+    run at the next checkpoint, which is what matters."""
+
+    _warned = False
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
+        try:
+            self.write(run, epoch, row, result)
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("%s: could not write (%s); training goes on without it",
+                            type(self).__name__, exc)
+
+    def write(self, run, epoch, row, result) -> None:
+        raise NotImplementedError
+
+
+class Visuals(_Optional):
+    """The task's images of a validation (sample strips, scatter plots): saved and tracked."""
+
+    def write(self, run, epoch, row, result) -> None:
         if result is None or not run.cfg.training.save_samples:
             return
         for set_name, images in run.task.visuals(result).items():
-            save_images(run.folder.samples(epoch), set_name, images)
             for tracker in run.trackers:
                 tracker.track_images(epoch, set_name, images)
+            save_images(run.folder.samples(epoch), set_name, images)
 
 
-class Plots(Callback):
-    def on_epoch_end(self, run, epoch, row, result) -> None:
+class Plots(_Optional):
+    def write(self, run, epoch, row, result) -> None:
         if run.cfg.training.logging == "visual":
             fork = run.node.fork_epoch if run.node.rel else None
             plot_summary(run.summary.rows, run.summary.columns, run.folder.outputs, run.baselines,

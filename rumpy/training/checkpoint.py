@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -87,17 +88,31 @@ def save_checkpoint(path: Path, state: dict) -> str:
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """The verified checkpoint: its SHA-256 sidecar must exist and match, and an epoch
+    checkpoint's own epoch must be the one in its name (a file copied over another epoch's is
+    refused). CorruptCheckpoint names the file and the problem."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CorruptCheckpoint(f"{path}: cannot read ({exc})") from None
     sidecar = path.with_name(path.name + ".sha256")
-    if sidecar.is_file():
+    try:
         expected = sidecar.read_text().split()[0]
-        if hashlib.sha256(data).hexdigest() != expected:
-            raise CorruptCheckpoint(f"{path}: checksum mismatch (truncated or corrupt file)")
+    except FileNotFoundError:
+        raise CorruptCheckpoint(f"{path}: its checksum file {sidecar.name} is missing, so it "
+                                f"cannot be verified") from None
+    except (OSError, ValueError, IndexError):
+        raise CorruptCheckpoint(f"{path}: its checksum file {sidecar.name} is empty or "
+                                f"unreadable") from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise CorruptCheckpoint(f"{path}: checksum mismatch (truncated or corrupt file)")
     try:
         state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-        return upgrade(state)
+        state = upgrade(state)
     except Exception as exc:
         raise CorruptCheckpoint(f"{path}: cannot be loaded ({exc})") from None
+    named = re.fullmatch(r"epoch_(\d+)\.pt", path.name)
+    if named and state.get("epoch") != int(named.group(1)):
+        raise CorruptCheckpoint(f"{path}: holds epoch {state.get('epoch')}, not the epoch of its "
+                                f"name (a copy of another checkpoint?)")
+    return state

@@ -22,7 +22,7 @@ from ..tasks import TASKS, Task
 from ..tasks.base import IP
 from ..tracking import TRACKERS
 from ..tree.lock import NodeLock, NodeLockedError
-from ..tree.node import Node
+from ..tree.node import LINEAGE, DamagedNode, Node, write_json
 from ..tree.plan import Plan, TreeError, apply_plan, plan_run, restore_replaced
 from .checkpoint import assemble, set_rng_state
 from .dry_run import dry_run
@@ -72,6 +72,8 @@ class Run:
         if self.early_stop is not None:
             monitors["early_stop"] = self.early_stop.state_dict()
         parts = {**self.handler.parts(), "monitors": monitors, "task": self.task.state_dict()}
+        if self.node.rel:  # a branch's checkpoints carry its lineage, to recover lineage.json
+            extra["lineage"] = self.node.lineage
         return assemble(epoch, parts, self.config_table, **extra)
 
 
@@ -131,7 +133,7 @@ def prepare(cfg: RunConfig) -> Run:
     task.resolve_builtin_sets()
     try:
         plan = plan_run(cfg)  # fails fast on a clash with the result tree, before decoding data
-    except (TreeError, NodeLockedError) as exc:
+    except (TreeError, NodeLockedError, DamagedNode) as exc:
         key, _, message = str(exc).partition(": ")
         if "." not in key:
             key, message = "", str(exc)
@@ -221,6 +223,15 @@ def _restore_monitors(run: Run) -> None:
         run.early_stop.bad_validations = 0
 
 
+def clean_temporary_files(folder: Path) -> None:
+    """Leftovers of atomic writes that a killed process never renamed (`.<name>.<rand>.tmp`)."""
+    for sub in (folder, folder / "saved_models", folder / "result_outputs"):
+        for leftover in sub.glob(".*.tmp"):
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
+                log.info("removed %s, left by an interrupted write", leftover)
+
+
 def start(run: Run) -> None:
     """The first writes: the plan's changes to the tree, the node's lock, and the resumed state
     in the handler and the task."""
@@ -235,6 +246,9 @@ def start(run: Run) -> None:
         except BaseException:
             restore_replaced(run.plan)
             raise
+    clean_temporary_files(run.node.path)
+    if run.node.rel and "recovered_from" in run.node.lineage:
+        write_json(run.node.path / LINEAGE, run.node.lineage)  # repaired for good
     state, plan, handler = run.plan.state, run.plan, run.handler
     if state is None:
         return

@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..results.run_folder import RunFolder
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 from ..utils.atomic import atomic_write_text
 from .lock import lock_holder
 
@@ -20,11 +27,20 @@ RESERVED = {"config.toml", "train.log", "result_outputs", "saved_models", "tenso
             STATUS, ".lock"}
 
 
+log = logging.getLogger(__name__)
+
+
+class DamagedNode(ValueError):
+    """A node whose files are damaged beyond what rumpy can recover; the message says which."""
+
+
 def read_json(path: Path) -> dict | None:
+    """A JSON object, or None when the file is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -41,17 +57,37 @@ def parse_value(text: str):
     return int(number) if number.is_integer() and "." not in text and "e" not in text else number
 
 
+_WARNED: set[str] = set()
+
+
 def read_summary(path: Path) -> list[dict]:
+    """The rows of a summary.csv that are whole (all columns, an integer epoch); a file cut
+    mid-row or holding garbage gives the rows before the damage, with one warning."""
     try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            columns = reader.fieldnames or []
     except FileNotFoundError:
+        return []
+    except (OSError, ValueError, csv.Error) as exc:  # binary garbage, NUL bytes, bad encoding
+        _warn_once(path, f"{path} cannot be read ({exc}); its rows are ignored")
         return []
     out = []
     for row in rows:
-        parsed = {k: parse_value(v) for k, v in row.items() if v != ""}
-        out.append(parsed)
+        whole = None not in row and all(row.get(c) is not None for c in columns)
+        epoch = parse_value(row.get("epoch") or "")
+        if not whole or not isinstance(epoch, int) or epoch < 1:
+            _warn_once(path, f"{path} is damaged after {len(out)} rows; the rest is ignored")
+            break
+        out.append({k: parse_value(v) for k, v in row.items() if v != ""})
     return out
+
+
+def _warn_once(path: Path, message: str) -> None:
+    if str(path) not in _WARNED:
+        _WARNED.add(str(path))
+        log.warning("%s", message)
 
 
 @dataclass(frozen=True)
@@ -76,7 +112,15 @@ class Node:
 
     @property
     def lineage(self) -> dict | None:
-        return read_json(self.path / LINEAGE)
+        """A branch's lineage.json; when it is missing or damaged, the lineage recovered from
+        the branch's own checkpoints or its summary's inherited rows (marked `recovered_from`);
+        DamagedNode when neither has it. None for the root."""
+        if not self.rel:
+            return None
+        data = read_json(self.path / LINEAGE)
+        if data is not None and _valid_lineage(data):
+            return data
+        return _recover_lineage(self)
 
     @property
     def status(self) -> dict:
@@ -88,10 +132,18 @@ class Node:
         write_json(self.path / STATUS, status)
 
     def state(self) -> str:
-        """running, finished, stopped_early, interrupted or crashed (a 'running' node whose
-        process is gone)."""
+        """running, finished, stopped_early, interrupted, diverged or crashed, derived from the
+        disk when status.json cannot say: a 'running' node whose process is gone is 'crashed',
+        or 'finished' when its checkpoints reach num_epochs (killed after its last save)."""
         state = self.status.get("state", "unknown")
-        if state == "running" and lock_holder(self.path) is None:
+        if state in ("running", "unknown") and lock_holder(self.path) is None:
+            own = self.own_checkpoints()
+            try:
+                target = tomllib.loads(self.folder.config.read_text())["training"]["num_epochs"]
+            except (OSError, ValueError, KeyError, TypeError):
+                target = None
+            if own and target is not None and max(own) >= target:
+                return "finished"
             return "crashed"
         return state
 
@@ -148,6 +200,48 @@ class Node:
         return out
 
 
+def _valid_lineage(data: dict) -> bool:
+    epoch = data.get("fork_epoch")
+    return isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 1 and \
+        isinstance(data.get("parent"), str)
+
+
+_RECOVERED: dict[str, dict] = {}
+
+
+def _recover_lineage(node: "Node") -> dict:
+    """From the newest own checkpoint that carries it, else from the inherited summary rows."""
+    key = str(node.path)
+    if key in _RECOVERED:
+        return _RECOVERED[key]
+    from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
+
+    parent = node.rel.rsplit("/", 1)[0] if "/" in node.rel else ""
+    found = None
+    for epoch, path in sorted(node.own_checkpoints().items(), reverse=True):
+        try:
+            saved = load_checkpoint(path).get("lineage")
+        except CorruptCheckpoint:
+            continue
+        if isinstance(saved, dict) and _valid_lineage(saved):
+            found = {**saved, "recovered_from": path.name}
+            break
+    if found is None:
+        inherited = [r["epoch"] for r in read_summary(node.folder.summary) if r.get("inherited")]
+        if inherited:
+            found = {"parent": parent, "fork_epoch": max(inherited),
+                     "recovered_from": "summary.csv"}
+    if found is None:
+        raise DamagedNode(f"{node.path / LINEAGE} is missing or damaged and neither the branch's "
+                          f"checkpoints nor its summary.csv say where it was forked; restore the "
+                          f"file, or remove the branch")
+    log.warning("%s is missing or damaged; recovered from %s: forked at epoch %d of %s",
+                node.path / LINEAGE, found["recovered_from"], found["fork_epoch"],
+                found["parent"] or "the root")
+    _RECOVERED[key] = found
+    return found
+
+
 # What rumpy writes inside a node (besides branches and hidden temp/lock files).
 _MODEL_FILE = re.compile(r"(epoch_\d+|interrupted)\.pt(\.sha256)?(\.corrupt)?")
 _OUTPUT_FILE = re.compile(r"summary\.csv|\w+_baseline\.csv|per_(image|sample)_epoch_\d+\.csv|"
@@ -160,10 +254,6 @@ def foreign_content(folder: Path) -> str | None:
     config = folder / "config.toml"
     if not config.is_file():
         return "it is not a rumpy run folder (no config.toml)"
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
     try:
         table = tomllib.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError):

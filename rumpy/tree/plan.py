@@ -3,9 +3,11 @@ start a new run, continue a node in place, or fork a branch. `apply_plan` then d
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from ..results.columns import resolve
 from ..training.monitor import Monitor, infer_mode
 from ..utils.atomic import atomic_write_text
 from .lock import check_unlocked
-from .node import INTERRUPTED, LINEAGE, RESERVED, Node, write_json
+from .node import INTERRUPTED, LINEAGE, RESERVED, Node, foreign_content, write_json
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class Plan:
     remove: list[Path] = field(default_factory=list)  # removed by apply_plan (overwrite_data)
     set_aside: list[Path] = field(default_factory=list)  # corrupt checkpoints, renamed
     remove_root: bool = False
+    replaced: Path | None = None       # the run overwrite_data replaces, kept aside until the
+                                       # new one's first checkpoint (then removed)
 
 
 def flatten(table: dict, prefix: str = "") -> dict:
@@ -157,17 +161,68 @@ def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, 
 
 
 def _rows_until(node: Node, epoch: int, state: dict) -> list[dict]:
-    rows = [r for r in node.summary() if r["epoch"] <= epoch]
-    if (not rows or rows[-1]["epoch"] < epoch) and state.get("summary_row") and \
-            state["epoch"] == epoch:
-        # killed between writing the checkpoint and the summary row: the checkpoint has it
-        rows.append({**state["summary_row"], "inherited": 0})
-    return rows
+    """The node's summary rows up to `epoch`. A row summary.csv lacks (killed between the
+    checkpoint and the row; the file deleted, truncated or damaged) is rebuilt from the
+    checkpoint of that epoch, which carries its row; a row with no checkpoint left is lost, and
+    both are said."""
+    by_epoch = {r["epoch"]: r for r in node.summary() if r["epoch"] <= epoch}
+    fork = node.fork_epoch if node.rel else 0
+    rebuilt, lost = [], []
+    for e in range(1, epoch + 1):
+        if e in by_epoch:
+            continue
+        saved = state if state.get("epoch") == e and "resume" not in state else None
+        path = node.checkpoint_for(e)
+        if saved is None and path is not None:
+            try:
+                saved = load_checkpoint(path)
+            except CorruptCheckpoint:
+                saved = None
+        if saved is not None and saved.get("summary_row"):
+            by_epoch[e] = {**saved["summary_row"], "inherited": int(e <= fork)}
+            rebuilt.append(e)
+        else:
+            lost.append(e)
+    if rebuilt:
+        log.warning("summary.csv of %s lacked epochs %s: rebuilt from their checkpoints",
+                    node.path, _ranges(rebuilt))
+    if lost:
+        log.warning("summary.csv of %s lacks epochs %s and no checkpoint of them is left (removed "
+                    "by retention?): those rows are lost", node.path, _ranges(lost))
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _ranges(epochs: list[int]) -> str:
+    out, start = [], epochs[0]
+    for prev, cur in zip(epochs, epochs[1:] + [None]):
+        if cur != prev + 1:
+            out.append(f"{start}-{prev}" if prev > start else str(start))
+            start = cur
+    return ", ".join(out)
+
+
+def _check_location(save_loc: Path, root: Path) -> None:
+    """The save location must be (or can become) a writable folder, and the run folder a real
+    folder: never a file, and never a symlink that would lead writes elsewhere."""
+    existing = save_loc
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TreeError(f"experiment_save_loc: {existing} is a file, not a folder" if existing == save_loc
+                        else f"experiment_save_loc: {existing} is a file, so {save_loc} cannot be a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TreeError(f"experiment_save_loc: {existing} is not writable")
+    if root.is_symlink():
+        raise TreeError(f"experiment: {root} is a symbolic link; rumpy writes only into real "
+                        f"folders (use the folder it points to as experiment_save_loc)")
+    if root.exists() and not root.is_dir():
+        raise TreeError(f"experiment: {root} is a file, not a run folder")
 
 
 def plan_run(cfg: RunConfig) -> Plan:
     t = cfg.training
     root = Path(cfg.experiment_save_loc) / cfg.experiment
+    _check_location(Path(cfg.experiment_save_loc), root)
     if t.continue_from_epoch is None:
         if t.new_branch:
             raise TreeError("training.new_branch: give continue_from_epoch, the epoch to fork at")
@@ -177,6 +232,10 @@ def plan_run(cfg: RunConfig) -> Plan:
             if not t.overwrite_data:
                 RunFolder(root).ensure_absent()
             check_unlocked(root)
+            foreign = foreign_content(root)
+            if foreign:
+                raise TreeError(f"training.overwrite_data: refusing to remove {root}: {foreign}; "
+                                f"rumpy removes only run folders it made")
             branches = [n.rel for n in node.walk() if n.rel]
             if branches:
                 raise TreeError(f"training.overwrite_data: {root} has branches "
@@ -269,6 +328,27 @@ def plan_run(cfg: RunConfig) -> Plan:
     return plan
 
 
+def finish_replacement(plan: Plan) -> None:
+    """The new run has a checkpoint: the run it replaced goes."""
+    if plan.replaced is not None and plan.replaced.exists():
+        shutil.rmtree(plan.replaced.parent)
+        log.info("overwrite_data: removed the replaced run")
+    plan.replaced = None
+
+
+def restore_replaced(plan: Plan) -> None:
+    """The new run failed before its first checkpoint: put the replaced run back."""
+    if plan.replaced is None or not plan.replaced.exists():
+        return
+    if plan.node.path.exists():
+        shutil.rmtree(plan.node.path)  # the new run's folder, made by this process
+    plan.replaced.rename(plan.node.path)
+    plan.replaced.parent.rmdir()
+    log.warning("overwrite_data: the new run stopped before its first checkpoint; the previous "
+                "run is back in %s", plan.node.path)
+    plan.replaced = None
+
+
 def apply_plan(plan: Plan, cfg: RunConfig) -> None:
     """The plan's writes, in an order that leaves a consistent tree if interrupted."""
     node = plan.node
@@ -276,9 +356,14 @@ def apply_plan(plan: Plan, cfg: RunConfig) -> None:
         path.rename(path.with_name(path.name + ".corrupt"))
         log.warning("moved the unusable %s aside (.corrupt)", path)
     if plan.remove_root:
-        epochs = len(node.summary())
-        shutil.rmtree(node.path)
-        log.warning("overwrite_data: removed the existing run %s (%d epochs)", node.path, epochs)
+        # Set aside, not removed: if the new run fails before its first checkpoint the old one
+        # comes back (restore_replaced); a crash in between leaves it there, hidden, never lost.
+        aside = Path(tempfile.mkdtemp(prefix=f".{node.path.name}.replaced-", dir=node.path.parent))
+        node.path.rename(aside / node.path.name)
+        plan.replaced = aside / node.path.name
+        log.warning("overwrite_data: the existing run %s (%d epochs) is set aside in %s and "
+                    "removed once the new run has its first checkpoint", node.path,
+                    len(Node(aside, node.path.name).summary()), aside)
     if plan.remove:
         for path in plan.remove:
             path.unlink(missing_ok=True)
@@ -289,12 +374,40 @@ def apply_plan(plan: Plan, cfg: RunConfig) -> None:
         node.folder.create(cfg)
         return
     if plan.kind == "branch":
-        # Built under a temporary name and renamed, so a half-made branch never looks like one.
-        tmp = node.path.parent / f".{node.name}.creating"
-        shutil.rmtree(tmp, ignore_errors=True)
-        RunFolder(tmp).create(cfg)
-        write_json(tmp / LINEAGE, plan.lineage)
-        tmp.rename(node.path)
+        # Built in this creator's own temp folder and renamed into place: a half-made branch
+        # never looks like one, of two forks with one name the second is refused, and nothing
+        # is left behind (also on Ctrl+C).
+        from ..config import ConfigError  # (imported here to keep this change to this block)
+        from .lock import tree_lock
+        tmp = Path(tempfile.mkdtemp(prefix=f".{node.name}.", suffix=".creating",
+                                    dir=node.path.parent))
+        try:
+            built = RunFolder(tmp / node.name)
+            built.create(cfg)
+            write_json(built.root / LINEAGE, plan.lineage)
+            # Under the tree lock retention cannot delete the fork checkpoint between this check
+            # and the rename; once the branch is in place, retention keeps its fork epoch.
+            with tree_lock(node.root):
+                ckpt = node.root / plan.lineage["fork_checkpoint"]
+                sha = plan.lineage["fork_checkpoint_sha256"]
+                try:
+                    intact = ckpt.is_file() and (sha is None or ckpt.with_name(
+                        ckpt.name + ".sha256").read_text().split()[0] == sha)
+                except (OSError, IndexError):
+                    intact = False
+                if not intact:
+                    raise ConfigError(cfg.source, "training.continue_from_epoch",
+                                      f"{ckpt} was removed or replaced while the branch was being "
+                                      f"made (by checkpoint retention?); fork again")
+                try:
+                    built.root.rename(node.path)
+                except OSError:  # a non-empty folder is in the way: another fork won the name
+                    if not node.path.exists():
+                        raise
+                    raise ConfigError(cfg.source, "training.new_branch_name", f"{node.path} "
+                                      f"already exists; choose another name") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         log.info("new branch %s forked at epoch %d of %s", node.rel, plan.start_epoch,
                  node.parent.path)
     else:

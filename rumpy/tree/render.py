@@ -6,7 +6,7 @@ from pathlib import Path
 from ..config.load import read_toml
 from ..results.columns import resolve
 from ..training.monitor import Monitor, infer_mode
-from .node import Node
+from .node import DamagedNode, Node
 
 
 def _best(node: Node, rows: list[dict]) -> str:
@@ -26,6 +26,13 @@ def _best(node: Node, rows: list[dict]) -> str:
 
 
 def describe(node: Node) -> str:
+    try:
+        return _describe(node)
+    except DamagedNode as exc:
+        return f"{node.name}  [damaged]  {exc}"
+
+
+def _describe(node: Node) -> str:
     rows = node.summary()
     own = [r["epoch"] for r in rows if not r.get("inherited")]
     parts = [node.name, f"[{node.state()}]"]
