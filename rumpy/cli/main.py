@@ -1,5 +1,5 @@
 """rumpy: train any task, and the commands around training (prepare-data, models, tasks, tree,
-export, plot)."""
+export, plot) and around trained models (eval, export-model)."""
 from __future__ import annotations
 
 import argparse
@@ -65,7 +65,7 @@ def _tree(args: argparse.Namespace) -> int:
 
     try:
         print(render_tree(Path(args.experiment)))
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 2
     return 0
@@ -84,7 +84,7 @@ def _export(args: argparse.Namespace) -> int:
                 table = best_table(table, args.best, args.include_inherited)
             elif args.format == "long":
                 table = long_table(table)
-    except (FileNotFoundError, KeyError) as exc:
+    except (FileNotFoundError, KeyError, ValueError) as exc:
         log.error("%s", exc.args[0] if exc.args else exc)
         return 2
     if args.output:
@@ -105,7 +105,7 @@ def _plot(args: argparse.Namespace) -> int:
 
     try:
         drawn = plot_nodes(Path(args.experiment), args.metric, Path(args.output), args.nodes)
-    except (FileNotFoundError, KeyError) as exc:
+    except (FileNotFoundError, KeyError, ValueError) as exc:
         log.error("%s", exc.args[0] if exc.args else exc)
         return 2
     log.info("wrote %s (%s)", args.output, ", ".join(drawn))
@@ -113,10 +113,15 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    in_script = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:
-        from .train import main as train_main
-        return train_main(argv[1:], prog="rumpy train")
+        from .train import DISK_FULL, main as train_main
+        code = train_main(argv[1:], prog="rumpy train")
+        if code == DISK_FULL and in_script:  # as train.script(): Aim's exit cleanup would hang
+            logging.shutdown()
+            os._exit(code)
+        return code
     parser = argparse.ArgumentParser(prog="rumpy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare-data", help="make an LR folder from an HR folder (bicubic)")
@@ -155,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="nodes to draw ('.' = the root); default: all")
     plot.add_argument("-o", "--output", default="compare.png")
     plot.set_defaults(func=_plot)
+    from ..inference.cli import add_parsers as add_inference_parsers  # eval, export-model
+    add_inference_parsers(sub)
     args = parser.parse_args(argv)
     setup_console()
     return args.func(args)

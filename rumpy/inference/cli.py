@@ -1,0 +1,127 @@
+"""The commands: `rumpy eval`, `eval_sisr` (the same, for super-resolution nodes) and
+`rumpy export-model`. Registered on rumpy's parser by `add_parsers`; torch is imported only when
+a command runs, so `rumpy --help` stays instant."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+log = logging.getLogger("rumpy")
+
+
+def _epoch(text: str):
+    if text in ("best", "last") or (text.isdigit() and int(text) >= 1):
+        return int(text) if text.isdigit() else text
+    raise argparse.ArgumentTypeError(f"expected best, last or an epoch number, got {text!r}")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("node", help="a run folder (Results/<experiment>) or a branch folder in it")
+    parser.add_argument("--epoch", type=_epoch, default="best", metavar="best|last|N",
+                        help="the saved epoch to evaluate (default: best by the run's "
+                             "best_load_metric)")
+    parser.add_argument("--data", metavar="TOML",
+                        help="a TOML with [data.eval_sets.NAME] tables (default: the node's own "
+                             "eval sets)")
+    parser.add_argument("--save-images", action="store_true",
+                        help="also save every SR output as PNG under eval/epoch_<N>/<set>/")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="average the outputs for the 8 flips/rotations of each image (SR)")
+    parser.add_argument("--tile", type=_positive, metavar="N",
+                        help="run images in N x N LR-pixel tiles (SR; for images that do not fit)")
+    parser.add_argument("--tile-overlap", type=int, default=32, metavar="N",
+                        help="LR pixels of context around each tile (default 32); the result "
+                             "equals whole-image inference when the model's receptive field "
+                             "fits in it")
+    parser.add_argument("--gpu", choices=("off", "single"), default="off",
+                        help="'single' runs on cuda:0 (default off)")
+
+
+def _device(args) -> str:
+    return "cuda" if args.gpu == "single" else "cpu"
+
+
+def _run_eval(args: argparse.Namespace, only_task: str | None = None) -> int:
+    from ..config import ConfigError
+    from .evaluate import evaluate_node, report_lines
+    from .load import InferenceError
+
+    if args.gpu == "single":
+        import torch
+        if not torch.cuda.is_available():
+            log.error("--gpu single but CUDA is not available on this machine; use --gpu off")
+            return 2
+    try:
+        report = evaluate_node(args.node, epoch=args.epoch, data=args.data,
+                               save_images=args.save_images, self_ensemble=args.self_ensemble,
+                               tile=args.tile, tile_overlap=args.tile_overlap,
+                               device=_device(args), only_task=only_task)
+    except (InferenceError, ConfigError, OSError) as exc:  # OSError: an unreadable image
+        log.error("%s", exc)
+        return 2
+    for line in report_lines(report):
+        print(line)
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from ..config import ConfigError
+    from .export import export_model
+    from .load import InferenceError
+
+    try:
+        report = export_model(args.node, epoch=args.epoch, fmt=args.format, out_dir=args.output)
+    except (InferenceError, ConfigError, OSError) as exc:  # OSError: an unwritable -o
+        log.error("%s", exc)
+        return 2
+    shapes = ", ".join("x".join(map(str, s)) for s in report.sizes)
+    print(f"{report.file}: epoch {report.epoch}, checked on {report.checked_on} "
+          f"(input {shapes}): largest absolute difference from PyTorch {report.max_abs_diff:.3g}")
+    if not report.passed:
+        hint = (" (operations whose sizes follow the input, such as adaptive pooling, may be "
+                "fixed at the example's size in ONNX; try --format torchscript)"
+                if report.format == "onnx" else "")
+        log.error("%s does not reproduce the model: it differs by %.3g, more than %.3g%s; see "
+                  "network.json", report.file, report.max_abs_diff, report.tolerance, hint)
+        return 1
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """`eval` and `export-model` on rumpy's subcommand parser."""
+    ev = sub.add_parser("eval", help="score a saved epoch of a node on test sets "
+                                     "(eval/epoch_<N>/: per-sample and average metrics)")
+    _add_eval_arguments(ev)
+    ev.set_defaults(func=_run_eval)
+    ex = sub.add_parser("export-model", help="export a saved epoch as TorchScript or ONNX, with "
+                                             "network.txt and network.json (its contract)")
+    ex.add_argument("node", help="a run folder (Results/<experiment>) or a branch folder in it")
+    ex.add_argument("--epoch", type=_epoch, default="best", metavar="best|last|N")
+    ex.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
+    ex.add_argument("-o", "--output", metavar="DIR",
+                    help="folder to write to (default: <node>/export/epoch_<N>/)")
+    ex.set_defaults(func=_run_export)
+
+
+def eval_sisr_main(argv: list[str] | None = None) -> int:
+    """`eval_sisr`: rumpy eval for super-resolution nodes."""
+    from ..logs import setup_console
+
+    parser = argparse.ArgumentParser(
+        prog="eval_sisr", description="Score a saved epoch of a super-resolution node on test "
+        "sets (its own eval sets, or those of --data), as training-time validation does.")
+    _add_eval_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_console()
+    return _run_eval(args, only_task="sisr")
+
+
+if __name__ == "__main__":
+    sys.exit(eval_sisr_main())
