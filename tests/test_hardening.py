@@ -329,3 +329,125 @@ def test_a_stray_file_where_a_samples_folder_goes_only_warns(write_config, tmp_p
     assert train(run) == "finished"
     assert "Visuals: could not write" in caplog.text
     assert (node / "result_outputs" / "epoch_2_samples").is_dir() and len(rows(node)) == 2
+
+
+# -- interrupts ---------------------------------------------------------------------------------
+def _slow(write_config, workers: int, epochs: int = 3) -> Path:
+    text = write_config(num_epochs=epochs, params="num_features = 16\nnum_blocks = 2",
+                        extra_training='logging = "text"').read_text()
+    text = text.replace("crop = 12", "crop = 16\nrepeat = 60").replace(
+        "dataloader_threads = 0", f"dataloader_threads = {workers}")
+    return write_config(name="slow.toml", text=text)
+
+
+def _spawn_group(path: Path, *flags: str):
+    import subprocess
+    import sys
+    # its own process group, as a cluster's job step is: SIGTERM goes to every process in it
+    return subprocess.Popen([sys.executable, "-m", "rumpy.cli.train", "--parameters", str(path),
+                             *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _wait_training(node: Path, proc, epochs_done: int = 1) -> None:
+    import time
+    end = time.time() + 120
+    while not (node / "status.json").exists() or \
+            json.loads((node / "status.json").read_text()).get("epochs_done") != epochs_done:
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < end
+        time.sleep(0.01)
+    time.sleep(0.3)
+
+
+def test_sigterm_to_the_process_group_with_workers_saves_and_continues_exactly(write_config,
+                                                                             tmp_path):
+    import os
+    import signal
+    from conftest import no_timing, same_weights, weights
+    path = _slow(write_config, workers=2)
+    assert train_main(["--parameters", str(path), "--experiment_name", "whole"]) == 0
+    node = tmp_path / "Results" / "preempted"
+    proc = _spawn_group(path, "--experiment_name", "preempted")
+    _wait_training(node, proc)
+    os.killpg(proc.pid, signal.SIGTERM)  # what a scheduler's pre-emption sends
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert json.loads((node / "status.json").read_text())["state"] == "interrupted"
+    assert (node / "saved_models" / "interrupted.pt").exists()
+    assert train_main(["--parameters", str(path), "--experiment_name", "preempted",
+                       "--continue_from_epoch", "last"]) == 0
+    whole = tmp_path / "Results" / "whole"
+    assert no_timing(rows(node)) == no_timing(rows(whole))
+    assert same_weights(weights(node, 3), weights(whole, 3))
+
+
+def test_ctrl_c_at_any_moment_of_start_up_leaves_no_half_made_folder(write_config, tmp_path):
+    import signal
+    import time
+    path = write_config(num_epochs=1, extra_training='logging = "text"')
+    node = tmp_path / "Results" / "tiny"
+    outcomes = set()
+    for delay in (0.3, 0.8, 1.3, 1.8, 2.3, 2.8, 3.3, 4.0):
+        proc = _spawn_group(path)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=120)[0]
+        assert "Traceback" not in output, output
+        assert proc.returncode in (0, 130, -signal.SIGINT), output  # -2: a shell shows 130
+        if node.exists():  # whole, with its config, and usable
+            assert (node / "config.toml").is_file()
+            outcomes.add("folder")
+            assert train_main(["--parameters", str(path), "--overwrite_data"]) == 0
+            import shutil
+            shutil.rmtree(node)
+        else:
+            outcomes.add("nothing")
+        assert not [p for p in node.parent.glob(".*")] if node.parent.exists() else True
+    assert "nothing" in outcomes  # some interrupts did land during start-up
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB file system of its own (tmpfs; needs root, as on the project's machines)."""
+    import subprocess
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                          capture_output=True)
+    if made.returncode:
+        pytest.skip(f"cannot mount a small file system here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_full_disk_ends_the_run_with_one_line_and_continuing_is_exact(write_config, tmp_path,
+                                                                     small_disk):
+    import subprocess
+    import sys
+    from conftest import no_timing
+    from rumpy.training.checkpoint import load_checkpoint
+    text = write_config(num_epochs=25, aim=True).read_text()
+    whole = write_config(name="whole.toml", text=text)
+    assert train_main(["--parameters", str(whole), "--experiment_name", "whole"]) == 0
+    path = write_config(name="small.toml", text=text.replace(str(tmp_path / "Results"),
+                                                             str(small_disk / "Results")))
+    proc = subprocess.run([sys.executable, "-m", "rumpy.cli.train", "--parameters", str(path)],
+                          capture_output=True, text=True, timeout=120)  # with Aim: no hang
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "disk full (No space left on device)" in proc.stderr
+    node = small_disk / "Results" / "tiny"
+    saved = sorted(int(p.stem.split("_")[1]) for p in (node / "saved_models").glob("epoch_*.pt"))
+    assert saved and saved[-1] < 25
+    for epoch in saved[:-1]:  # all but perhaps the one being written are whole and verify
+        assert load_checkpoint(node / "saved_models" / f"epoch_{epoch}.pt")["epoch"] == epoch
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    proc = subprocess.run([sys.executable, "-m", "rumpy.cli.train", "--parameters", str(path),
+                           "--continue_from_epoch", "last"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))

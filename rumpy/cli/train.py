@@ -3,6 +3,8 @@ super-resolution tool's original name)."""
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import logging
 import logging.handlers
 import shlex
@@ -46,9 +48,32 @@ def _epoch(text: str):
     return int(text) if text.isdigit() else text
 
 
+DISK_FULL = 4
+
+
+def script() -> None:
+    """The console scripts' entry: after a full disk, exit without running exit handlers, since
+    Aim's cleanup waits forever on a writer that cannot write (our own files are all atomic and
+    already closed, and the logs are flushed first)."""
+    code = main()
+    if code == DISK_FULL:
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None, prog: str = "train_sisr") -> int:
     args = parse_args(argv, prog)
     setup_console()
+    try:
+        return _main(args)
+    except KeyboardInterrupt:  # Ctrl+C while importing or between start-up and training
+        log.error("interrupted before training started; no run or branch folder was left "
+                  "half-made")
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
     # Imported after argument parsing so that --help answers instantly.
     from ..config.load import CLI_OVERRIDES
     from ..training.setup import prepare, start
@@ -79,10 +104,18 @@ def main(argv: list[str] | None = None, prog: str = "train_sisr") -> int:
     except KeyboardInterrupt:
         log.error("aborted; completed epochs are saved in %s", run.folder.models)
         return 130
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        saved = max(run.node.own_checkpoints(), default=None)
+        log.error("disk full (%s) in %s: the run stopped; %s. Free space, then continue with "
+                  "--continue_from_epoch last", exc.strerror, run.folder.root,
+                  f"epochs up to {saved} are saved" if saved else "no epoch was saved")
+        return DISK_FULL
     finally:
         detach_file(handler)
     return {"interrupted": 130, "diverged": 3}.get(state, 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script()

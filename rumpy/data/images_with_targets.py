@@ -82,5 +82,6 @@ def check_images_set(cfg: RunConfig, section: str, label: str,
     smallest = min(min(s) for s in sizes)
     if crop > smallest:
         fail("crop", f"expected at most {smallest} (the smallest image side), got {crop}")
-    return RegressionSet(ds.name, label, ds, list(table["image"]), values.to_numpy(dtype=np.float64),
+    return RegressionSet(ds.name, label, ds, list(table["image"]),
+                         np.array(values.to_numpy(dtype=np.float64)),  # writable: torch shares it
                          chosen, paths=paths, sizes=sizes)

@@ -61,10 +61,12 @@ def eval_batches(sizes: list, batch_size: int) -> list[list[int]]:
     return batches
 
 
-def _ignore_sigint(_worker_id: int) -> None:
-    # Ctrl+C reaches the whole process group; the main process finishes its step and saves,
-    # which needs the workers alive. (SIGTERM is left alone: DataLoader uses it to stop them.)
+def _ignore_stop_signals(_worker_id: int) -> None:
+    # Ctrl+C and a scheduler's SIGTERM reach the whole process group; the main process finishes
+    # its step and saves, which needs the workers alive. The main process stops its workers
+    # through their queues (and they exit when it dies), so they never need these signals.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @dataclass
@@ -80,7 +82,7 @@ def train_loader(cfg: RunConfig, dataset: Dataset, pin_memory: bool) -> tuple[Da
     batch = cfg.data.batch_size
     loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
                         drop_last=len(dataset) >= batch, pin_memory=pin_memory,
-                        persistent_workers=workers > 0, worker_init_fn=_ignore_sigint,
+                        persistent_workers=workers > 0, worker_init_fn=_ignore_stop_signals,
                         # its own generator: loading never draws from the global RNG
                         generator=torch.Generator().manual_seed(cfg.training.seed))
     return loader, sampler

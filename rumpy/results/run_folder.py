@@ -2,6 +2,9 @@
 saved_models/. It is created only after every check passed, and never over an existing one."""
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +12,7 @@ import tomli_w
 
 from ..config import RunConfig
 from ..config.load import to_toml_dict
-from ..utils.atomic import atomic_write_text
+from ..utils.atomic import atomic_write_text, dir_mode
 
 
 class RunExistsError(FileExistsError):
@@ -54,12 +57,22 @@ class RunFolder:
                 f"--new_branch, replace it with --overwrite_data, or pick another --experiment_name")
 
     def create(self, cfg: RunConfig) -> None:
+        """Built under a temporary name and renamed into place: the folder appears whole (with
+        its config.toml) or not at all, whatever interrupts it; of two racing runs one gets it."""
         self.root.parent.mkdir(parents=True, exist_ok=True)
+        self.ensure_absent()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.root.name}.", suffix=".creating",
+                                    dir=self.root.parent))
         try:
-            self.root.mkdir()  # atomic: of two racing runs, one gets the folder
-        except FileExistsError:
-            self.ensure_absent()
-            raise
-        self.outputs.mkdir()
-        self.models.mkdir()
-        atomic_write_text(self.config, tomli_w.dumps(to_toml_dict(cfg)))
+            os.chmod(tmp, dir_mode())
+            (tmp / self.outputs.name).mkdir()
+            (tmp / self.models.name).mkdir()
+            atomic_write_text(tmp / self.config.name, tomli_w.dumps(to_toml_dict(cfg)))
+            try:
+                tmp.rename(self.root)
+            except OSError:
+                self.ensure_absent()  # another run took the name first
+                raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)

@@ -12,6 +12,7 @@ from ..config.load import to_toml_dict
 from .registry import TRACKERS, Tracker, context
 
 log = logging.getLogger(__name__)
+_CLOSED: list = []
 
 
 def _system_params() -> dict:
@@ -116,3 +117,7 @@ class AimTracker(Tracker):
 
     def close(self) -> None:
         self._safe(self.run.close)
+        # Kept referenced: when Aim's storage failed (a full disk), the finalizer that runs when
+        # a Run is collected waits forever; kept alive, it would run only at exit, which the
+        # command line then skips (cli/train.py: script).
+        _CLOSED.append(self.run)

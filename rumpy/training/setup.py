@@ -23,7 +23,7 @@ from ..tasks.base import IP
 from ..tracking import TRACKERS
 from ..tree.lock import NodeLock, NodeLockedError
 from ..tree.node import LINEAGE, DamagedNode, Node, write_json
-from ..tree.plan import Plan, TreeError, apply_plan, plan_run, restore_replaced
+from ..tree.plan import Plan, TreeError, apply_plan, plan_run, undo_creation
 from .checkpoint import assemble, set_rng_state
 from .dry_run import dry_run
 from .handler import NetworkHandler, select_device
@@ -244,7 +244,7 @@ def start(run: Run) -> None:
             apply_plan(run.plan, run.cfg)
             run.lock.acquire()
         except BaseException:
-            restore_replaced(run.plan)
+            undo_creation(run.plan)
             raise
     clean_temporary_files(run.node.path)
     if run.node.rel and "recovered_from" in run.node.lineage:

@@ -61,7 +61,16 @@ def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None
         total = torch.zeros((), dtype=torch.float64, device=handler.device)
     bad = torch.zeros((), dtype=torch.long, device=handler.device) if watch else None
     steps = done
-    for batch in loader:
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        except RuntimeError:
+            if stop is not None and stop.requested:
+                break  # workers killed with the process group: stop here, the steps so far count
+            raise
         loss = handler.train_step(batch)
         total += loss
         steps += 1
@@ -98,7 +107,10 @@ def train(run: Run, callbacks: list[Callback] | None = None) -> str:
                 callback.on_end(run, state)
             return state
     except BaseException as exc:
-        run.node.set_status(state="crashed", error=f"{type(exc).__name__}: {exc}")
+        try:
+            run.node.set_status(state="crashed", error=f"{type(exc).__name__}: {exc}")
+        except OSError:  # the disk that failed the run may not take the status either
+            log.warning("could not record the crash in %s", run.node.path / "status.json")
         raise
     finally:
         for callback in callbacks:

@@ -23,8 +23,8 @@ LINEAGE = "lineage.json"
 STATUS = "status.json"
 INTERRUPTED = "interrupted.pt"
 # Names inside a node folder that are not branches (and so cannot be branch names).
-RESERVED = {"config.toml", "train.log", "result_outputs", "saved_models", "tensorboard", LINEAGE,
-            STATUS, ".lock"}
+RESERVED = {"config.toml", "train.log", "result_outputs", "saved_models", "tensorboard", "eval",
+            "export", LINEAGE, STATUS, ".lock"}
 
 
 log = logging.getLogger(__name__)
@@ -263,8 +263,8 @@ def foreign_content(folder: Path) -> str | None:
     for entry in folder.iterdir():
         name = entry.name
         if name.startswith(".") or name in ("config.toml", "train.log", LINEAGE, STATUS,
-                                             "tensorboard"):
-            continue
+                                             "tensorboard", "eval", "export"):
+            continue  # (eval/ and export/ are written by rumpy eval and rumpy export-model)
         if entry.is_symlink():
             return f"it holds a symbolic link, {name}"
         if name == "saved_models" and entry.is_dir():

@@ -8,19 +8,29 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
-def _file_mode() -> int:
-    """What open() would give a new file: 0666 less the umask. (mkstemp makes files 0600, which
-    a results folder shared with a group cannot read.) Read from /proc where it exists, since
-    setting the umask to read it would briefly change it for every thread."""
+def _umask() -> int:
+    """The process's umask. Read from /proc where it exists, since setting the umask to read it
+    would briefly change it for every thread."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
+                return int(line.split()[1], 8)
     except (OSError, ValueError):
         pass
     mask = os.umask(0o022)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def file_mode() -> int:
+    """What open() gives a new file: 0666 less the umask (mkstemp makes files 0600, which a
+    results folder shared with a group cannot read)."""
+    return 0o666 & ~_umask()
+
+
+def dir_mode() -> int:
+    """What mkdir() gives a new folder: 0777 less the umask (mkdtemp makes them 0700)."""
+    return 0o777 & ~_umask()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -37,7 +47,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, _file_mode())
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
