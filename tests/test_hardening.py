@@ -451,3 +451,25 @@ def test_full_disk_ends_the_run_with_one_line_and_continuing_is_exact(write_conf
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
+
+
+def test_a_branch_replaced_by_a_symlink_is_never_followed(write_config, tmp_path, capsys):
+    import shutil
+    from rumpy.cli.main import main as rumpy_main
+    path = write_config(num_epochs=2, extra_training='logging = "text"')
+    assert train_main(["--parameters", str(path)]) == 0
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "1", "--new_branch",
+                       "--new_branch_name", "b", "--num_epochs", "3"]) == 0
+    node = tmp_path / "Results" / "tiny"
+    outside = tmp_path / "outside"
+    shutil.move(str(node / "b"), str(outside))
+    (node / "b").symlink_to(outside)
+    before = {p: p.stat().st_mtime_ns for p in outside.rglob("*")}
+    with pytest.raises(ConfigError, match="is a symbolic link; rumpy follows none"):
+        prepare(load_config(path, {"branch_root": "b", "continue_from_epoch": "last",
+                                   "num_epochs": 4}))
+    assert rumpy_main(["tree", str(node)]) == 0
+    assert "b  [" not in capsys.readouterr().out  # not shown as a branch
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                       "--num_epochs", "3"]) == 0  # the root trains on; nothing outside changes
+    assert {p: p.stat().st_mtime_ns for p in outside.rglob("*")} == before

@@ -161,9 +161,11 @@ class Node:
     def children(self) -> list["Node"]:
         if not self.path.is_dir():
             return []
+        # A symbolic link is never a branch: following it would read and write outside the tree.
         return [Node(self.root, f"{self.rel}/{p.name}" if self.rel else p.name)
                 for p in sorted(self.path.iterdir())
-                if p.is_dir() and p.name not in RESERVED and (p / "config.toml").is_file()]
+                if p.is_dir() and not p.is_symlink() and p.name not in RESERVED
+                and (p / "config.toml").is_file()]
 
     def walk(self):
         yield self
