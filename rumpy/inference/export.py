@@ -229,11 +229,11 @@ def _reference_and_inputs(model: nn.Module, info: LoadedModel
         pairs = []
         for crop in crops:
             lr = torch.from_numpy(crop).permute(2, 0, 1)[None]
-            pairs.append((to_float(lr.clone()), runner.infer(task._input(lr))))
+            pairs.append((to_float(lr.clone()), runner.infer(task.model_input(lr))))
         return pairs, source
     x, source = regression_check_inputs(info, info.cfg)
     return [(to_float(x.clone()) if x.dtype == torch.uint8 else x.float(),
-             task._original(runner.infer(task._inputs(x))))], source
+             task.to_original(runner.infer(task.model_input(x))))], source
 
 
 def _contract(info: LoadedModel, network: nn.Module, fmt: str, how: str) -> dict:

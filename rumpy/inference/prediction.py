@@ -78,7 +78,7 @@ def _predict_sr(task, runner: Runner, inputs):
     outputs = []
     for i, item in enumerate(items):
         lr = to_tensor(as_rgb(item, f"image {i}"))[None]
-        sr = runner.infer(task._input(lr))  # the task's own conversion, as in validation
+        sr = runner.infer(task.model_input(lr))  # the task's own conversion, as in validation
         outputs.append(quantize(sr)[0].byte().permute(1, 2, 0).cpu().numpy())
     return outputs[0] if single else outputs
 
@@ -123,6 +123,6 @@ def _predict_regression(task, runner: Runner, info, inputs) -> np.ndarray:
     for start in range(0, len(batch), _CHUNK):
         x = batch[start: start + _CHUNK].to(runner.device)
         # the task's own normalisation and mapping back to original units
-        preds.append(task._original(runner.infer(task._inputs(x))).cpu().numpy())
+        preds.append(task.to_original(runner.infer(task.model_input(x))).cpu().numpy())
     out = np.concatenate(preds) if preds else np.zeros((0, len(info.target_names)))
     return out[0] if single else out

@@ -116,6 +116,11 @@ class Task:
         raise NotImplementedError
 
     # -- training ------------------------------------------------------------------------------
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch's raw input, as the loader gives it -> what the model takes (training,
+        validation, rumpy.predict and export all go through this)."""
+        raise NotImplementedError
+
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 

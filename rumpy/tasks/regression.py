@@ -96,7 +96,7 @@ class RegressionTask(Task):
                                     for kind in ("true", "pred", "error")]
 
     # -- batches -------------------------------------------------------------------------------
-    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
         x = to_float(x) if x.dtype == torch.uint8 else x.float()
         if self.cfg.data.normalize_inputs:
             x = (x - self._in[0]) / self._in[1]
@@ -107,18 +107,18 @@ class RegressionTask(Task):
         y = (y - self._out[0]) / self._out[1] if self.cfg.data.normalize_targets else y
         return y.float()
 
-    def _original(self, pred: torch.Tensor) -> torch.Tensor:
+    def to_original(self, pred: torch.Tensor) -> torch.Tensor:
         """Model output -> targets' original units (float64)."""
         pred = pred.double()
         return pred * self._out[1] + self._out[0] if self.cfg.data.normalize_targets else pred
 
     def _loss(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.cfg.data.loss_space == "original":
-            return self.criterion(self._original(pred).float(), targets.float())
+            return self.criterion(self.to_original(pred).float(), targets.float())
         return self.criterion(pred, self._normalize_targets(targets))
 
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        return self._loss(model(self._inputs(batch["inputs"])), batch["targets"])
+        return self._loss(model(self.model_input(batch["inputs"])), batch["targets"])
 
     # -- evaluation ----------------------------------------------------------------------------
     def _scores(self, pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
@@ -140,9 +140,9 @@ class RegressionTask(Task):
         for ds in self._evals:
             preds, trues, raw = [], [], []
             for batch in self.loaders.evals[ds.name]:
-                out = handler.infer(self._inputs(batch["inputs"].to(self.device)))
+                out = handler.infer(self.model_input(batch["inputs"].to(self.device)))
                 raw.append(out)
-                preds.append(self._original(out))
+                preds.append(self.to_original(out))
                 trues.append(batch["targets"].to(self.device))
             raw_pred, pred, true = torch.cat(raw), torch.cat(preds), torch.cat(trues)
             scores = {"loss": float(self._loss(raw_pred, true))}

@@ -67,7 +67,7 @@ class SISRTask(Task):
     def per_sample_columns(self) -> list[str]:
         return ["set", "image", "loss"] + self.metric_keys
 
-    def _input(self, lr: torch.Tensor) -> torch.Tensor:
+    def model_input(self, lr: torch.Tensor) -> torch.Tensor:
         x = to_float(lr.to(self.device, non_blocking=True))
         if self.pre_upsampled:
             s = self.cfg.scale
@@ -75,11 +75,11 @@ class SISRTask(Task):
         return x
 
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        return self.criterion(model(self._input(batch["lr"])), to_float(batch["hr"]))
+        return self.criterion(model(self.model_input(batch["lr"])), to_float(batch["hr"]))
 
     def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
-        return self.evaluator.evaluate(lambda lr: handler.infer(self._input(lr)), self.criterion,
-                                       with_outputs)
+        return self.evaluator.evaluate(lambda lr: handler.infer(self.model_input(lr)),
+                                       self.criterion, with_outputs)
 
     def baseline(self) -> dict[str, dict[str, float]]:
         return self.evaluator.bicubic_baseline().means
