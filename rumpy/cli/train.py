@@ -78,6 +78,7 @@ def _main(args: argparse.Namespace) -> int:
     from ..config.load import CLI_OVERRIDES
     from ..training.setup import prepare, start
     from ..training.trainer import train
+    from ..tree.plan import TreeError
 
     overrides = {k: getattr(args, k) for k in CLI_OVERRIDES}
     # What is logged before the run folder exists (data checks, what a continue removes) is
@@ -91,7 +92,7 @@ def _main(args: argparse.Namespace) -> int:
         cfg = load_config(args.parameters, overrides)
         run = prepare(cfg)
         start(run)  # the first writes; a racing second process is refused here
-    except (ConfigError, RunExistsError, NodeLockedError) as exc:
+    except (ConfigError, RunExistsError, NodeLockedError, TreeError) as exc:
         log.error("%s", exc)
         return 2
     finally:

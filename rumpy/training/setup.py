@@ -21,7 +21,7 @@ from ..results.summary import SummaryLog
 from ..tasks import TASKS, Task
 from ..tasks.base import IP
 from ..tracking import TRACKERS
-from ..tree.lock import NodeLock, NodeLockedError
+from ..tree.lock import NodeLock, NodeLockedError, check_unlocked, file_lock
 from ..tree.node import LINEAGE, DamagedNode, Node, write_json
 from ..tree.plan import Plan, TreeError, apply_plan, plan_run, undo_creation
 from .checkpoint import assemble, set_rng_state
@@ -236,16 +236,30 @@ def start(run: Run) -> None:
     """The first writes: the plan's changes to the tree, the node's lock, and the resumed state
     in the handler and the task."""
     run.lock = NodeLock(run.node.path)
-    if run.plan.kind == "continue":  # an existing node: lock it before changing anything
-        run.lock.acquire()
-        apply_plan(run.plan, run.cfg)
-    else:  # a new run or branch folder comes into being here
-        try:
+    root = Path(run.cfg.experiment_save_loc) / run.cfg.experiment
+    # Start-ups of one experiment take turns: a concurrent overwrite_data or continue finds the
+    # node locked by the first, instead of both acting on a plan made before either started.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(root.parent / f".{root.name}.start.lock"):
+        if run.plan.kind == "continue":  # an existing node: lock it before changing anything
+            run.lock.acquire()
+            apply_plan(run.plan, run.cfg)
+            return _restore(run)
+        if run.plan.remove_root:
+            check_unlocked(root)
+        try:  # a new run or branch folder comes into being here
             apply_plan(run.plan, run.cfg)
             run.lock.acquire()
+        except NodeLockedError:
+            raise  # another process took the folder we made: it is theirs now
         except BaseException:
             undo_creation(run.plan)
             raise
+    _restore(run)
+
+
+def _restore(run: Run) -> None:
+    """The checkpoint's parts into the handler and the task (a continue or a branch)."""
     clean_temporary_files(run.node.path)
     if run.node.rel and "recovered_from" in run.node.lineage:
         write_json(run.node.path / LINEAGE, run.node.lineage)  # repaired for good

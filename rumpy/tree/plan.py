@@ -2,6 +2,7 @@
 start a new run, continue a node in place, or fork a branch. `apply_plan` then does the writes."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import tomli_w
 
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from ..config.load import stored_config, to_toml_dict
 from ..config.schema import InternalParams
 from ..results.run_folder import RunFolder
@@ -22,7 +23,7 @@ from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
 from ..results.columns import resolve
 from ..training.monitor import Monitor, infer_mode
 from ..utils.atomic import atomic_write_text
-from .lock import check_unlocked
+from .lock import check_unlocked, tree_lock
 from .node import INTERRUPTED, LINEAGE, RESERVED, Node, foreign_content, write_json
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Plan:
     remove: list[Path] = field(default_factory=list)  # removed by apply_plan (overwrite_data)
     set_aside: list[Path] = field(default_factory=list)  # corrupt checkpoints, renamed
     remove_root: bool = False
+    created: bool = False              # apply_plan made the node's folder (new run or branch)
     replaced: Path | None = None       # the run overwrite_data replaces, kept aside until the
                                        # new one's first checkpoint (then removed)
 
@@ -99,6 +101,10 @@ def _node_for(cfg: RunConfig, root: Path) -> Node:
             raise TreeError(f"training.branch_root: {rel!r} is not a branch path "
                             f"(names of letters, digits, '_', '-', '.')")
     node = Node(root, "/".join(parts))
+    for depth in range(1, len(parts) + 1):
+        if root.joinpath(*parts[:depth]).is_symlink():
+            raise TreeError(f"training.branch_root: {root.joinpath(*parts[:depth])} is a symbolic "
+                            f"link; rumpy follows none, so writes stay inside {root}")
     if not node.exists():
         known = [n.rel for n in Node(root, "").walk() if n.rel] if Node(root, "").exists() else []
         where = f"branch {rel!r} of {root}" if rel else str(root)
@@ -252,7 +258,23 @@ def plan_run(cfg: RunConfig) -> Plan:
         raise TreeError(f"{arch[0]}: the architecture cannot change on continue or in a branch "
                         f"({changes}); start a new run instead")
     plan = Plan("branch" if t.new_branch else "continue", node)
-    epoch, state = _resume_point(node, t.continue_from_epoch, cfg, plan)
+    fork_ckpt = fork_sha = None
+    # A fork reads its checkpoint under the tree lock, so retention cannot delete it meanwhile.
+    with tree_lock(root) if t.new_branch else contextlib.nullcontext():
+        epoch, state = _resume_point(node, t.continue_from_epoch, cfg, plan)
+        if t.new_branch:
+            plan.set_aside = []  # a fork never renames its parent's files
+            fork_ckpt = node.checkpoint_for(epoch)
+            if fork_ckpt is None:
+                raise TreeError(f"training.continue_from_epoch: {node.path} has no checkpoint of "
+                                f"epoch {epoch} to fork from")
+            if "resume" in state:  # 'last' found a mid-epoch checkpoint: fork at the epoch before
+                state = load_checkpoint(fork_ckpt)
+            try:
+                fork_sha = fork_ckpt.with_name(fork_ckpt.name + ".sha256").read_text().split()[0]
+            except (OSError, IndexError):
+                raise TreeError(f"training.continue_from_epoch: the checksum of {fork_ckpt} is "
+                                f"gone or empty") from None
     plan.start_epoch, plan.state = epoch, state
     if t.num_epochs <= epoch:
         raise TreeError(f"training.num_epochs: {t.num_epochs} epochs are already done "
@@ -266,13 +288,6 @@ def plan_run(cfg: RunConfig) -> Plan:
         target = node.path / name
         if target.exists():
             raise TreeError(f"training.new_branch_name: {target} already exists; choose another name")
-        fork_ckpt = node.checkpoint_for(epoch)
-        if "resume" in state:  # 'last' found a mid-epoch checkpoint: fork at the epoch before
-            if fork_ckpt is None:
-                raise TreeError(f"training.continue_from_epoch: {node.path} has no checkpoint of "
-                                f"epoch {epoch} to fork from")
-            state = plan.state = load_checkpoint(fork_ckpt)
-        sidecar = fork_ckpt.with_name(fork_ckpt.name + ".sha256")
         plan.node = Node(root, f"{node.rel}/{name}" if node.rel else name)
         plan.rows = [{**r, "inherited": 1} for r in _rows_until(node, epoch, state)]
         plan.load_optimizer = not t.skip_optimizer_load
@@ -286,7 +301,7 @@ def plan_run(cfg: RunConfig) -> Plan:
         plan.lineage = {
             "parent": node.rel, "fork_epoch": epoch,
             "fork_checkpoint": str(fork_ckpt.relative_to(root)),
-            "fork_checkpoint_sha256": sidecar.read_text().split()[0] if sidecar.is_file() else None,
+            "fork_checkpoint_sha256": fork_sha,
             "config_diff": diff, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "command": " ".join(sys.argv), "skip_optimizer_load": t.skip_optimizer_load,
             "skip_scheduler_load": t.skip_scheduler_load,
@@ -336,6 +351,15 @@ def finish_replacement(plan: Plan) -> None:
     plan.replaced = None
 
 
+def undo_creation(plan: Plan) -> None:
+    """Start-up was interrupted (Ctrl+C) or failed after this process made the node's folder and
+    before it trained an epoch: remove that folder again, and put back a run it replaced."""
+    if plan.created and plan.node.path.exists() and not plan.node.own_checkpoints():
+        shutil.rmtree(plan.node.path)
+        plan.created = False
+    restore_replaced(plan)
+
+
 def restore_replaced(plan: Plan) -> None:
     """The new run failed before its first checkpoint: put the replaced run back."""
     if plan.replaced is None or not plan.replaced.exists():
@@ -365,20 +389,24 @@ def apply_plan(plan: Plan, cfg: RunConfig) -> None:
                     "removed once the new run has its first checkpoint", node.path,
                     len(Node(aside, node.path.name).summary()), aside)
     if plan.remove:
-        for path in plan.remove:
-            path.unlink(missing_ok=True)
-        removed = sorted({int(p.name.split("_")[1].split(".")[0]) for p in plan.remove})
-        log.warning("overwrite_data: removed epochs %s of %s (rows and checkpoints)", removed,
-                    node.path)
+        with tree_lock(node.root):  # a branch made since planning must keep its fork point
+            removed = {int(p.name.split("_")[1].split(".")[0]) for p in plan.remove}
+            forked = sorted(removed & node.referenced_epochs())
+            if forked:
+                raise TreeError(f"training.overwrite_data: a branch was forked from epoch "
+                                f"{forked[0]} of {node.path} meanwhile; nothing was removed")
+            for path in plan.remove:
+                path.unlink(missing_ok=True)
+        log.warning("overwrite_data: removed epochs %s of %s (rows and checkpoints)",
+                    sorted(removed), node.path)
     if plan.kind == "new":
         node.folder.create(cfg)
+        plan.created = True
         return
     if plan.kind == "branch":
         # Built in this creator's own temp folder and renamed into place: a half-made branch
         # never looks like one, of two forks with one name the second is refused, and nothing
         # is left behind (also on Ctrl+C).
-        from ..config import ConfigError  # (imported here to keep this change to this block)
-        from .lock import tree_lock
         tmp = Path(tempfile.mkdtemp(prefix=f".{node.name}.", suffix=".creating",
                                     dir=node.path.parent))
         try:
@@ -408,6 +436,7 @@ def apply_plan(plan: Plan, cfg: RunConfig) -> None:
                                       f"already exists; choose another name") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        plan.created = True
         log.info("new branch %s forked at epoch %d of %s", node.rel, plan.start_epoch,
                  node.parent.path)
     else:
