@@ -82,8 +82,10 @@ def save_checkpoint(path: Path, state: dict) -> str:
     torch.save(state, buffer)
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    atomic_write_bytes(path, data)
+    # The checksum first: a checkpoint is never visible without it (a reader would have to call
+    # it unverifiable); a checksum without its file (killed in between) is ignored.
     atomic_write_text(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
+    atomic_write_bytes(path, data)
     return digest
 
 
