@@ -473,3 +473,35 @@ def test_a_branch_replaced_by_a_symlink_is_never_followed(write_config, tmp_path
     assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
                        "--num_epochs", "3"]) == 0  # the root trains on; nothing outside changes
     assert {p: p.stat().st_mtime_ns for p in outside.rglob("*")} == before
+
+
+def test_found_by_the_adversarial_campaign(write_config, tmp_path, tiny_sets, capsys):
+    """prepare-data never overwrites the HR folder it reads; optimizer flags are booleans, not
+    truthy strings; export/plot never write into a run folder."""
+    import shutil
+    from rumpy.cli.main import main as rumpy_main
+    hr = tmp_path / "hr"
+    shutil.copytree(tiny_sets["train_hr"], hr)
+    before = {p.name: p.read_bytes() for p in hr.iterdir()}
+    assert rumpy_main(["prepare-data", "--hr", str(hr), "--out", str(hr), "--scale", "2",
+                       "--naming", "same"]) == 2
+    assert rumpy_main(["prepare-data", "--hr", str(hr), "--out", str(tmp_path / "lr"),
+                       "--hr-out", str(hr), "--scale", "3"]) == 2
+    (hr / "zz_broken.png").write_bytes(b"not an image")
+    assert rumpy_main(["prepare-data", "--hr", str(hr), "--out", str(tmp_path / "lr2"),
+                       "--scale", "2"]) == 2
+    assert not (tmp_path / "lr2").exists() or not any((tmp_path / "lr2").iterdir())
+    (hr / "zz_broken.png").unlink()
+    assert {p.name: p.read_bytes() for p in hr.iterdir()} == before
+    path = write_config(extra_params='optimizer_params = {maximize = "false"}')
+    with pytest.raises(ConfigError, match=r"optimizer_params.maximize: expected true or false"):
+        prepare(load_config(path))
+    path = write_config(num_epochs=1, extra_training='logging = "text"')
+    assert train_main(["--parameters", str(path)]) == 0
+    node = tmp_path / "Results" / "tiny"
+    config = (node / "config.toml").read_bytes()
+    assert rumpy_main(["plot", str(node), "-o", str(node / "config.toml")]) == 2
+    assert rumpy_main(["export", str(node), "-o", str(node / "result_outputs" / "summary.csv")]) == 2
+    assert rumpy_main(["export", str(node), "-o", str(tmp_path / "Results")]) == 2
+    assert (node / "config.toml").read_bytes() == config
+    assert rumpy_main(["export", str(node), "-o", str(tmp_path / "new" / "dir" / "all.csv")]) == 0

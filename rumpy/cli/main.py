@@ -71,6 +71,17 @@ def _tree(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_problem(path: Path) -> str | None:
+    """Why `path` may not be written by export/plot: a folder, or a place inside a run folder
+    (where it could replace the run's own files)."""
+    if path.is_dir():
+        return f"{path} is a folder; give a file name"
+    for folder in path.resolve().parents:
+        if (folder / "config.toml").is_file() and (folder / "saved_models").is_dir():
+            return f"{path} is inside the run folder {folder}; write it elsewhere"
+    return None
+
+
 def _export(args: argparse.Namespace) -> int:
     from ..results.export import best_table, epochs_table, long_table, per_image_table
 
@@ -89,6 +100,11 @@ def _export(args: argparse.Namespace) -> int:
         return 2
     if args.output:
         from ..utils.atomic import atomic_open
+        problem = _output_problem(Path(args.output))
+        if problem:
+            log.error("-o: %s", problem)
+            return 2
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(Path(args.output), "w", newline="") as handle:
             table.to_csv(handle, index=False)
         log.info("wrote %d rows to %s", len(table), args.output)
@@ -103,6 +119,10 @@ def _export(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from ..results.compare import plot_nodes
 
+    problem = _output_problem(Path(args.output))
+    if problem:
+        log.error("-o: %s", problem)
+        return 2
     try:
         drawn = plot_nodes(Path(args.experiment), args.metric, Path(args.output), args.nodes)
     except (FileNotFoundError, KeyError, ValueError) as exc:

@@ -38,7 +38,7 @@ REGRESSION_METRICS = ["MAE", "RMSE", "R2", "Pearson"]
 
 @dataclass
 class TrainingConfig:
-    num_epochs: int = opt(100, "epochs to train", minimum=1)
+    num_epochs: int = opt(100, "epochs to train", minimum=1, maximum=10**6)
     seed: int = opt(8, "seed of every random generator (weights, data order, crops)", minimum=0,
                     maximum=2**32 - 1)
     gpu: str = opt("single", "'off' = CPU, 'single' = cuda:<sp_gpu>, 'multiple' = all GPUs",
@@ -140,7 +140,7 @@ class DataConfig:
     eval_batch_size: int = opt(1, "validation batch size (only equal-sized images share a batch)",
                                minimum=1)
     dataloader_threads: int = opt(2, "DataLoader worker processes; 0 = load in the main process",
-                                  minimum=0)
+                                  minimum=0, maximum=256)
     cache: str = opt("auto", "decoded-image cache: 'memory', 'disk' (memory-mapped arrays), "
                              "'off', or 'auto' (memory up to cache_memory_limit_gb, else disk)",
                      choices=("auto", "memory", "disk", "off"))

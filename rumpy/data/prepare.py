@@ -17,9 +17,20 @@ def prepare_lr(hr_dir: Path, out_dir: Path, scale: int, naming: str = "div2k",
     """Write one LR PNG per HR image; returns how many. HR images whose sides are not multiples
     of `scale` are cropped at the bottom/right first (written to `hr_out_dir` when given), and
     each crop is logged. naming 'div2k' writes `0001x2.png`, 'same' keeps the HR stem."""
+    for name, folder in (("--out", out_dir), ("--hr-out", hr_out_dir)):
+        if folder is not None and Path(folder).resolve() == Path(hr_dir).resolve():
+            raise ValueError(f"{name} {folder} is the --hr folder: its images would be "
+                             f"overwritten; write to another folder")
     images = list_images(hr_dir)
     if not images:
         raise ValueError(f"no images (png/jpg/bmp/tif) in {hr_dir}")
+    for path in images:  # every image readable and large enough before anything is written
+        try:
+            h, w = read_rgb(path).shape[:2]
+        except Exception as exc:
+            raise ValueError(f"cannot read {path}: {exc}") from None
+        if h < scale or w < scale:
+            raise ValueError(f"{path} is {w}x{h}, smaller than the scale {scale}")
     out_dir.mkdir(parents=True, exist_ok=True)
     if hr_out_dir:
         hr_out_dir.mkdir(parents=True, exist_ok=True)

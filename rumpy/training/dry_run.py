@@ -15,6 +15,9 @@ from .checkpoint import rng_state, set_rng_state
 from .handler import NetworkHandler
 
 
+MAX_WALK = 200_000  # scheduler steps: about a second
+
+
 def first_batch(loader) -> dict:
     """The first training batch of epoch 1, built in this process (no workers started)."""
     dataset, size = loader.dataset, min(loader.batch_size, len(loader.dataset))
@@ -41,6 +44,7 @@ def _walk_schedule(trial: NetworkHandler) -> None:
         return
     epochs = trial._cfg.training.num_epochs
     steps = epochs * trial.steps_per_epoch - 1 if trial.scheduler_interval == "batch" else epochs
+    steps = min(steps, MAX_WALK)  # a schedule longer than this is checked up to here
     with warnings.catch_warnings():  # stepping without optimizer steps is the point here
         warnings.simplefilter("ignore")
         for _ in range(steps):

@@ -64,8 +64,13 @@ def check_params(cls: type, params: dict, exclude: tuple[str, ...],
     problems = [(k, f"not a parameter of {cls.__name__}{did_you_mean(k, allowed)} "
                     f"(its parameters: {', '.join(allowed)})")
                 for k in params if k not in allowed]
+    defaults = {k: v.default for k, v in inspect.signature(cls.__init__).parameters.items()}
     for key, value in params.items():
-        if isinstance(value, list) and not all(_number(v) for v in value):
+        default = defaults.get(key, inspect.Parameter.empty)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            # torch reads any non-empty string as true: maximize = "false" would ascend
+            problems.append((key, f"expected true or false, got {value!r}"))
+        elif isinstance(value, list) and not all(_number(v) for v in value):
             problems.append((key, f"expected a list of finite numbers, got {value!r}"))
         elif isinstance(value, float) and not math.isfinite(value):
             problems.append((key, f"expected a finite number, got {value!r}"))
