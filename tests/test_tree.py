@@ -96,7 +96,7 @@ def test_fork_with_new_lr_leaves_parent_untouched(cfg, tmp_path):
     assert lineage["config_diff"]["model.internal_params.lr"] == [1e-3, 2e-4]
     # the fork checkpoint is referenced, not copied
     assert sorted(p.name for p in (branch / "saved_models").glob("*.pt")) == \
-        ["epoch_3.pt", "epoch_4.pt"]
+        ["best.pt", "epoch_3.pt", "epoch_4.pt", "last.pt"]
 
 
 def test_branch_with_unchanged_config_equals_parent(cfg, tmp_path):
@@ -299,7 +299,7 @@ def test_overwrite_data_truncates_and_protects_forks(cfg, tmp_path, caplog):
 
 
 def test_retention_keeps_best_last_and_fork_points(write_config, tmp_path):
-    path = write_config(num_epochs=2, extra_training="keep_every_n_epochs = 0")
+    path = write_config(num_epochs=2, extra_training="keep_every_n_epochs = 0\nkeep_last_n = 0")
     assert train(path) == 0
     node = tmp_path / "Results" / "tiny"
     assert "no checkpoint of epoch 1 (saved epochs: 2)" in refused(

@@ -108,7 +108,7 @@ def _main(args: argparse.Namespace) -> int:
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        saved = max(run.node.own_checkpoints(), default=None)
+        saved = max(run.node.own_saved(), default=None)
         log.error("disk full (%s) in %s: the run stopped; %s. Free space, then continue with "
                   "--continue_from_epoch last", exc.strerror, run.folder.root,
                   f"epochs up to {saved} are saved" if saved else "no epoch was saved")

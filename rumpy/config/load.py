@@ -65,7 +65,7 @@ def _describe(hint: Any) -> str:
     if hint is str:
         return "a string"
     if origin is list:
-        return "a list of strings"
+        return "a list of " + ("integers" if typing.get_args(hint) == (int,) else "strings")
     if hint is dict or origin is dict:
         return "a table"
     return "a table"
@@ -136,7 +136,8 @@ class _Builder:
             or (hint is int and isinstance(value, int) and not isinstance(value, bool))
             or (hint is float and isinstance(value, (int, float)) and not isinstance(value, bool))
             or (hint is str and isinstance(value, str))
-            or (origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value))
+            or (origin is list and isinstance(value, list) and
+                all(_Builder._matches(typing.get_args(hint)[0], v) for v in value))
             or ((hint is dict or origin is dict) and isinstance(value, dict))
         )
 
@@ -263,9 +264,14 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     # One Aim repository for every experiment saved in the same place, unless told otherwise.
     cfg.training.aim_home = (_resolve(cfg.training.aim_home, toml_dir) if cfg.training.aim_home
                              else cfg.experiment_save_loc)
+    if cfg.training.init_weights_path:
+        cfg.training.init_weights_path = _resolve(cfg.training.init_weights_path, toml_dir)
     for section in ("training_sets", "eval_sets"):
         for set_name, ds in getattr(cfg.data, section).items():
             ds.name = ds.name or set_name
+            if section == "eval_sets" and ds.test_indices:
+                raise ConfigError(source, f"data.eval_sets.{set_name}.test_indices",
+                                  "only a training set holds samples out (as its own eval set)")
             for f in dataclasses.fields(ds):
                 if f.metadata.get("path") and getattr(ds, f.name):
                     setattr(ds, f.name, _resolve(getattr(ds, f.name), toml_dir))

@@ -94,8 +94,27 @@ class TrainingConfig:
     aim_track: bool = opt(True, "false turns Aim off even when it is in `trackers`")
     aim_home: str = opt("", "folder of the Aim repository (.aim); default: experiment_save_loc",
                         path=True)
-    keep_every_n_epochs: int = opt(1, "checkpoint retention: 1 = keep all; N = keep every N-th; "
-                                      "0 = only best/last (fork points are always kept)", minimum=0)
+    # Checkpoint policies (docs/result_tree.md "Checkpoints and disk use").
+    save_checkpoint_frequency: int = opt(1, "a full checkpoint epoch_N.pt every N epochs (and at "
+                                            "the last); last.pt always holds the newest epoch",
+                                         minimum=1)
+    keep_every_n_epochs: int = opt(10, "retention: keep every N-th epoch checkpoint; 1 = keep all; "
+                                       "0 = none but the protected ones (best, newest, fork "
+                                       "points, the keep_last_n newest)", minimum=0)
+    keep_last_n: int = opt(3, "retention also keeps the N newest epoch checkpoints", minimum=0)
+    save_best_cooldown: int = opt(0, "best.pt is replaced at most once per N epochs; 0 = at every "
+                                     "new best", minimum=0)
+    weights_snapshots: bool = opt(False, "epochs without a full checkpoint save their weights "
+                                         "(weights_N.pt); a fork from one starts a fresh optimizer")
+    write_output_nth_epoch: int = opt(1, "sample images, scatter plots and summary plots every N "
+                                         "validated epochs (and at the last)", minimum=1)
+    init_weights_path: str = opt("", "start a new run from these weights: a node folder (its "
+                                     "init_weights_epoch) or a .pt file; fresh optimizer",
+                                 path=True)
+    init_weights_epoch: int | str = opt("best", "epoch of the node at init_weights_path: N, "
+                                                "'last' or 'best'", check=_epoch_choice)
+    init_weights_strict: bool = opt(True, "every weight must match the model (false: load the "
+                                          "matching ones and list the rest)")
 
 
 @dataclass
@@ -132,6 +151,9 @@ class DatasetConfig:
     type: str = opt("", "dataset kind (`rumpy tasks` lists them); default: the task's own")
     cutoff: int = opt(0, "use only the first N images or samples (sorted by name); 0 = all",
                       minimum=0)
+    test_indices: list[int] = opt([], "training sets: these samples (0-based, after cutoff) are "
+                                      "held out of training and validated as the eval set "
+                                      "<name>_test")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..config import ConfigError, RunConfig
 from .cache import ImageStore, choose_mode
 from .datasets import EvalImages, PairedImages, TrainPatches
+from .holdout import hold_out
 from .images import image_size
 from .kinds import PairedSet
 from .loaders import Loaders, eval_loader, train_loader
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 class CheckedSet:
     """A set whose pairs and sizes have been verified, not yet decoded."""
 
+    PER_SAMPLE = ("keys", "lr_paths", "hr_paths", "lr_sizes", "hr_sizes")
     name: str
     config: PairedSet
     keys: list[str]
@@ -30,6 +32,9 @@ class CheckedSet:
     hr_paths: list[Path]
     lr_sizes: list[tuple[int, int]]
     hr_sizes: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> CheckedSet:
@@ -93,6 +98,7 @@ def check_data(cfg: RunConfig) -> tuple[list[CheckedSet], list[CheckedSet]]:
         raise ConfigError(cfg.source, "data.batch_size",
                           "expected 1 when crop = 0 and training images differ in size")
     evals = [_check_set(cfg, "eval_sets", k, v) for k, v in cfg.data.eval_sets.items()]
+    train, evals = hold_out(cfg, train, evals, list(cfg.data.training_sets))
     names = [s.name for s in evals]
     if len(set(names)) != len(names):
         raise ConfigError(cfg.source, "data.eval_sets", f"eval set names must differ, got {names}")

@@ -24,6 +24,7 @@ class RegressionSet:
     """Samples and their (N, T) targets. Array sets hold their inputs; image sets hold paths
     (and sizes) until `load` decodes them."""
 
+    PER_SAMPLE = ("ids", "targets", "inputs", "paths", "sizes")
     name: str
     label: str                               # the table's key: data.<section>.<label>
     config: object

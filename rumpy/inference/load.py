@@ -16,11 +16,10 @@ from torch import nn
 
 from ..config import ConfigError, RunConfig, load_config
 from ..models import MODELS, build_model
-from ..results.columns import resolve
 from ..tasks import TASKS
 from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
-from ..training.monitor import Monitor, infer_mode
 from ..tree.node import Node
+from ..tree.plan import best_saved_epoch
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +71,8 @@ def find_node(path: str | Path) -> Node:
 
 
 def saved_epochs(node: Node) -> dict[int, Path]:
-    """Every epoch the node can load: its own checkpoints and those it inherits up to each
-    fork (the same answer as Node.checkpoint_for, for all epochs at once)."""
-    out: dict[int, Path] = {}
-    limit, current = None, node
-    while True:
-        for epoch, path in current.own_checkpoints().items():
-            if (limit is None or epoch <= limit) and epoch not in out:
-                out[epoch] = path
-        if not current.rel:
-            return dict(sorted(out.items()))
-        limit = current.fork_epoch if limit is None else min(limit, current.fork_epoch)
-        current = current.parent
+    """Every epoch the node can load: its own files and those it inherits up to each fork."""
+    return node.saved_epochs()
 
 
 def _listing(epochs) -> str:
@@ -101,20 +90,16 @@ def parse_epoch(value) -> int | str:
 
 
 def best_epoch(node: Node, cfg: RunConfig, saved: dict[int, Path]) -> int:
-    """The best saved epoch by the config's training.best_load_metric, as a continue from
-    'best' chooses it (tree/plan.py): the summary rows that have a checkpoint, replayed
-    through the same Monitor."""
-    rows = [r for r in node.summary() if r.get("epoch") in saved]
-    metric = resolve(cfg.training.best_load_metric, list(rows[0]) if rows else [])
+    """The best saved epoch by the config's training.best_load_metric, chosen as a continue
+    from 'best' chooses it."""
     try:
-        monitor = Monitor(metric, infer_mode(metric))
+        epoch, metric, _ = best_saved_epoch(node, cfg.training.best_load_metric)
     except ValueError as exc:
         raise InferenceError(f"{node.path}: training.best_load_metric: {exc}") from None
-    monitor.replay(rows)
-    if monitor.best_epoch is None:
+    if epoch is None:
         raise InferenceError(f"{node.path}: no saved epoch has a {metric} value; pass an epoch "
                              f"(saved epochs: {_listing(saved)})")
-    return monitor.best_epoch
+    return epoch
 
 
 def load_node_config(node: Node) -> RunConfig:

@@ -13,6 +13,7 @@ from ..data.arrays import check_arrays_set
 from ..data.images import to_float
 from ..data.images_with_targets import check_images_set
 from ..data.loaders import Loaders
+from ..data.holdout import hold_out
 from ..data.regression import (RegressionSet, build_loaders, check_consistent, input_statistics,
                                target_statistics)
 from ..metrics import METRICS
@@ -41,6 +42,8 @@ class RegressionTask(Task):
                        for label, ds in cfg.data.training_sets.items()]
         self._evals = [_CHECKERS[ds.type](cfg, "eval_sets", label, ds)
                        for label, ds in cfg.data.eval_sets.items()]
+        self._train, self._evals = hold_out(cfg, self._train, self._evals,
+                                            list(cfg.data.training_sets))
         names = [ds.name for ds in self._evals]
         if len(set(names)) != len(names):
             self.fail("data.eval_sets", f"eval set names must differ, got {names}")

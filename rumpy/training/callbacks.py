@@ -13,7 +13,7 @@ from ..tree.node import INTERRUPTED
 from ..tree.plan import finish_replacement
 from ..tree.retention import prune_checkpoints
 from ..tracking import TRACKERS
-from .checkpoint import save_checkpoint
+from .saving import CheckpointWriter
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,11 @@ class Baseline(Callback):
 class Checkpoint(Callback):
     """The epoch's checkpoint, carrying its summary row; a mid-epoch checkpoint is then stale."""
 
+    def on_start(self, run) -> None:
+        self.writer = CheckpointWriter(run)
+
     def on_epoch_end(self, run, epoch, row, result) -> None:
-        save_checkpoint(run.folder.checkpoint(epoch), run.checkpoint(epoch, summary_row=dict(row)))
+        self.writer.save(run, epoch, row)
         finish_replacement(run.plan)
         interrupted = run.folder.models / INTERRUPTED
         interrupted.unlink(missing_ok=True)
@@ -93,7 +96,8 @@ class Summary(Callback):
 
 class Retention(Callback):
     def on_epoch_end(self, run, epoch, row, result) -> None:
-        prune_checkpoints(run.node, run.cfg.training.keep_every_n_epochs, run.best.best_epoch)
+        t = run.cfg.training
+        prune_checkpoints(run.node, t.keep_every_n_epochs, t.keep_last_n, run.best.best_epoch)
 
 
 class PerSample(Callback):

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import random
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,8 @@ from ..utils.atomic import atomic_write_bytes, atomic_write_text
 
 FORMAT = 2
 _V1_PARTS = ("model", "optimizer", "scheduler", "scaler")
+# The parts a weights snapshot (weights_N.pt) leaves out: forking from one starts them afresh.
+WEIGHTLESS_PARTS = ("optimizer", "scheduler", "scaler")
 _V1_RESUME = ("position", "loss_sum", "learning_rate", "elapsed")
 
 
@@ -89,6 +93,19 @@ def save_checkpoint(path: Path, state: dict) -> str:
     return digest
 
 
+def link_checkpoint(source: Path, target: Path, digest: str) -> None:
+    """`target` becomes the same checkpoint as `source` (atomically replaced)."""
+    atomic_write_text(target.with_name(target.name + ".sha256"), f"{digest}  {target.name}\n")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # a file system without hard links: a copy does the same job
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """The verified checkpoint: its SHA-256 sidecar must exist and match, and an epoch
     checkpoint's own epoch must be the one in its name (a file copied over another epoch's is
@@ -113,8 +130,13 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         state = upgrade(state)
     except Exception as exc:
         raise CorruptCheckpoint(f"{path}: cannot be loaded ({exc})") from None
-    named = re.fullmatch(r"epoch_(\d+)\.pt", path.name)
+    named = re.fullmatch(r"(?:epoch|weights)_(\d+)\.pt", path.name)
     if named and state.get("epoch") != int(named.group(1)):
         raise CorruptCheckpoint(f"{path}: holds epoch {state.get('epoch')}, not the epoch of its "
                                 f"name (a copy of another checkpoint?)")
     return state
+
+
+def is_weights_only(state: dict) -> bool:
+    """A weights snapshot: no optimizer state to resume."""
+    return "optimizer" not in state.get("parts", {})

@@ -24,9 +24,10 @@ from ..tracking import TRACKERS
 from ..tree.lock import NodeLock, NodeLockedError, check_unlocked, file_lock
 from ..tree.node import LINEAGE, DamagedNode, Node, write_json
 from ..tree.plan import Plan, TreeError, apply_plan, plan_run, undo_creation
-from .checkpoint import assemble, set_rng_state
+from .checkpoint import WEIGHTLESS_PARTS, assemble, set_rng_state
 from .dry_run import dry_run
 from .handler import NetworkHandler, select_device
+from .init_weights import load_init_weights
 from .losses import check_loss
 from .monitor import Monitor, infer_mode
 from .optim import OPTIMIZERS, SCHEDULERS, check_params
@@ -54,6 +55,7 @@ class Run:
     baselines: dict = field(default_factory=dict)   # summary column -> the baseline's value
     stop_reason: str | None = None
     progress: object = None
+    init_weights: dict | None = None   # where a new run's initial weights came from
 
     @property
     def folder(self) -> RunFolder:
@@ -66,12 +68,15 @@ class Run:
     def best_info(self) -> dict:
         return {"metric": self.best.column, "value": self.best.best, "epoch": self.best.best_epoch}
 
-    def checkpoint(self, epoch: int, **extra) -> dict:
-        """The node's state after `epoch`, assembled from its named parts."""
+    def checkpoint(self, epoch: int, weights_only: bool = False, **extra) -> dict:
+        """The node's state after `epoch`, assembled from its named parts; `weights_only`
+        leaves out the optimizer, scheduler and scaler (a weights snapshot)."""
         monitors = {"best": self.best.state_dict()}
         if self.early_stop is not None:
             monitors["early_stop"] = self.early_stop.state_dict()
         parts = {**self.handler.parts(), "monitors": monitors, "task": self.task.state_dict()}
+        if weights_only:
+            parts = {k: v for k, v in parts.items() if k not in WEIGHTLESS_PARTS}
         if self.node.rel:  # a branch's checkpoints carry its lineage, to recover lineage.json
             extra["lineage"] = self.node.lineage
         return assemble(epoch, parts, self.config_table, **extra)
@@ -162,8 +167,14 @@ def prepare(cfg: RunConfig) -> Run:
     seed_everything(cfg.training.seed)  # right before the weights are drawn
     try:
         model = task.build_model()
-        handler = NetworkHandler(cfg, model, task, len(loaders.train), device, plateau)
     except Exception as exc:  # torch raises ValueError, TypeError or RuntimeError for sizes
+        raise ConfigError(src, IP, f"cannot build {cfg.model.name} with these settings: "
+                                   f"{_one_line(exc)}") from None
+    # Only a new run starts from init weights; a continue or fork has its checkpoint.
+    init_info = load_init_weights(cfg, model) if plan.kind == "new" else None
+    try:
+        handler = NetworkHandler(cfg, model, task, len(loaders.train), device, plateau)
+    except Exception as exc:
         raise ConfigError(src, IP, f"cannot build {cfg.model.name} with these settings: "
                                    f"{_one_line(exc)}") from None
     try:
@@ -178,7 +189,7 @@ def prepare(cfg: RunConfig) -> Run:
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     run = Run(cfg, plan, device, task, handler, loaders, columns, best, early,
-              config_table=to_toml_dict(cfg))
+              config_table=to_toml_dict(cfg), init_weights=init_info)
     _restore_monitors(run)
     if early and early.bad_validations >= cfg.training.early_stopping_patience:
         raise ConfigError(src, "training.early_stopping_patience",
@@ -250,6 +261,8 @@ def start(run: Run) -> None:
         try:  # a new run or branch folder comes into being here
             apply_plan(run.plan, run.cfg)
             run.lock.acquire()
+            if run.init_weights is not None:
+                write_json(run.node.path / LINEAGE, {"init_weights": run.init_weights})
         except NodeLockedError:
             raise  # another process took the folder we made: it is theirs now
         except BaseException:

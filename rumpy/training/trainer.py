@@ -142,7 +142,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
             steps, total, bad = train_epoch(handler, run.loaders.train, stop, done, total,
                                             run.progress, watch=cfg.training.stop_on_divergence)
             if bad is not None and int(bad):
-                kept = max(run.node.own_checkpoints(), default=None)
+                kept = max(run.node.own_saved(), default=None)
                 run.stop_reason = (f"diverged: the training loss was not finite at epoch {epoch}, "
                                    f"step {int(bad)} (global step "
                                    f"{handler.step - steps + int(bad)}); nothing of epoch {epoch} "

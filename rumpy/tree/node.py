@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -22,6 +23,7 @@ from .lock import lock_holder
 LINEAGE = "lineage.json"
 STATUS = "status.json"
 INTERRUPTED = "interrupted.pt"
+LAST, BEST = "last.pt", "best.pt"
 # Names inside a node folder that are not branches (and so cannot be branch names).
 RESERVED = {"config.toml", "train.log", "result_outputs", "saved_models", "tensorboard", "eval",
             "export", LINEAGE, STATUS, ".lock"}
@@ -137,7 +139,7 @@ class Node:
         or 'finished' when its checkpoints reach num_epochs (killed after its last save)."""
         state = self.status.get("state", "unknown")
         if state in ("running", "unknown") and lock_holder(self.path) is None:
-            own = self.own_checkpoints()
+            own = self.own_saved()
             try:
                 target = tomllib.loads(self.folder.config.read_text())["training"]["num_epochs"]
             except (OSError, ValueError, KeyError, TypeError):
@@ -176,22 +178,42 @@ class Node:
         return read_summary(self.folder.summary)
 
     def own_checkpoints(self) -> dict[int, Path]:
-        out = {}
-        for p in self.folder.models.glob("epoch_*.pt"):
-            try:
-                out[int(p.stem.split("_", 1)[1])] = p
-            except ValueError:
-                continue
+        """Full epoch checkpoints (epoch_N.pt), the ones retention prunes and forks start from."""
+        return _numbered(self.folder.models, "epoch")
+
+    def own_snapshots(self) -> dict[int, Path]:
+        """Weights-only snapshots (weights_N.pt) of epochs without a full checkpoint."""
+        return _numbered(self.folder.models, "weights")
+
+    def own_saved(self) -> dict[int, Path]:
+        """Every epoch this node itself can load, with its best file: epoch_N.pt, else last.pt
+        or best.pt when they hold that epoch, else weights_N.pt."""
+        out = dict(self.own_snapshots())
+        for name in (BEST, LAST):
+            path = self.folder.models / name
+            epoch = pointer_epoch(path, self.own_checkpoints())
+            if epoch is not None:
+                out[epoch] = path
+        out.update(self.own_checkpoints())
         return dict(sorted(out.items()))
 
     def checkpoint_for(self, epoch: int) -> Path | None:
         """This node's checkpoint of `epoch`, or the ancestor's one it inherited."""
-        own = self.own_checkpoints().get(epoch)
+        own = self.own_saved().get(epoch)
         if own is not None:
             return own
         if self.rel and epoch <= self.fork_epoch:
             return self.parent.checkpoint_for(epoch)
         return None
+
+    def saved_epochs(self) -> dict[int, Path]:
+        """checkpoint_for of every epoch it has an answer for."""
+        out = dict(self.own_saved())
+        if self.rel:
+            for epoch, path in self.parent.saved_epochs().items():
+                if epoch <= self.fork_epoch:
+                    out.setdefault(epoch, path)
+        return dict(sorted(out.items()))
 
     def referenced_epochs(self) -> set[int]:
         """Epochs of this node's checkpoints that branches (at any depth) fork from."""
@@ -200,6 +222,44 @@ class Node:
             out.add(child.fork_epoch)
             out |= {e for e in child.referenced_epochs() if e <= child.fork_epoch}
         return out
+
+
+def _numbered(folder: Path, prefix: str) -> dict[int, Path]:
+    out = {}
+    for p in folder.glob(f"{prefix}_*.pt"):
+        digits = p.stem[len(prefix) + 1:]
+        if digits.isascii() and digits.isdigit():
+            out[int(digits)] = p
+    return dict(sorted(out.items()))
+
+
+_POINTERS: dict[tuple, int | None] = {}
+
+
+def pointer_epoch(path: Path, checkpoints: dict[int, Path]) -> int | None:
+    """The epoch last.pt or best.pt holds (None when absent or unreadable). Usually a hard link
+    to an epoch checkpoint, recognised by its inode; otherwise the file's `epoch` is read
+    through a memory map (cheap whatever the file's size; verified only when loaded)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    for epoch, ckpt in checkpoints.items():
+        try:
+            if os.path.samestat(st, ckpt.stat()):
+                return epoch
+        except OSError:
+            continue
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _POINTERS:
+        import torch
+
+        try:
+            epoch = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("epoch")
+        except Exception:  # damaged: load_checkpoint says so when someone loads it
+            epoch = None
+        _POINTERS[key] = epoch if isinstance(epoch, int) and epoch >= 1 else None
+    return _POINTERS[key]
 
 
 def _valid_lineage(data: dict) -> bool:
@@ -245,7 +305,8 @@ def _recover_lineage(node: "Node") -> dict:
 
 
 # What rumpy writes inside a node (besides branches and hidden temp/lock files).
-_MODEL_FILE = re.compile(r"(epoch_\d+|interrupted)\.pt(\.sha256)?(\.corrupt)?")
+_MODEL_FILE = re.compile(r"(epoch_\d+|weights_\d+|interrupted|last|best)\.pt(\.sha256)?"
+                         r"(\.corrupt)?")
 _OUTPUT_FILE = re.compile(r"summary\.csv|\w+_baseline\.csv|per_(image|sample)_epoch_\d+\.csv|"
                           r"[\w.-]+\.png|epoch_\d+_samples")
 

@@ -19,12 +19,14 @@ from ..config import ConfigError, RunConfig
 from ..config.load import stored_config, to_toml_dict
 from ..config.schema import InternalParams
 from ..results.run_folder import RunFolder
-from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
+from ..training.checkpoint import (CorruptCheckpoint, is_weights_only, link_checkpoint,
+                                   load_checkpoint)
 from ..results.columns import resolve
 from ..training.monitor import Monitor, infer_mode
 from ..utils.atomic import atomic_write_text
 from .lock import check_unlocked, tree_lock
-from .node import INTERRUPTED, LINEAGE, RESERVED, Node, foreign_content, write_json
+from .node import (BEST, INTERRUPTED, LAST, LINEAGE, RESERVED, Node, foreign_content,
+                   pointer_epoch, write_json)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,9 @@ IN_PLACE_CHANGES = (
     "training.early_stopping_mode", "training.early_stopping_min_delta",
     "training.early_stopping_reset_on_branch", "training.gpu", "training.sp_gpu",
     "training.logging", "training.save_samples", "training.num_samples",
-    "training.keep_every_n_epochs", "training.deterministic", "training.aim_track",
+    "training.keep_every_n_epochs", "training.keep_last_n", "training.save_checkpoint_frequency",
+    "training.save_best_cooldown", "training.weights_snapshots", "training.write_output_nth_epoch",
+    "training.deterministic", "training.aim_track",
     "training.aim_home", "training.trackers", "data.dataloader_threads",
     "data.cache", "data.cache_dir", "data.cache_memory_limit_gb", "data.eval_batch_size",
 )
@@ -58,7 +62,9 @@ class Plan:
     load_scheduler: bool = True
     reset_early_stopping: bool = False
     lineage: dict | None = None
-    remove: list[Path] = field(default_factory=list)  # removed by apply_plan (overwrite_data)
+    remove: dict[int, list[Path]] = field(default_factory=dict)  # epoch -> files apply_plan
+                                                                 # removes (overwrite_data)
+    materialise: tuple[Path, Path] | None = None  # (last.pt or best.pt, epoch_N.pt) of a fork
     set_aside: list[Path] = field(default_factory=list)  # corrupt checkpoints, renamed
     remove_root: bool = False
     created: bool = False              # apply_plan made the node's folder (new run or branch)
@@ -116,7 +122,7 @@ def _node_for(cfg: RunConfig, root: Path) -> Node:
 def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, dict]:
     """(epoch, checkpoint state) to continue from. 'last' falls back past corrupt checkpoints
     with a warning; an explicit epoch or 'best' must be intact."""
-    own = node.own_checkpoints()
+    own = node.own_saved()
     if choice == "last":
         interrupted = node.folder.models / INTERRUPTED
         last_own = max(own, default=node.fork_epoch)
@@ -128,12 +134,16 @@ def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, 
             except CorruptCheckpoint as exc:
                 log.warning("%s; ignoring it", exc)
                 plan.set_aside.append(interrupted)
-        for epoch in sorted(own, reverse=True):
-            try:
-                return epoch, load_checkpoint(own[epoch])
-            except CorruptCheckpoint as exc:
-                log.warning("%s; falling back to the previous checkpoint", exc)
-                plan.set_aside.append(own[epoch])
+        # Newest first; of one epoch, epoch_N.pt before last.pt/best.pt (a hard link to a
+        # damaged file is damaged too, a copy may be whole) and weights_N.pt last.
+        files = _own_files(node)
+        for epoch in sorted(files, reverse=True):
+            for path in files[epoch]:
+                try:
+                    return epoch, load_checkpoint(path)
+                except CorruptCheckpoint as exc:
+                    log.warning("%s; falling back to the previous checkpoint", exc)
+                    plan.set_aside.append(path)
         if node.rel:
             path = node.checkpoint_for(node.fork_epoch)
             if path is not None:
@@ -142,28 +152,35 @@ def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, 
                         f"(it stopped before finishing an epoch); start it again with "
                         f"overwrite_data = true")
     if choice == "best":
-        rows = [r for r in node.summary() if node.checkpoint_for(r["epoch"]) is not None]
-        metric = resolve(cfg.training.best_load_metric, list(rows[0]) if rows else [])
         try:
-            monitor = Monitor(metric, infer_mode(metric))
+            choice, metric, value = best_saved_epoch(node, cfg.training.best_load_metric)
         except ValueError as exc:
             raise TreeError(f"training.best_load_metric: {exc}") from None
-        monitor.replay(rows)
-        if monitor.best_epoch is None:
+        if choice is None:
             raise TreeError(f"training.continue_from_epoch: no saved epoch of {node.path} has "
                             f"a {metric} value")
-        choice = monitor.best_epoch
-        log.info("best %s of %s: %s at epoch %d", metric, node.path, monitor.best, choice)
+        log.info("best %s of %s: %s at epoch %d", metric, node.path, value, choice)
     path = node.checkpoint_for(choice)
     if path is None:
-        kept = sorted(set(own) | ({e for e in range(1, node.fork_epoch + 1)
-                                   if node.checkpoint_for(e)} if node.rel else set()))
+        kept = sorted(node.saved_epochs())
         raise TreeError(f"training.continue_from_epoch: {node.path} has no checkpoint of epoch "
                         f"{choice} (saved epochs: {', '.join(map(str, kept)) or 'none'})")
     try:
         return choice, load_checkpoint(path)
     except CorruptCheckpoint as exc:
         raise TreeError(f"training.continue_from_epoch: {exc}") from None
+
+
+def best_saved_epoch(node: Node, metric: str) -> tuple[int | None, str, float | None]:
+    """(epoch, column, value) of the best epoch by `metric` among the epochs the node can load
+    (its own and inherited checkpoints, last.pt, best.pt, weights snapshots); the epoch is None
+    when none has a value. ValueError for a metric without a direction."""
+    saved = node.saved_epochs()
+    rows = [r for r in node.summary() if r["epoch"] in saved]
+    column = resolve(metric, list(rows[0]) if rows else [])
+    monitor = Monitor(column, infer_mode(column))
+    monitor.replay(rows)
+    return monitor.best_epoch, column, monitor.best
 
 
 def _rows_until(node: Node, epoch: int, state: dict) -> list[dict]:
@@ -270,12 +287,18 @@ def plan_run(cfg: RunConfig) -> Plan:
                                 f"epoch {epoch} to fork from")
             if "resume" in state:  # 'last' found a mid-epoch checkpoint: fork at the epoch before
                 state = load_checkpoint(fork_ckpt)
+            if fork_ckpt.name in (LAST, BEST):  # the fork point becomes an epoch checkpoint
+                plan.materialise = (fork_ckpt, node.folder.checkpoint(epoch))
             try:
                 fork_sha = fork_ckpt.with_name(fork_ckpt.name + ".sha256").read_text().split()[0]
             except (OSError, IndexError):
                 raise TreeError(f"training.continue_from_epoch: the checksum of {fork_ckpt} is "
                                 f"gone or empty") from None
     plan.start_epoch, plan.state = epoch, state
+    if is_weights_only(state):
+        plan.load_optimizer = plan.load_scheduler = False
+        log.warning("epoch %d of %s has only its weights (weights_N.pt): training starts a fresh "
+                    "optimizer, and the scheduler is replayed to epoch %d", epoch, node.path, epoch)
     if t.num_epochs <= epoch:
         raise TreeError(f"training.num_epochs: {t.num_epochs} epochs are already done "
                         f"(continuing from epoch {epoch}); raise num_epochs")
@@ -290,17 +313,19 @@ def plan_run(cfg: RunConfig) -> Plan:
             raise TreeError(f"training.new_branch_name: {target} already exists; choose another name")
         plan.node = Node(root, f"{node.rel}/{name}" if node.rel else name)
         plan.rows = [{**r, "inherited": 1} for r in _rows_until(node, epoch, state)]
-        plan.load_optimizer = not t.skip_optimizer_load
+        plan.load_optimizer = plan.load_optimizer and not t.skip_optimizer_load
         changed_schedule = any(k.startswith(("model.internal_params.lr",
                                              "model.internal_params.scheduler",
                                              "model.internal_params.optimizer",
                                              "data.batch_size", "training.num_epochs"))
                                for k in diff)
-        plan.load_scheduler = not t.skip_scheduler_load and not changed_schedule
+        plan.load_scheduler = plan.load_scheduler and not t.skip_scheduler_load and \
+            not changed_schedule
         plan.reset_early_stopping = t.early_stopping_reset_on_branch
         plan.lineage = {
             "parent": node.rel, "fork_epoch": epoch,
-            "fork_checkpoint": str(fork_ckpt.relative_to(root)),
+            "fork_checkpoint": str((plan.materialise[1] if plan.materialise
+                                    else fork_ckpt).relative_to(root)),
             "fork_checkpoint_sha256": fork_sha,
             "config_diff": diff, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "command": " ".join(sys.argv), "skip_optimizer_load": t.skip_optimizer_load,
@@ -322,8 +347,9 @@ def plan_run(cfg: RunConfig) -> Plan:
         raise TreeError(f"{changed[0]}: differs from {node.folder.config} ({shown}); an in-place "
                         f"continue may change only {', '.join(IN_PLACE_CHANGES[:6])}, ... "
                         f"(docs/result_tree.md): put other changes in a branch (new_branch = true)")
-    own = node.own_checkpoints()
-    later = [e for e, path in own.items() if e > epoch and path not in plan.set_aside]
+    files = _own_files(node)
+    later = [e for e, paths in files.items() if e > epoch and
+             any(p not in plan.set_aside for p in paths)]
     if later and not t.overwrite_data:
         raise TreeError(f"training.continue_from_epoch: epoch {epoch} is not the last epoch "
                         f"({max(later)}) of {node.path}; fork it with new_branch = true, or pass "
@@ -338,9 +364,24 @@ def plan_run(cfg: RunConfig) -> Plan:
                         f"{blocking} of {node.path}, after epoch {epoch}; remove those branches "
                         f"first")
     for e in later:
-        plan.remove += [own[e], own[e].with_name(f"epoch_{e}.pt.sha256")]
+        plan.remove[e] = [q for p in files[e] for q in (p, p.with_name(p.name + ".sha256"))]
     plan.rows = _rows_until(node, epoch, state)
     return plan
+
+
+def _own_files(node: Node) -> dict[int, list[Path]]:
+    """Every checkpoint file of the node by epoch: epoch_N.pt, weights_N.pt, last.pt, best.pt."""
+    out: dict[int, list[Path]] = {}
+    checkpoints = node.own_checkpoints()
+    for epoch, path in checkpoints.items():
+        out.setdefault(epoch, []).append(path)
+    for name in (LAST, BEST):
+        epoch = pointer_epoch(node.folder.models / name, checkpoints)
+        if epoch is not None:
+            out.setdefault(epoch, []).append(node.folder.models / name)
+    for epoch, path in node.own_snapshots().items():
+        out.setdefault(epoch, []).append(path)
+    return out
 
 
 def finish_replacement(plan: Plan) -> None:
@@ -354,7 +395,7 @@ def finish_replacement(plan: Plan) -> None:
 def undo_creation(plan: Plan) -> None:
     """Start-up was interrupted (Ctrl+C) or failed after this process made the node's folder and
     before it trained an epoch: remove that folder again, and put back a run it replaced."""
-    if plan.created and plan.node.path.exists() and not plan.node.own_checkpoints():
+    if plan.created and plan.node.path.exists() and not plan.node.own_saved():
         shutil.rmtree(plan.node.path)
         plan.created = False
     restore_replaced(plan)
@@ -371,6 +412,19 @@ def restore_replaced(plan: Plan) -> None:
     log.warning("overwrite_data: the new run stopped before its first checkpoint; the previous "
                 "run is back in %s", plan.node.path)
     plan.replaced = None
+
+
+def _materialise(pointer: Path, target: Path, sha: str) -> None:
+    """The fork point held only by last.pt or best.pt becomes epoch_N.pt (a hard link), which
+    retention keeps for the branch; if the pointer moved on meanwhile, the fork is refused
+    below (its checksum no longer matches)."""
+    try:
+        current = pointer.with_name(pointer.name + ".sha256").read_text().split()[0]
+    except (OSError, IndexError):
+        return
+    if current == sha:
+        link_checkpoint(pointer, target, sha)
+        log.info("the fork point %s is kept as %s", pointer, target.name)
 
 
 def apply_plan(plan: Plan, cfg: RunConfig) -> None:
@@ -390,12 +444,12 @@ def apply_plan(plan: Plan, cfg: RunConfig) -> None:
                     len(Node(aside, node.path.name).summary()), aside)
     if plan.remove:
         with tree_lock(node.root):  # a branch made since planning must keep its fork point
-            removed = {int(p.name.split("_")[1].split(".")[0]) for p in plan.remove}
+            removed = set(plan.remove)
             forked = sorted(removed & node.referenced_epochs())
             if forked:
                 raise TreeError(f"training.overwrite_data: a branch was forked from epoch "
                                 f"{forked[0]} of {node.path} meanwhile; nothing was removed")
-            for path in plan.remove:
+            for path in (p for paths in plan.remove.values() for p in paths):
                 path.unlink(missing_ok=True)
         log.warning("overwrite_data: removed epochs %s of %s (rows and checkpoints)",
                     sorted(removed), node.path)
@@ -418,6 +472,8 @@ def apply_plan(plan: Plan, cfg: RunConfig) -> None:
             with tree_lock(node.root):
                 ckpt = node.root / plan.lineage["fork_checkpoint"]
                 sha = plan.lineage["fork_checkpoint_sha256"]
+                if plan.materialise is not None and not ckpt.exists():
+                    _materialise(*plan.materialise, sha)
                 try:
                     intact = ckpt.is_file() and (sha is None or ckpt.with_name(
                         ckpt.name + ".sha256").read_text().split()[0] == sha)

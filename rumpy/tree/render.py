@@ -6,7 +6,7 @@ from pathlib import Path
 from ..config.load import read_toml
 from ..results.columns import resolve
 from ..training.monitor import Monitor, infer_mode
-from .node import DamagedNode, Node
+from .node import LINEAGE, DamagedNode, Node, read_json
 
 
 def _best(node: Node, rows: list[dict]) -> str:
@@ -38,6 +38,11 @@ def _describe(node: Node) -> str:
     parts = [node.name, f"[{node.state()}]"]
     if node.rel:
         parts.append(f"fork @ {node.fork_epoch}")
+    else:
+        init = (read_json(node.path / LINEAGE) or {}).get("init_weights")
+        if isinstance(init, dict):
+            epoch = f" @ {init['epoch']}" if init.get("epoch") else ""
+            parts.append(f"init {init.get('source')}{epoch}")
     parts.append(f"epochs {own[0]}-{own[-1]}" if own else "no epochs yet")
     best = _best(node, rows)
     if best:
