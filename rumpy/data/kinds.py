@@ -46,6 +46,9 @@ class PairedEvalSet(PairedSet):
     crop: int = opt(0, "centre LR crop in pixels to speed up validation; 0 = full images",
                     minimum=0)
     random_augment: bool = opt(False, "must stay false: validation is deterministic")
+    val_example_indices: list[int] = opt([], "images (0-based, in name order) whose outputs are "
+                                             "kept at every validation, as one strip per image "
+                                             "over the epochs (result_outputs/examples/)")
 
 
 kind("paired", "sisr", PairedTrainSet, PairedEvalSet,

@@ -78,6 +78,11 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> Check
                                           f"expected HR = LR x {scale} ({lw * scale}x{lh * scale})")
         lr_sizes.append((lh, lw))
         hr_sizes.append((lh * scale, lw * scale))
+    for i in getattr(ds, "val_example_indices", []):
+        if not 0 <= i < len(chosen):
+            raise ConfigError(src, f"{where}.val_example_indices",
+                              f"expected indices 0..{len(chosen) - 1} (the set has {len(chosen)} "
+                              f"images), got {i}")
     crop = getattr(ds, "crop", 0)
     smallest = min(min(s) for s in lr_sizes)
     if crop and crop > smallest and role == "train":

@@ -26,6 +26,8 @@ class EvalResult:
     means: dict[str, dict[str, float]]             # set -> {'loss': .., 'PSNR': .., ...}
     per_sample: list[dict] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)   # set -> material for visuals
+    examples: dict[str, list] = field(default_factory=dict)  # set -> the val_example_indices'
+                                                             # outputs (sisr: Samples)
 
 
 class Task:

@@ -52,7 +52,10 @@ class SISRTask(Task):
                                      pin_memory=device.type == "cuda")
         self.evaluator = Evaluator(metrics, cfg.scale, t.metric_channel, t.metric_crop_border,
                                    self.loaders.evals, {s.name: s.keys for s in self._eval_sets},
-                                   device, t.num_samples if t.save_samples else 0)
+                                   device, t.num_samples if t.save_samples else 0,
+                                   {s.name: set(s.config.val_example_indices)
+                                    for s in self._eval_sets
+                                    if getattr(s.config, "val_example_indices", None)})
         return self.loaders
 
     def model_kwargs(self) -> dict:

@@ -23,7 +23,7 @@ class Sample:
 class Evaluator:
     def __init__(self, metrics: list[Metric], scale: int, channel: str, crop_border: bool,
                  loaders: dict[str, DataLoader], keys: dict[str, list[str]], device: torch.device,
-                 num_samples: int):
+                 num_samples: int, examples: dict[str, set[int]] | None = None):
         self.metrics = metrics
         self.channel = channel
         self.border = scale if crop_border else 0
@@ -32,6 +32,7 @@ class Evaluator:
         self.device = device
         self.scale = scale
         self.num_samples = num_samples
+        self.examples = examples or {}
 
     def _score(self, sr_q: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
         scores = {}
@@ -53,6 +54,8 @@ class Evaluator:
             totals: dict[str, float] = {}
             count = 0
             samples: list[Sample] = []
+            examples: list[Sample] = []
+            wanted = self.examples.get(set_name, set()) if loss_fn is not None else set()
             for batch in loader:
                 lr, hr, index = batch["lr"], batch["hr"], batch["index"]
                 hr_dev = hr.to(self.device)
@@ -69,13 +72,19 @@ class Evaluator:
                     result.per_sample.append(row)
                     for k, v in scores.items():
                         totals[k] = totals.get(k, 0.0) + float(v[j])
-                    if len(samples) < num_samples:
+                    if len(samples) < num_samples or i in wanted:
                         up = quantize(bicubic(to_float(lr[j:j + 1].to(self.device)), hr.shape[-2:]))
-                        samples.append(Sample(self.keys[set_name][i], up[0].byte().cpu(),
-                                              sr_q[j].byte().cpu(), hr[j]))
+                        sample = Sample(self.keys[set_name][i], up[0].byte().cpu(),
+                                        sr_q[j].byte().cpu(), hr[j])
+                        if len(samples) < num_samples:
+                            samples.append(sample)
+                        if i in wanted:
+                            examples.append(sample)
                 count += len(index)
             result.means[set_name] = {k: v / count for k, v in totals.items()}
             result.outputs[set_name] = samples
+            if examples:
+                result.examples[set_name] = examples
         return result
 
     def bicubic_baseline(self) -> EvalResult:

@@ -7,6 +7,7 @@ import logging
 
 from ..results.columns import eval_columns
 from ..results.plots import plot_summary
+from ..results.examples import save_example
 from ..results.samples import save_images
 from ..results.summary import write_table
 from ..tree.node import INTERRUPTED
@@ -139,6 +140,17 @@ class Visuals(_Optional):
             save_images(run.folder.samples(epoch), set_name, images)
 
 
+class Examples(_Optional):
+    """The val_example_indices images of each validation, one strip per image over the epochs."""
+
+    def write(self, run, epoch, row, result) -> None:
+        if result is None:
+            return
+        for set_name, samples in result.examples.items():
+            for sample in samples:
+                save_example(run.folder.outputs / "examples" / set_name, epoch, sample)
+
+
 class Plots(_Optional):
     def write(self, run, epoch, row, result) -> None:
         if run.cfg.training.logging == "visual":
@@ -186,4 +198,4 @@ def default_callbacks() -> list[Callback]:
     """In order: the checkpoint first (it carries the row, so a kill after it loses nothing),
     then the summary, retention, outputs, trackers, the log line, status, early stopping."""
     return [Trackers(), Baseline(), Checkpoint(), Summary(), Retention(), PerSample(), Visuals(),
-            Plots(), EpochLog(), Status(), EarlyStopping()]
+            Examples(), Plots(), EpochLog(), Status(), EarlyStopping()]

@@ -308,7 +308,7 @@ def _recover_lineage(node: "Node") -> dict:
 _MODEL_FILE = re.compile(r"(epoch_\d+|weights_\d+|interrupted|last|best)\.pt(\.sha256)?"
                          r"(\.corrupt)?")
 _OUTPUT_FILE = re.compile(r"summary\.csv|\w+_baseline\.csv|per_(image|sample)_epoch_\d+\.csv|"
-                          r"[\w.-]+\.png|epoch_\d+_samples")
+                          r"[\w.-]+\.png|epoch_\d+_samples|examples")
 
 
 def foreign_content(folder: Path) -> str | None:
