@@ -23,6 +23,12 @@ def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Nam
         prog=prog, description="Train a model (super-resolution, regression, ...) from a TOML "
         "config. Flags override the TOML only when given.")
     parser.add_argument("--parameters", required=True, metavar="TOML", help="the run's config file")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="override any key, e.g. training.seed=195 "
+                             "model.internal_params.lr=2e-4 (values in TOML syntax)")
+    parser.add_argument("--cfg-default", action="append", default=[], metavar="TOML",
+                        dest="cfg_default", help="a config the --parameters file is merged onto "
+                                                 "(repeatable; later wins)")
     parser.add_argument("--gpu", choices=("off", "single", "multiple"))
     parser.add_argument("--sp_gpu", type=int, metavar="N", help="CUDA device for --gpu single")
     parser.add_argument("--num_epochs", type=int, metavar="N")
@@ -89,7 +95,8 @@ def _main(args: argparse.Namespace) -> int:
     early.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "command: %s",
                                 (shlex.join(sys.argv),), None))
     try:
-        cfg = load_config(args.parameters, overrides)
+        cfg = load_config(args.parameters, overrides, tuple(args.cfg_default),
+                          tuple(args.overrides))
         run = prepare(cfg)
         start(run)  # the first writes; a racing second process is refused here
     except (ConfigError, RunExistsError, NodeLockedError, TreeError) as exc:

@@ -17,7 +17,9 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 from ..registry import did_you_mean
+from .compose import Composed, compose
 from .errors import ConfigError
+from .placeholders import expand_placeholders
 from .schema import InternalParams, RunConfig
 
 # CLI flag -> dotted key path; a flag overrides the TOML only when it is given.
@@ -77,13 +79,15 @@ def _type_name(value: Any) -> str:
 
 
 class _Builder:
-    def __init__(self, source: str, task: str, default_kind: str):
+    def __init__(self, source: str, task: str, default_kind: str, composed: Composed):
         self.source = source
         self.task = task
         self.default_kind = default_kind
+        self.composed = composed
 
     def fail(self, key_path: str, message: str) -> typing.NoReturn:
-        raise ConfigError(self.source, key_path, message)
+        """An error names the file (or override) that set the key."""
+        raise ConfigError(self.composed.origin(key_path, self.source), key_path, message)
 
     def value(self, hint: Any, value: Any, key_path: str, meta: dict) -> Any:
         hint = _plain(hint)
@@ -194,13 +198,6 @@ class _Builder:
         return obj
 
 
-def _set_dotted(table: dict, dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    for part in parents:
-        table = table.setdefault(part, {})
-    table[last] = value
-
-
 def read_toml(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
@@ -219,53 +216,62 @@ def _resolve(path: str, base: Path) -> str:
     return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
 
 
-def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read, override (CLI flags), type-check and resolve paths. Semantic checks that need the
-    registries (model parameters, data folders) happen when the run is built."""
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None,
+                cfg_defaults: tuple = (), key_overrides: tuple = ()) -> RunConfig:
+    """Compose (the file's defaults chain under it, --cfg-default files under that, then
+    `section.key=value` overrides and CLI flags on top), type-check and resolve paths. Semantic
+    checks that need the registries (model parameters, data folders) happen when the run is
+    built."""
     from ..tasks import TASKS  # the task's dataset kinds and defaults
 
     path = Path(path)
-    raw = read_toml(path)
+    flags = {CLI_OVERRIDES[flag]: (f"--{flag}", value) for flag, value in (overrides or {}).items()
+             if value is not None}
+    composed = compose(path, tuple(cfg_defaults), tuple(key_overrides), flags)
+    raw = composed.table
     source = str(path)
     toml_dir = path.resolve().parent
-    save_loc_from_toml = "experiment_save_loc" in raw
-    for flag, value in (overrides or {}).items():
-        if value is not None:
-            _set_dotted(raw, CLI_OVERRIDES[flag], value)
-            if flag == "save_loc":
-                save_loc_from_toml = False
     task = raw.get("task", RunConfig.task)
     if not isinstance(task, str):
-        raise ConfigError(source, "task", f"expected a string, got {_type_name(task)}")
+        raise ConfigError(composed.origin("task", source), "task",
+                          f"expected a string, got {_type_name(task)}")
     if task not in TASKS:
-        raise ConfigError(source, "task", f"unknown task {task!r}{did_you_mean(task, TASKS.names())} "
-                                          f"(registered: {', '.join(TASKS.names())})")
+        raise ConfigError(composed.origin("task", source), "task",
+                          f"unknown task {task!r}{did_you_mean(task, TASKS.names())} "
+                          f"(registered: {', '.join(TASKS.names())})")
     task = raw["task"] = task.lower()
-    cfg: RunConfig = _Builder(source, task, TASKS.get(task).dataset_kinds[0]).build(RunConfig, raw, "")
+    builder = _Builder(source, task, TASKS.get(task).dataset_kinds[0], composed)
+    cfg: RunConfig = builder.build(RunConfig, raw, "")
     cfg.source = source
+    cfg.chain = [c for c in composed.chain if not c.startswith("--")]
+    expand_placeholders(cfg, composed.origin("experiment", source))
 
     name = cfg.experiment
     if not name:
         raise ConfigError(source, "experiment", "missing: give the run a name "
                                                 "(or pass --experiment_name)")
-    if name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
-        raise ConfigError(source, "experiment", f"expected a plain folder name, got {name!r}")
+    # "edsr/seed42" (a name/version layout) is a folder inside a folder, never outside
+    parts = name.split("/")
+    if any(p in ("", ".", "..") or p.startswith(".") or "\\" in p or "\0" in p for p in parts):
+        raise ConfigError(source, "experiment", f"expected a plain folder name (or names joined "
+                                                f"by '/'), got {name!r}")
     if len(name.encode()) > 200:
         raise ConfigError(source, "experiment", f"expected a name of at most 200 bytes (file "
                                                 f"systems allow 255), got {len(name.encode())}")
     if not cfg.model.name:
         raise ConfigError(source, "model.name", "missing: name a registered model")
 
-    # Relative paths written in the TOML resolve against the TOML's folder; defaults and CLI
-    # values resolve against the working directory.
+    # A relative path resolves against the folder of the file that set it; CLI values against
+    # the working directory, and so does the default save location.
     cfg.experiment_save_loc = _resolve(
-        cfg.experiment_save_loc, toml_dir if save_loc_from_toml else Path.cwd())
-    cfg.data.cache_dir = _resolve(cfg.data.cache_dir, toml_dir)
+        cfg.experiment_save_loc, composed.base("experiment_save_loc", Path.cwd()))
+    for key, obj in (("data.cache_dir", cfg.data), ("training.aim_home", cfg.training),
+                     ("training.init_weights_path", cfg.training)):
+        name = key.split(".")[1]
+        if getattr(obj, name):
+            setattr(obj, name, _resolve(getattr(obj, name), composed.base(key, toml_dir)))
     # One Aim repository for every experiment saved in the same place, unless told otherwise.
-    cfg.training.aim_home = (_resolve(cfg.training.aim_home, toml_dir) if cfg.training.aim_home
-                             else cfg.experiment_save_loc)
-    if cfg.training.init_weights_path:
-        cfg.training.init_weights_path = _resolve(cfg.training.init_weights_path, toml_dir)
+    cfg.training.aim_home = cfg.training.aim_home or cfg.experiment_save_loc
     for section in ("training_sets", "eval_sets"):
         for set_name, ds in getattr(cfg.data, section).items():
             ds.name = ds.name or set_name
@@ -274,7 +280,8 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
                                   "only a training set holds samples out (as its own eval set)")
             for f in dataclasses.fields(ds):
                 if f.metadata.get("path") and getattr(ds, f.name):
-                    setattr(ds, f.name, _resolve(getattr(ds, f.name), toml_dir))
+                    base = composed.base(f"data.{section}.{set_name}.{f.name}", toml_dir)
+                    setattr(ds, f.name, _resolve(getattr(ds, f.name), base))
             if section == "eval_sets" and getattr(ds, "random_augment", False):
                 raise ConfigError(source, f"data.eval_sets.{set_name}.random_augment",
                                   "expected false: validation images are never augmented")
@@ -309,6 +316,16 @@ def to_toml_dict(cfg: RunConfig) -> dict:
     # Plain keys before sub-tables, so the file reads top-down like the example configs.
     return {k: table[k] for k in ("experiment", "experiment_save_loc", "task", "training", "model",
                                   "data")}
+
+
+def config_text(cfg: RunConfig) -> str:
+    """A run's config.toml: the resolved config, headed by the files and overrides it was
+    composed from (a comment: what the run is, not how it was written, defines it)."""
+    import tomli_w
+
+    chain = [" ".join(c.split()) for c in cfg.chain]
+    head = "# composed from (later wins): " + " < ".join(chain) + "\n" if len(chain) > 1 else ""
+    return head + tomli_w.dumps(to_toml_dict(cfg))
 
 
 def stored_config(path: Path) -> dict:

@@ -190,8 +190,9 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    # The TOML this config came from (not itself a key).
+    # The TOML this config came from, and every file and override composed into it (not keys).
     source: str = field(default="", metadata={"internal": True})
+    chain: list = field(default_factory=list, metadata={"internal": True})
 
     @property
     def scale(self) -> int | None:

@@ -8,16 +8,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomli_w
-
 from ..config import RunConfig
-from ..config.load import to_toml_dict
+from ..config.load import config_text
 from ..utils.atomic import atomic_write_text, dir_mode
 
 
 class RunExistsError(FileExistsError):
     pass
-
 
 @dataclass(frozen=True)
 class RunFolder:
@@ -67,7 +64,7 @@ class RunFolder:
             os.chmod(tmp, dir_mode())
             (tmp / self.outputs.name).mkdir()
             (tmp / self.models.name).mkdir()
-            atomic_write_text(tmp / self.config.name, tomli_w.dumps(to_toml_dict(cfg)))
+            atomic_write_text(tmp / self.config.name, config_text(cfg))
             try:
                 tmp.rename(self.root)
             except OSError:

@@ -13,10 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomli_w
 
 from ..config import ConfigError, RunConfig
-from ..config.load import stored_config, to_toml_dict
+from ..config.load import config_text, stored_config, to_toml_dict
 from ..config.schema import InternalParams
 from ..results.run_folder import RunFolder
 from ..training.checkpoint import (CorruptCheckpoint, is_weights_only, link_checkpoint,
@@ -496,4 +495,4 @@ def apply_plan(plan: Plan, cfg: RunConfig) -> None:
         log.info("new branch %s forked at epoch %d of %s", node.rel, plan.start_epoch,
                  node.parent.path)
     else:
-        atomic_write_text(node.folder.config, tomli_w.dumps(to_toml_dict(cfg)))
+        atomic_write_text(node.folder.config, config_text(cfg))
