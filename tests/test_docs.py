@@ -62,6 +62,10 @@ def test_example_configs_load(path):
         from rumpy.inference.eval_data import _read_data_toml
         assert _read_data_toml(path, "sisr")["eval_sets"]
         return
+    if "sweep" in read_toml(path):  # a sweep: every cell's config is checked
+        from rumpy.sweep.spec import read_sweep
+        assert read_sweep(path).cells
+        return
     cfg = load_config(path)
     check_semantics(cfg)  # model, optimizer, scheduler, loss and metric settings are valid
     assert cfg.model.name in MODELS

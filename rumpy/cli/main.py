@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     plot.set_defaults(func=_plot)
     from ..inference.cli import add_parsers as add_inference_parsers  # eval, export-model
     add_inference_parsers(sub)
+    from .sweep import add_parsers as add_sweep_parsers  # sweep, table
+    add_sweep_parsers(sub)
     args = parser.parse_args(argv)
     setup_console()
     return args.func(args)

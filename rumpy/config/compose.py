@@ -125,17 +125,19 @@ def nest(key: str, value: Any) -> dict:
 
 
 def compose(path: Path, cfg_defaults: tuple = (), overrides: tuple = (),
-            flags: dict | None = None) -> Composed:
+            flags: dict | None = None, values: dict | None = None) -> Composed:
     """The merged table of --cfg-default files < the file's defaults chain < the file < CLI
-    flags ({key: (flag, value)}) < `key=value` overrides (flags and overrides resolve paths
-    against the working directory)."""
+    flags < `key=value` overrides < `values` (a sweep cell's). Flags and values are
+    {key: (label, value)}; they and the overrides resolve paths against the working directory."""
     composed = Composed()
     for default in cfg_defaults:
         _layer(Path(default), composed, ())
     _layer(Path(path), composed, ())
-    for key, (flag, value) in (flags or {}).items():
-        composed.merge(nest(key, value), flag, Path.cwd())
+    for key, (label, value) in (flags or {}).items():
+        composed.merge(nest(key, value), label, Path.cwd())
     for text in overrides:
         key, value = parse_override(text)
         composed.merge(nest(key, value), f"override {text}", Path.cwd())
+    for key, (label, value) in (values or {}).items():
+        composed.merge(nest(key, value), label, Path.cwd())
     return composed

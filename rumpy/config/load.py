@@ -217,18 +217,23 @@ def _resolve(path: str, base: Path) -> str:
 
 
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None,
-                cfg_defaults: tuple = (), key_overrides: tuple = ()) -> RunConfig:
+                cfg_defaults: tuple = (), key_overrides: tuple = (),
+                values: dict[str, tuple[str, Any]] | None = None,
+                ignore: tuple[str, ...] = ()) -> RunConfig:
     """Compose (the file's defaults chain under it, --cfg-default files under that, then
     `section.key=value` overrides and CLI flags on top), type-check and resolve paths. Semantic
     checks that need the registries (model parameters, data folders) happen when the run is
-    built."""
+    built. `values` ({key: (label, value)}) set keys last (a sweep cell's); top-level tables
+    named in `ignore` are not part of the run's config (a sweep file's [sweep])."""
     from ..tasks import TASKS  # the task's dataset kinds and defaults
 
     path = Path(path)
     flags = {CLI_OVERRIDES[flag]: (f"--{flag}", value) for flag, value in (overrides or {}).items()
              if value is not None}
-    composed = compose(path, tuple(cfg_defaults), tuple(key_overrides), flags)
+    composed = compose(path, tuple(cfg_defaults), tuple(key_overrides), flags, values)
     raw = composed.table
+    for name in ignore:
+        raw.pop(name, None)
     source = str(path)
     toml_dir = path.resolve().parent
     task = raw.get("task", RunConfig.task)

@@ -1,0 +1,137 @@
+"""A sweep: a normal config plus a [sweep] table,
+
+    [sweep]
+    grid = { "model.internal_params.lr" = [1e-3, 5e-4], "model.internal_params.num_blocks" = [4, 8] }
+    seeds = [42, 195, 335]          # or repetitions = 3 (training.seed, +1, +2)
+    name = "lr_blocks"              # optional: the sweep folder's name (default: experiment)
+
+Each cell (a grid combination x a seed) is an ordinary run folder <save_loc>/<name>/<cell>/,
+named by its values, e.g. `lr=0.001,num_blocks=4,seed=42`. Every cell's config is built and
+checked (the config loader and the registries) before anything runs."""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, RunConfig, load_config
+from ..config.compose import compose
+from ..registry import did_you_mean
+
+SWEEP_KEYS = ("grid", "seeds", "repetitions", "name")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+-]")
+
+
+@dataclass
+class Cell:
+    name: str
+    values: dict[str, Any]     # grid key -> value
+    seed: int
+
+    def setting(self) -> tuple:
+        """What the cell's seeds share: its grid values."""
+        return tuple(sorted((k, repr(v)) for k, v in self.values.items()))
+
+
+@dataclass
+class Sweep:
+    source: Path
+    folder: Path
+    name: str
+    grid: dict[str, list]
+    seeds: list[int]
+    cells: list[Cell] = field(default_factory=list)
+    cfg_defaults: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+
+    def config(self, cell: Cell) -> RunConfig:
+        """The cell's run config: the sweep file with its values, in its own run folder."""
+        label = f"sweep cell {cell.name}"
+        values = {key: (label, value) for key, value in cell.values.items()}
+        values["training.seed"] = (label, cell.seed)
+        values["experiment"] = (label, cell.name)
+        values["experiment_save_loc"] = (label, str(self.folder))
+        return load_config(self.source, None, tuple(self.cfg_defaults), tuple(self.overrides),
+                           values, ignore=("sweep",))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "+".join(_text(v) for v in value)
+    return str(value)
+
+
+def cell_name(values: dict[str, Any], seed: int) -> str:
+    """`lr=0.001,num_blocks=4,seed=42`: the last part of each key, unless two keys share it."""
+    last = [k.rsplit(".", 1)[-1] for k in values]
+    short = {k: (s if last.count(s) == 1 else k) for k, s in zip(values, last)}
+    parts = [f"{short[k]}={_text(v)}" for k, v in values.items()] + [f"seed={seed}"]
+    return _UNSAFE.sub("-", ",".join(parts))
+
+
+def read_sweep(path: Path, cfg_defaults: tuple = (), overrides: tuple = ()) -> Sweep:
+    source = str(path)
+    table = compose(path, cfg_defaults, overrides).table.get("sweep")
+    if not isinstance(table, dict):
+        raise ConfigError(source, "sweep", "missing: a sweep file has a [sweep] table with a grid "
+                                           "and/or seeds")
+    for key in table:
+        if key not in SWEEP_KEYS:
+            raise ConfigError(source, f"sweep.{key}", f"unknown key{did_you_mean(key, SWEEP_KEYS)}"
+                                                      f" (allowed: {', '.join(SWEEP_KEYS)})")
+    grid = table.get("grid", {})
+    if not isinstance(grid, dict):
+        raise ConfigError(source, "sweep.grid", "expected a table of key = [values]")
+    for key, options in grid.items():
+        if not isinstance(options, list) or not options:
+            raise ConfigError(source, f"sweep.grid.{key}", "expected a non-empty list of values")
+        if len({repr(o) for o in options}) != len(options):
+            raise ConfigError(source, f"sweep.grid.{key}", "expected each value once")
+        if key.split(".")[-1] in ("seed", "experiment", "experiment_save_loc"):
+            raise ConfigError(source, f"sweep.grid.{key}", "set by the sweep itself (seeds, "
+                                                           "the cell's folder)")
+    base = load_config(path, None, cfg_defaults, overrides, ignore=("sweep",))
+    if "seeds" in table and "repetitions" in table:
+        raise ConfigError(source, "sweep.seeds", "give seeds or repetitions, not both")
+    if "seeds" in table:
+        seeds = table["seeds"]
+        if not isinstance(seeds, list) or not seeds or not all(
+                isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= 2**32 - 1
+                for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ConfigError(source, "sweep.seeds", f"expected a list of distinct integers "
+                                                     f"0..2**32-1, got {seeds!r}")
+    else:
+        reps = table.get("repetitions", 1)
+        if not isinstance(reps, int) or isinstance(reps, bool) or not 1 <= reps <= 1000:
+            raise ConfigError(source, "sweep.repetitions", f"expected an integer 1..1000, got "
+                                                           f"{reps!r}")
+        seeds = [base.training.seed + i for i in range(reps)]
+    name = table.get("name", base.experiment)
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ConfigError(source, "sweep.name", f"expected a plain folder name, got {name!r}")
+    sweep = Sweep(Path(path).resolve(), Path(base.experiment_save_loc) / name, name, grid, seeds,
+                  cfg_defaults=[str(Path(d).resolve()) for d in cfg_defaults],
+                  overrides=list(overrides))
+    keys = list(grid)
+    for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+        values = dict(zip(keys, combo))
+        for seed in seeds:
+            sweep.cells.append(Cell(cell_name(values, seed), values, seed))
+    names = [c.name for c in sweep.cells]
+    if len(set(names)) != len(names):
+        raise ConfigError(source, "sweep.grid", "two cells would share a folder name; make the "
+                                                "values differ in their text")
+    for cell in sweep.cells:  # every cell's config is valid before anything runs
+        cfg = sweep.config(cell)
+        if cfg.training.continue_from_epoch is not None or cfg.training.overwrite_data:
+            raise ConfigError(source, "training", "a sweep continues and resumes its cells "
+                                                  "itself: remove continue_from_epoch and "
+                                                  "overwrite_data")
+        from ..training.setup import check_semantics
+
+        check_semantics(cfg)
+    return sweep
