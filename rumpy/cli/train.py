@@ -35,6 +35,12 @@ def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Nam
     parser.add_argument("--experiment_name", metavar="NAME", help="run folder name")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--save_loc", metavar="DIR", help="folder holding run folders")
+    dev = parser.add_argument_group("development modes")
+    dev.add_argument("--dev", action="store_true", help="5 epochs of 10 training and 10 "
+                     "validation batches, anomaly detection, gradient norms; the run folder goes "
+                     "to a temporary folder unless --save_loc is given")
+    dev.add_argument("--overfit", action="store_true", help="train and validate on one fixed "
+                     "batch: the loss should fall by orders of magnitude")
     tree = parser.add_argument_group("result tree (each also a [training] key)")
     tree.add_argument("--continue_from_epoch", type=_epoch, metavar="N|last|best",
                       help="continue (or fork) from this epoch of the node at --branch_root")
@@ -48,6 +54,25 @@ def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Nam
     tree.add_argument("--skip_scheduler_load", action="store_true", default=None)
     tree.add_argument("--early_stopping_patience", type=int, metavar="N")
     return parser.parse_args(argv)
+
+
+def _presets(args: argparse.Namespace) -> dict:
+    """The keys --dev and --overfit set (beneath explicit flags and overrides)."""
+    out = {}
+    if args.dev:
+        out.update({k: ("--dev", v) for k, v in (
+            ("training.num_epochs", 5), ("training.limit_train_batches", 10),
+            ("training.limit_eval_batches", 10), ("training.detect_anomaly", True),
+            ("training.log_grad", True))})
+        if args.save_loc is None:
+            import tempfile
+            where = tempfile.mkdtemp(prefix="rumpy-dev-")
+            out["experiment_save_loc"] = ("--dev", where)
+            log.info("--dev: the run folder goes to %s (give --save_loc to keep it elsewhere)",
+                     where)
+    if args.overfit:
+        out["training.overfit"] = ("--overfit", True)
+    return out
 
 
 def _epoch(text: str):
@@ -96,7 +121,7 @@ def _main(args: argparse.Namespace) -> int:
                                 (shlex.join(sys.argv),), None))
     try:
         cfg = load_config(args.parameters, overrides, tuple(args.cfg_default),
-                          tuple(args.overrides))
+                          tuple(args.overrides), presets=_presets(args))
         run = prepare(cfg)
         start(run)  # the first writes; a racing second process is refused here
     except (ConfigError, RunExistsError, NodeLockedError, TreeError) as exc:

@@ -125,15 +125,17 @@ def nest(key: str, value: Any) -> dict:
 
 
 def compose(path: Path, cfg_defaults: tuple = (), overrides: tuple = (),
-            flags: dict | None = None, values: dict | None = None) -> Composed:
-    """The merged table of --cfg-default files < the file's defaults chain < the file < CLI
-    flags < `key=value` overrides < `values` (a sweep cell's). Flags and values are
-    {key: (label, value)}; they and the overrides resolve paths against the working directory."""
+            flags: dict | None = None, values: dict | None = None,
+            presets: dict | None = None) -> Composed:
+    """The merged table of --cfg-default files < the file's defaults chain < the file <
+    `presets` (--dev, --overfit) < CLI flags < `key=value` overrides < `values` (a sweep cell's).
+    Presets, flags and values are {key: (label, value)}; they and the overrides resolve paths
+    against the working directory."""
     composed = Composed()
     for default in cfg_defaults:
         _layer(Path(default), composed, ())
     _layer(Path(path), composed, ())
-    for key, (label, value) in (flags or {}).items():
+    for key, (label, value) in {**(presets or {}), **(flags or {})}.items():
         composed.merge(nest(key, value), label, Path.cwd())
     for text in overrides:
         key, value = parse_override(text)

@@ -219,7 +219,8 @@ def _resolve(path: str, base: Path) -> str:
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None,
                 cfg_defaults: tuple = (), key_overrides: tuple = (),
                 values: dict[str, tuple[str, Any]] | None = None,
-                ignore: tuple[str, ...] = ()) -> RunConfig:
+                ignore: tuple[str, ...] = (),
+                presets: dict[str, tuple[str, Any]] | None = None) -> RunConfig:
     """Compose (the file's defaults chain under it, --cfg-default files under that, then
     `section.key=value` overrides and CLI flags on top), type-check and resolve paths. Semantic
     checks that need the registries (model parameters, data folders) happen when the run is
@@ -230,7 +231,7 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     path = Path(path)
     flags = {CLI_OVERRIDES[flag]: (f"--{flag}", value) for flag, value in (overrides or {}).items()
              if value is not None}
-    composed = compose(path, tuple(cfg_defaults), tuple(key_overrides), flags, values)
+    composed = compose(path, tuple(cfg_defaults), tuple(key_overrides), flags, values, presets)
     raw = composed.table
     for name in ignore:
         raw.pop(name, None)

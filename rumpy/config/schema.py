@@ -59,6 +59,16 @@ class TrainingConfig:
                                                 "PSNR/SSIM", tasks={"sisr": True})
     stop_on_divergence: bool = opt(True, "a non-finite training loss stops the run (state "
                                          "'diverged'; the last good checkpoint is kept)")
+    log_grad: bool = opt(False, "the gradient norm's mean and max over each epoch's steps as "
+                                "summary columns (grad-norm-mean, grad-norm-max)")
+    # Development modes (--dev, --overfit set them).
+    limit_train_batches: int = opt(0, "train at most N batches per epoch; 0 = all", minimum=0)
+    limit_eval_batches: int = opt(0, "validate on the first N batches of each eval set; 0 = all",
+                                  minimum=0)
+    detect_anomaly: bool = opt(False, "torch.autograd anomaly detection (slow: finds the op "
+                                      "that made a NaN)")
+    overfit: bool = opt(False, "train and validate on one fixed training batch (a loss and "
+                               "metrics that cannot approach perfect there point to a bug)")
     amp: bool = opt(False, "mixed precision (float16 autocast + GradScaler); CUDA only")
     deterministic: bool = opt(False, "deterministic cuDNN/CUDA kernels (CPU is always deterministic)")
 

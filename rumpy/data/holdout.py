@@ -1,5 +1,6 @@
 """`test_indices` on a training set: those samples leave training and are validated as their own
-eval set, `<name>_test`, for every task and dataset kind. A checked set declares its per-sample
+eval set, `<name>_test`, for every task and dataset kind; `limit_eval_batches` (dev mode) keeps
+the first samples of each eval set. A checked set declares its per-sample
 fields (PER_SAMPLE); the held-out part gets the kind's eval config (no crop, no augmentation)."""
 from __future__ import annotations
 
@@ -59,4 +60,7 @@ def hold_out(cfg: RunConfig, train: list, evals: list, labels: list[str]) -> tup
         evals = [*evals, test]
         kept = sorted(set(range(n)) - set(indices))
         out_train.append(_take(checked, kept))
+    limit = cfg.training.limit_eval_batches * cfg.data.eval_batch_size
+    if limit:  # development mode: the first batches of each eval set
+        evals = [_take(e, list(range(min(limit, len(e))))) for e in evals]
     return out_train, evals

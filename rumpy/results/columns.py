@@ -25,12 +25,15 @@ def set_prefix(index: int, name: str) -> str:
     return "val-" if index == 0 else f"val-{name}-"
 
 
-def summary_columns(keys: list[str], eval_sets: list[str]) -> list[str]:
-    """epoch, train-loss, learning-rate, then the task's keys for each eval set, then the timing
-    and inherited columns (results/summary.py)."""
+GRAD_COLUMNS = ["grad-norm-mean", "grad-norm-max"]
+
+
+def summary_columns(keys: list[str], eval_sets: list[str], log_grad: bool = False) -> list[str]:
+    """epoch, train-loss, learning-rate (and the gradient norms), then the task's keys for each
+    eval set, then the timing and inherited columns (results/summary.py)."""
     from .summary import INHERITED, TIMING_COLUMNS
 
-    cols = ["epoch", "train-loss", "learning-rate"]
+    cols = ["epoch", "train-loss", "learning-rate"] + (GRAD_COLUMNS if log_grad else [])
     for i, name in enumerate(eval_sets):
         cols += [f"{set_prefix(i, name)}{k}" for k in keys]
     return cols + list(TIMING_COLUMNS) + [INHERITED]

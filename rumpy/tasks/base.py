@@ -137,6 +137,11 @@ class Task:
         """Images to save and track per eval set: (name, image)."""
         return {}
 
+    def overfit(self, batch: dict) -> None:
+        """Overfit mode: validate on this training batch instead of the eval sets (called
+        after setup, before the baseline)."""
+        self.fail("training.overfit", f"task {self.name!r} has no overfit mode")
+
     def state_dict(self) -> dict:
         """Task state kept in the checkpoint (e.g. normalisation statistics)."""
         return {}

@@ -82,6 +82,16 @@ class RegressionTask(Task):
         # float64: targets with a large mean and a small spread keep their digits
         self._out = (s["target_mean"].to(self.device), s["target_std"].to(self.device))
 
+    def overfit(self, batch: dict) -> None:
+        size = len(batch["targets"])
+        first = self._train[0]
+        self._evals = [RegressionSet("overfit", "overfit", first.config,
+                                     [f"sample_{i}" for i in range(size)],
+                                     batch["targets"].double().numpy(), self.target_names,
+                                     inputs=batch["inputs"].numpy())]
+        self.loaders.evals.clear()
+        self.loaders.evals["overfit"] = [batch]
+
     def model_kwargs(self) -> dict:
         return {"input_shape": self._train[0].sample_shape(), "num_outputs": len(self.target_names)}
 

@@ -58,6 +58,16 @@ class SISRTask(Task):
                                     if getattr(s.config, "val_example_indices", None)})
         return self.loaders
 
+    def overfit(self, batch: dict) -> None:
+        size = len(batch["lr"])
+        keys = [f"patch_{i}" for i in range(size)]
+        loader = [{**batch, "index": torch.arange(size)}]
+        self.loaders.evals.clear()
+        self.loaders.evals["overfit"] = loader
+        e = self.evaluator
+        self.evaluator = Evaluator(e.metrics, e.scale, e.channel, bool(e.border), {"overfit": loader},
+                                   {"overfit": keys}, e.device, e.num_samples)
+
     def model_kwargs(self) -> dict:
         return {"scale": self.cfg.scale}
 

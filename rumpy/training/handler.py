@@ -52,6 +52,8 @@ class NetworkHandler:
         self.amp = cfg.training.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step = 0  # optimizer steps taken, over the whole run
+        self.log_grad = cfg.training.log_grad
+        self._grad_sum = self._grad_max = None  # this epoch's gradient norms, on the device
 
     def _build_scheduler(self):
         p = self._cfg.model.internal_params
@@ -96,20 +98,46 @@ class NetworkHandler:
         self.optimizer.zero_grad(set_to_none=True)
         if self.amp:
             self.scaler.scale(loss).backward()
-            if self.grad_clip:
+            if self.grad_clip or self.log_grad:
                 self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                self._gradients()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             loss.backward()
-            if self.grad_clip:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self._gradients()
             self.optimizer.step()
         self.step += 1
         if self.scheduler is not None and self.scheduler_interval == "batch":
             self.scheduler.step()
         return loss.detach()
+
+    def _gradients(self) -> None:
+        """Clipping and the norm's statistics; the norm stays on the device (no sync)."""
+        if self.grad_clip:
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        elif self.log_grad:
+            norm = nn.utils.get_total_norm([p.grad for p in self.model.parameters()
+                                            if p.grad is not None])
+        else:
+            return
+        if self.log_grad:
+            norm = norm.detach().double()
+            if self._grad_sum is None:
+                self._grad_sum, self._grad_max, self._grad_steps = norm.clone(), norm.clone(), 0
+            else:
+                self._grad_sum += norm
+                self._grad_max = torch.maximum(self._grad_max, norm)
+            self._grad_steps += 1
+
+    def grad_stats(self) -> dict[str, float]:
+        """The epoch's gradient-norm columns (then reset); empty unless log_grad."""
+        if not self.log_grad or self._grad_sum is None:
+            return {}
+        out = {"grad-norm-mean": float(self._grad_sum) / self._grad_steps,
+               "grad-norm-max": float(self._grad_max)}
+        self._grad_sum = self._grad_max = None
+        return out
 
     def end_epoch(self) -> None:
         if self.scheduler is not None and self.scheduler_interval == "epoch":

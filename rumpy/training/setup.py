@@ -14,6 +14,7 @@ import torch
 from ..config import ConfigError, RunConfig
 from ..config.load import to_toml_dict
 from ..data.cache import ImageDecodeError
+from ..data.limits import LimitedLoader, OneBatch
 from ..registry import UnknownNameError, did_you_mean
 from ..results.columns import resolve, summary_columns
 from ..results.run_folder import RunFolder
@@ -25,7 +26,7 @@ from ..tree.lock import NodeLock, NodeLockedError, check_unlocked, file_lock
 from ..tree.node import LINEAGE, DamagedNode, Node, write_json
 from ..tree.plan import Plan, TreeError, apply_plan, plan_run, undo_creation
 from .checkpoint import WEIGHTLESS_PARTS, assemble, set_rng_state
-from .dry_run import dry_run
+from .dry_run import dry_run, first_batch
 from .handler import NetworkHandler, select_device
 from .init_weights import load_init_weights
 from .losses import check_loss
@@ -150,7 +151,8 @@ def prepare(cfg: RunConfig) -> Run:
         raise ConfigError(src, "data", str(exc)) from None
     if plan.state is not None:
         task.check_resume(plan.state)
-    columns = summary_columns(task.summary_keys(), list(loaders.evals))
+    _development_modes(cfg, task, loaders)
+    columns = summary_columns(task.summary_keys(), list(loaders.evals), cfg.training.log_grad)
     best = _monitor(cfg, "best_load_metric", "auto", 0.0, columns)
     early = None
     if cfg.training.early_stopping_patience:
@@ -197,6 +199,20 @@ def prepare(cfg: RunConfig) -> Run:
                           f"without improving {early.column}); raise the patience to go on, or "
                           f"fork a branch")
     return run
+
+
+def _development_modes(cfg: RunConfig, task: Task, loaders) -> None:
+    """limit_train_batches and overfit swap the training loader; overfit also makes the task
+    validate on that one batch (limit_eval_batches is applied by the data checks)."""
+    t = cfg.training
+    if t.overfit:
+        batch = first_batch(loaders.train)
+        task.overfit(batch)
+        loaders.train = OneBatch(loaders.train, batch)
+        log.info("overfit: training and validating on one batch of %d samples",
+                 len(next(iter(batch.values()))))
+    if t.limit_train_batches:
+        loaders.train = LimitedLoader(loaders.train, t.limit_train_batches)
 
 
 def _one_line(exc: BaseException) -> str:

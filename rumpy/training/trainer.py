@@ -101,7 +101,8 @@ def train(run: Run, callbacks: list[Callback] | None = None) -> str:
                      run.plan.start_epoch + 1, run.cfg.training.num_epochs, run.folder.root)
             for callback in callbacks:
                 callback.on_start(run)
-            state = _loop(run, stop, callbacks)
+            with torch.autograd.set_detect_anomaly(run.cfg.training.detect_anomaly):
+                state = _loop(run, stop, callbacks)
             run.node.set_status(state=state, stop_reason=run.stop_reason, best=run.best_info())
             for callback in callbacks:
                 callback.on_end(run, state)
@@ -162,7 +163,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 return "interrupted"
             handler.end_epoch()
             row = {"epoch": epoch, "train-loss": total.item() / max(steps, 1),
-                   "learning-rate": learning_rate}
+                   "learning-rate": learning_rate, **handler.grad_stats()}
             result = None
             if eval_sets and (epoch % cfg.training.eval_frequency == 0 or epoch == num_epochs):
                 result = run.task.evaluate(handler, with_outputs=cfg.training.save_samples)

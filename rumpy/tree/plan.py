@@ -37,7 +37,7 @@ IN_PLACE_CHANGES = (
     "training.logging", "training.save_samples", "training.num_samples",
     "training.keep_every_n_epochs", "training.keep_last_n", "training.save_checkpoint_frequency",
     "training.save_best_cooldown", "training.weights_snapshots", "training.write_output_nth_epoch",
-    "training.deterministic", "training.aim_track",
+    "training.deterministic", "training.log_grad", "training.detect_anomaly", "training.aim_track",
     "training.aim_home", "training.trackers", "data.dataloader_threads",
     "data.cache", "data.cache_dir", "data.cache_memory_limit_gb", "data.eval_batch_size",
 )
