@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None, prog: str = "train_sisr") -> int:
 def _main(args: argparse.Namespace) -> int:
     # Imported after argument parsing so that --help answers instantly.
     from ..config.load import CLI_OVERRIDES
+    from ..training import distributed
+    from ..training.distributed import SINGLE
     from ..training.setup import prepare, start
     from ..training.trainer import train
     from ..tree.plan import TreeError
@@ -119,21 +121,33 @@ def _main(args: argparse.Namespace) -> int:
     # the command line goes to train.log only; the console already shows it
     early.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "command: %s",
                                 (shlex.join(sys.argv),), None))
+    dist = SINGLE
     try:
         cfg = load_config(args.parameters, overrides, tuple(args.cfg_default),
                           tuple(args.overrides), presets=_presets(args))
-        run = prepare(cfg)
+        if cfg.training.gpu == "multiple" and not distributed.under_launcher():
+            try:  # replaces this process with torch's launcher; returns only on error
+                distributed.relaunch(sys.argv[1:])
+            except ValueError as exc:
+                raise ConfigError(args.parameters, "training.gpu", str(exc)) from None
+        dist = distributed.init(cfg.training.gpu)
+        if not dist.is_main:  # rank 0 speaks for all
+            logging.getLogger("rumpy").setLevel(logging.WARNING)
+        run = prepare(cfg, dist)
         start(run)  # the first writes; a racing second process is refused here
     except (ConfigError, RunExistsError, NodeLockedError, TreeError) as exc:
-        log.error("%s", exc)
+        if os.environ.get("RANK", "0") == "0":  # every rank finds it; rank 0 says it
+            log.error("%s", exc)
+        distributed.shutdown(dist)
         return 2
     finally:
         log.removeHandler(early)
-    handler = attach_file(run.folder.log)
+    handler = attach_file(run.folder.log) if dist.is_main else None
     early.setTarget(handler)
     early.close()  # flushes into train.log
     try:
         state = train(run)
+        dist.barrier()  # no rank leaves the process group while another still uses it
     except KeyboardInterrupt:
         log.error("aborted; completed epochs are saved in %s", run.folder.models)
         return 130
@@ -146,7 +160,9 @@ def _main(args: argparse.Namespace) -> int:
                   f"epochs up to {saved} are saved" if saved else "no epoch was saved")
         return DISK_FULL
     finally:
-        detach_file(handler)
+        if handler is not None:
+            detach_file(handler)
+        distributed.shutdown(dist)
     return {"interrupted": 130, "diverged": 3}.get(state, 0)
 
 

@@ -69,6 +69,7 @@ class TrainingConfig:
                                       "that made a NaN)")
     overfit: bool = opt(False, "train and validate on one fixed training batch (a loss and "
                                "metrics that cannot approach perfect there point to a bug)")
+    sync_bn: bool = opt(False, "data parallel: BatchNorm layers become SyncBatchNorm")
     amp: bool = opt(False, "mixed precision (float16 autocast + GradScaler); CUDA only")
     deterministic: bool = opt(False, "deterministic cuDNN/CUDA kernels (CPU is always deterministic)")
 

@@ -23,6 +23,20 @@ class EpochSampler(Sampler):
         self.seed = seed
         self.epoch = 1
         self.start = 0
+        self.rank, self.world, self.batch = 0, 1, 1
+
+    def shard(self, rank: int, world: int, batch: int) -> None:
+        """Data parallel: this rank's slice of every global batch of `batch` samples (a global
+        batch is split into `world` consecutive slices), so N processes together see exactly
+        the one-process batches. An incomplete last global batch is dropped."""
+        self.rank, self.world, self.batch = rank, world, batch
+
+    def _positions(self) -> range | list[int]:
+        if self.world == 1:
+            return range(self.start, self.size)
+        full = self.size // self.batch * self.batch
+        part = self.batch // self.world
+        return [p for p in range(self.start, full) if (p % self.batch) // part == self.rank]
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Epoch to draw, skipping its first `start` samples (resuming mid-epoch)."""
@@ -31,10 +45,10 @@ class EpochSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-        return iter([(self.epoch, int(i)) for i in order[self.start:]])
+        return iter([(self.epoch, int(order[p])) for p in self._positions()])
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return len(self._positions())
 
 
 def concat_index(lengths: list[int], repeat: list[int]) -> list[tuple[int, int]]:
@@ -86,6 +100,18 @@ def train_loader(cfg: RunConfig, dataset: Dataset, pin_memory: bool) -> tuple[Da
                         # its own generator: loading never draws from the global RNG
                         generator=torch.Generator().manual_seed(cfg.training.seed))
     return loader, sampler
+
+
+def shard_train_loader(loaders: "Loaders", rank: int, world: int, batch: int) -> None:
+    """The training loader of one data-parallel rank: its slice (batch / world samples) of each
+    global batch, same workers and settings."""
+    old = loaders.train
+    loaders.sampler.shard(rank, world, batch)
+    loaders.train = DataLoader(old.dataset, batch_size=batch // world, sampler=loaders.sampler,
+                               num_workers=old.num_workers, drop_last=True,
+                               pin_memory=old.pin_memory,
+                               persistent_workers=old.num_workers > 0,
+                               worker_init_fn=old.worker_init_fn, generator=old.generator)
 
 
 def eval_loader(dataset: Dataset, sizes: list, batch_size: int, pin_memory: bool) -> DataLoader:

@@ -40,6 +40,8 @@ class Task:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.device = torch.device("cpu")
+        from ..training.distributed import SINGLE
+        self.dist = SINGLE  # data parallel: evaluation is sharded over the ranks and gathered
         self.loaders: Loaders | None = None
 
     def fail(self, key_path: str, message: str):

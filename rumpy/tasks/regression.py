@@ -150,14 +150,19 @@ class RegressionTask(Task):
     @torch.no_grad()
     def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
         result = EvalResult(means={})
+        dist = self.dist
         for ds in self._evals:
-            preds, trues, raw = [], [], []
-            for batch in self.loaders.evals[ds.name]:
+            parts = []  # (batch number, raw output, prediction, truth): each rank every world-th
+            for b, batch in enumerate(self.loaders.evals[ds.name]):
+                if b % dist.world != dist.rank:
+                    continue
                 out = handler.infer(self.model_input(batch["inputs"].to(self.device)))
-                raw.append(out)
-                preds.append(self.to_original(out))
-                trues.append(batch["targets"].to(self.device))
-            raw_pred, pred, true = torch.cat(raw), torch.cat(preds), torch.cat(trues)
+                parts.append((b, out.cpu(), self.to_original(out).cpu(), batch["targets"]))
+            if dist.enabled:  # every rank gets all batches, in order: the one-process result
+                parts = sorted((p for ranks in dist.gather(parts) for p in ranks),
+                               key=lambda p: p[0])
+            raw_pred, pred, true = (torch.cat([p[k] for p in parts]).to(self.device)
+                                    for k in (1, 2, 3))
             scores = {"loss": float(self._loss(raw_pred, true))}
             scores.update(self._scores(pred, true))
             result.means[ds.name] = scores

@@ -55,7 +55,8 @@ class SISRTask(Task):
                                    device, t.num_samples if t.save_samples else 0,
                                    {s.name: set(s.config.val_example_indices)
                                     for s in self._eval_sets
-                                    if getattr(s.config, "val_example_indices", None)})
+                                    if getattr(s.config, "val_example_indices", None)},
+                                   dist=self.dist)
         return self.loaders
 
     def overfit(self, batch: dict) -> None:

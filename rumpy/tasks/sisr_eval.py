@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 from ..data.images import bicubic, quantize, to_float
 from ..metrics import Metric
 from ..metrics.sr import prepare
+from ..training.distributed import SINGLE
 from .base import EvalResult
 
 
@@ -23,7 +24,8 @@ class Sample:
 class Evaluator:
     def __init__(self, metrics: list[Metric], scale: int, channel: str, crop_border: bool,
                  loaders: dict[str, DataLoader], keys: dict[str, list[str]], device: torch.device,
-                 num_samples: int, examples: dict[str, set[int]] | None = None):
+                 num_samples: int, examples: dict[str, set[int]] | None = None,
+                 dist=SINGLE):
         self.metrics = metrics
         self.channel = channel
         self.border = scale if crop_border else 0
@@ -33,6 +35,7 @@ class Evaluator:
         self.scale = scale
         self.num_samples = num_samples
         self.examples = examples or {}
+        self.dist = dist
 
     def _score(self, sr_q: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
         scores = {}
@@ -48,15 +51,20 @@ class Evaluator:
         return scores
 
     @torch.no_grad()
-    def _run(self, predict, loss_fn=None, num_samples: int = 0) -> EvalResult:
+    def _run(self, predict, loss_fn=None, num_samples: int = 0, shard: bool = False) -> EvalResult:
+        """Every set's per-image scores, means and samples. `shard`: each data-parallel rank
+        scores every world-th batch and the ranks exchange their rows, so every rank ends with
+        the one-process result (means summed in image order, bit for bit)."""
+        dist = self.dist if shard else SINGLE
         result = EvalResult(means={})
         for set_name, loader in self.loaders.items():
-            totals: dict[str, float] = {}
-            count = 0
-            samples: list[Sample] = []
-            examples: list[Sample] = []
+            rows: list[tuple[int, dict]] = []
+            samples: list[tuple[int, Sample]] = []
+            examples: list[tuple[int, Sample]] = []
             wanted = self.examples.get(set_name, set()) if loss_fn is not None else set()
-            for batch in loader:
+            for b, batch in enumerate(loader):
+                if b % dist.world != dist.rank:
+                    continue
                 lr, hr, index = batch["lr"], batch["hr"], batch["index"]
                 hr_dev = hr.to(self.device)
                 sr = predict(lr)
@@ -69,22 +77,30 @@ class Evaluator:
                 for j, i in enumerate(index.tolist()):
                     row = {"set": set_name, "image": self.keys[set_name][i]}
                     row.update({k: float(v[j]) for k, v in scores.items()})
-                    result.per_sample.append(row)
-                    for k, v in scores.items():
-                        totals[k] = totals.get(k, 0.0) + float(v[j])
+                    rows.append((i, row))
                     if len(samples) < num_samples or i in wanted:
                         up = quantize(bicubic(to_float(lr[j:j + 1].to(self.device)), hr.shape[-2:]))
                         sample = Sample(self.keys[set_name][i], up[0].byte().cpu(),
                                         sr_q[j].byte().cpu(), hr[j])
                         if len(samples) < num_samples:
-                            samples.append(sample)
+                            samples.append((i, sample))
                         if i in wanted:
-                            examples.append(sample)
-                count += len(index)
-            result.means[set_name] = {k: v / count for k, v in totals.items()}
-            result.outputs[set_name] = samples
+                            examples.append((i, sample))
+            if dist.enabled:
+                parts = dist.gather((rows, samples, examples))
+                rows, samples, examples = ([x for part in parts for x in part[k]]
+                                           for k in range(3))
+            rows.sort(key=lambda x: x[0])
+            totals: dict[str, float] = {}
+            for _, row in rows:
+                result.per_sample.append(row)
+                for k, v in row.items():
+                    if k not in ("set", "image"):
+                        totals[k] = totals.get(k, 0.0) + v
+            result.means[set_name] = {k: v / len(rows) for k, v in totals.items()}
+            result.outputs[set_name] = [x for _, x in sorted(samples, key=lambda x: x[0])][:num_samples]
             if examples:
-                result.examples[set_name] = examples
+                result.examples[set_name] = [x for _, x in sorted(examples, key=lambda x: x[0])]
         return result
 
     def bicubic_baseline(self) -> EvalResult:
@@ -94,4 +110,4 @@ class Evaluator:
         return self._run(upsample)
 
     def evaluate(self, predict, loss_fn, with_samples: bool = True) -> EvalResult:
-        return self._run(predict, loss_fn, self.num_samples if with_samples else 0)
+        return self._run(predict, loss_fn, self.num_samples if with_samples else 0, shard=True)

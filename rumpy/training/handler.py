@@ -14,14 +14,19 @@ from ..results.columns import direction
 from .optim import build_optimizer, build_scheduler
 
 
-def select_device(gpu: str, sp_gpu: int) -> torch.device:
+def select_device(gpu: str, sp_gpu: int, dist=None) -> torch.device:
     """'off' -> CPU. 'single' -> cuda:<sp_gpu>; without CUDA it is an error, not a silent CPU run
-    (a GPU-sized config on a CPU would take days)."""
+    (a GPU-sized config on a CPU would take days). A data-parallel rank uses its local GPU."""
     if gpu == "off":
         return torch.device("cpu")
+    if dist is not None and dist.enabled:
+        if not torch.cuda.is_available():
+            raise ValueError(f"gpu = {gpu!r} but CUDA is not available on this machine; use "
+                             f"--gpu off for CPU processes (gloo)")
+        return torch.device(f"cuda:{dist.local_rank}")
     if gpu == "multiple":
-        raise ValueError("gpu = 'multiple' (data-parallel training) is not implemented yet; "
-                         "use gpu = 'single'")
+        raise ValueError("gpu = 'multiple' runs under torchrun or relaunches itself through it "
+                         "(train_sisr does this); one process cannot use several GPUs")
     if not torch.cuda.is_available():
         raise ValueError("gpu = 'single' but CUDA is not available on this machine; "
                          "use --gpu off to train on the CPU")
@@ -52,6 +57,7 @@ class NetworkHandler:
         self.amp = cfg.training.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step = 0  # optimizer steps taken, over the whole run
+        self.train_model = self.model  # DistributedDataParallel(model) under data parallelism
         self.log_grad = cfg.training.log_grad
         self._grad_sum = self._grad_max = None  # this epoch's gradient norms, on the device
 
@@ -94,7 +100,7 @@ class NetworkHandler:
         self.model.train()
         batch = to_device(batch, self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            loss = self.task.training_loss(self.model, batch)
+            loss = self.task.training_loss(self.train_model, batch)
         self.optimizer.zero_grad(set_to_none=True)
         if self.amp:
             self.scaler.scale(loss).backward()
@@ -111,6 +117,16 @@ class NetworkHandler:
         if self.scheduler is not None and self.scheduler_interval == "batch":
             self.scheduler.step()
         return loss.detach()
+
+    def distribute(self, dist, sync_bn: bool = False) -> None:
+        """Data parallel: gradients are averaged over the ranks in backward (DDP). Checkpoints,
+        evaluation and export keep using `model`, the module itself."""
+        if not dist.enabled:
+            return
+        if sync_bn:  # the converted layers keep the same Parameter objects (the optimizer's)
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        ids = [dist.local_rank] if self.device.type == "cuda" else None
+        self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
     def _gradients(self) -> None:
         """Clipping and the norm's statistics; the norm stays on the device (no sync)."""

@@ -15,6 +15,7 @@ from ..config import ConfigError, RunConfig
 from ..config.load import to_toml_dict
 from ..data.cache import ImageDecodeError
 from ..data.limits import LimitedLoader, OneBatch
+from ..data.loaders import shard_train_loader
 from ..registry import UnknownNameError, did_you_mean
 from ..results.columns import resolve, summary_columns
 from ..results.run_folder import RunFolder
@@ -25,7 +26,8 @@ from ..tracking import TRACKERS
 from ..tree.lock import NodeLock, NodeLockedError, check_unlocked, file_lock
 from ..tree.node import LINEAGE, DamagedNode, Node, write_json
 from ..tree.plan import Plan, TreeError, apply_plan, plan_run, undo_creation
-from .checkpoint import WEIGHTLESS_PARTS, assemble, set_rng_state
+from .checkpoint import WEIGHTLESS_PARTS, assemble, rng_state, set_rng_state
+from .distributed import SINGLE, Dist
 from .dry_run import dry_run, first_batch
 from .handler import NetworkHandler, select_device
 from .init_weights import load_init_weights
@@ -57,6 +59,13 @@ class Run:
     stop_reason: str | None = None
     progress: object = None
     init_weights: dict | None = None   # where a new run's initial weights came from
+    dist: Dist = SINGLE                # data-parallel rank and world size
+    rng_ranks: list | None = None      # every rank's RNG state at the epoch's end (data parallel)
+
+    def gather_rng(self) -> None:
+        """Every rank's RNG state, for rank 0's checkpoint (a collective: all ranks call it)."""
+        if self.dist.enabled:
+            self.rng_ranks = self.dist.gather(rng_state())
 
     @property
     def folder(self) -> RunFolder:
@@ -80,6 +89,8 @@ class Run:
             parts = {k: v for k, v in parts.items() if k not in WEIGHTLESS_PARTS}
         if self.node.rel:  # a branch's checkpoints carry its lineage, to recover lineage.json
             extra["lineage"] = self.node.lineage
+        if self.rng_ranks is not None:
+            extra["rng_ranks"] = self.rng_ranks
         return assemble(epoch, parts, self.config_table, **extra)
 
 
@@ -124,19 +135,30 @@ def check_semantics(cfg: RunConfig) -> Task:
     return task
 
 
-def prepare(cfg: RunConfig) -> Run:
+def prepare(cfg: RunConfig, dist: Dist = SINGLE) -> Run:
     src = cfg.source
     task = check_semantics(cfg)
+    task.dist = dist
     try:
-        device = select_device(cfg.training.gpu, cfg.training.sp_gpu)
+        device = select_device(cfg.training.gpu, cfg.training.sp_gpu, dist)
     except ValueError as exc:
         raise ConfigError(src, "training.gpu", str(exc)) from None
+    if dist.enabled and cfg.training.overfit:
+        raise ConfigError(src, "training.overfit", "a one-process check: run it without torchrun")
+    if dist.enabled and cfg.data.batch_size % dist.world:
+        raise ConfigError(src, "data.batch_size", f"expected a multiple of the {dist.world} "
+                                                  f"processes (the global batch is split evenly), "
+                                                  f"got {cfg.data.batch_size}")
     if cfg.training.amp and device.type != "cuda":
         raise ConfigError(src, "training.amp", "mixed precision needs a CUDA device (gpu = 'single')")
     cache = Path(cfg.data.cache_dir)
     if cache.exists() and not cache.is_dir():
         raise ConfigError(src, "data.cache_dir", f"{cache} is a file, not a folder")
+    if not dist.is_main:
+        dist.barrier()  # rank 0 builds the built-in sets first
     task.resolve_builtin_sets()
+    if dist.is_main:
+        dist.barrier()
     try:
         plan = plan_run(cfg)  # fails fast on a clash with the result tree, before decoding data
     except (TreeError, NodeLockedError, DamagedNode) as exc:
@@ -152,6 +174,8 @@ def prepare(cfg: RunConfig) -> Run:
     if plan.state is not None:
         task.check_resume(plan.state)
     _development_modes(cfg, task, loaders)
+    if dist.enabled:
+        shard_train_loader(loaders, dist.rank, dist.world, cfg.data.batch_size)
     columns = summary_columns(task.summary_keys(), list(loaders.evals), cfg.training.log_grad)
     best = _monitor(cfg, "best_load_metric", "auto", 0.0, columns)
     early = None
@@ -185,13 +209,14 @@ def prepare(cfg: RunConfig) -> Run:
         raise ConfigError(src, IP, f"cannot train {cfg.model.name} with these settings "
                                    f"(tried one step and the schedule before writing anything): "
                                    f"{type(exc).__name__}: {_one_line(exc)}") from None
+    handler.distribute(dist, cfg.training.sync_bn)
     if cfg.training.deterministic:
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     run = Run(cfg, plan, device, task, handler, loaders, columns, best, early,
-              config_table=to_toml_dict(cfg), init_weights=init_info)
+              config_table=to_toml_dict(cfg), init_weights=init_info, dist=dist)
     _restore_monitors(run)
     if early and early.bad_validations >= cfg.training.early_stopping_patience:
         raise ConfigError(src, "training.early_stopping_patience",
@@ -261,7 +286,27 @@ def clean_temporary_files(folder: Path) -> None:
 
 def start(run: Run) -> None:
     """The first writes: the plan's changes to the tree, the node's lock, and the resumed state
-    in the handler and the task."""
+    in the handler and the task. Under data parallelism rank 0 writes (after every rank has
+    planned) and the others wait for it, then every rank loads the checkpoint."""
+    dist = run.dist
+    if not dist.enabled:
+        _start_writes(run)
+        return _restore(run)
+    dist.barrier()  # every rank has planned before rank 0 changes the tree
+    failure = None
+    if dist.is_main:
+        try:
+            _start_writes(run)
+        except BaseException as exc:
+            failure = exc
+    if dist.broadcast(None if failure is None else str(failure)) is not None:
+        if failure is not None:
+            raise failure
+        raise SystemExit(2)  # rank 0 reports why
+    _restore(run)
+
+
+def _start_writes(run: Run) -> None:
     run.lock = NodeLock(run.node.path)
     root = Path(run.cfg.experiment_save_loc) / run.cfg.experiment
     # Start-ups of one experiment take turns: a concurrent overwrite_data or continue finds the
@@ -271,7 +316,7 @@ def start(run: Run) -> None:
         if run.plan.kind == "continue":  # an existing node: lock it before changing anything
             run.lock.acquire()
             apply_plan(run.plan, run.cfg)
-            return _restore(run)
+            return _tidy(run)
         if run.plan.remove_root:
             check_unlocked(root)
         try:  # a new run or branch folder comes into being here
@@ -284,14 +329,17 @@ def start(run: Run) -> None:
         except BaseException:
             undo_creation(run.plan)
             raise
-    _restore(run)
+    _tidy(run)
+
+
+def _tidy(run: Run) -> None:
+    clean_temporary_files(run.node.path)
+    if run.node.rel and "recovered_from" in run.node.lineage:
+        write_json(run.node.path / LINEAGE, run.node.lineage)  # repaired for good
 
 
 def _restore(run: Run) -> None:
     """The checkpoint's parts into the handler and the task (a continue or a branch)."""
-    clean_temporary_files(run.node.path)
-    if run.node.rel and "recovered_from" in run.node.lineage:
-        write_json(run.node.path / LINEAGE, run.node.lineage)  # repaired for good
     state, plan, handler = run.plan.state, run.plan, run.handler
     if state is None:
         return
@@ -311,7 +359,15 @@ def _restore(run: Run) -> None:
     if parts.get("scaler"):
         handler.scaler.load_state_dict(parts["scaler"])
     handler.step = parts["loop"]["step"]
-    set_rng_state(state["rng"])
+    ranks = state.get("rng_ranks")
+    if run.dist.enabled and ranks and len(ranks) == run.dist.world:
+        set_rng_state(ranks[run.dist.rank])  # each rank's own stream
+    else:
+        if run.dist.enabled or ranks:
+            log.warning("the checkpoint was written by %d process(es), this run has %d: weights, "
+                        "optimizer, schedule and epoch continue; random streams restart from "
+                        "rank 0's", len(ranks or [None]), run.dist.world)
+        set_rng_state(state["rng"])
     if plan.kind == "continue" and run.cfg.training.num_epochs != state.get("config", {}).get(
             "training", {}).get("num_epochs") and handler.scheduler is not None:
         log.warning("num_epochs changed: the scheduler keeps the arguments it was built with "

@@ -17,6 +17,7 @@ from ..tree.node import INTERRUPTED
 from ..tree.plan import finish_replacement, restore_replaced
 from .callbacks import Callback, default_callbacks
 from .checkpoint import save_checkpoint
+from .distributed import SINGLE, Dist
 from .handler import NetworkHandler
 from .progress import Progress
 from .setup import Run
@@ -26,18 +27,25 @@ log = logging.getLogger(__name__)
 
 class StopRequest:
     """The first Ctrl+C (SIGINT) or SIGTERM (a job scheduler's pre-emption) asks the loop to
-    stop after the current step and save; a second one aborts."""
+    stop after the current step and save; a second one (after SAME_REQUEST_S) aborts."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # A launcher that forwards the job's SIGTERM to its workers (torchrun, srun) delivers it twice:
+    # a repeat this soon is the same request, not a second one.
+    SAME_REQUEST_S = 2.0
 
     def __init__(self):
         self.requested = False
+        self._first = 0.0
         self._previous: dict = {}
 
     def _handle(self, signum, frame):
         if self.requested:
+            if time.monotonic() - self._first < self.SAME_REQUEST_S:
+                return
             raise KeyboardInterrupt
         self.requested = True
+        self._first = time.monotonic()
         log.warning("%s: finishing the current step and saving (again to abort)",
                     signal.Signals(signum).name)
 
@@ -53,10 +61,12 @@ class StopRequest:
 
 def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None, done: int = 0,
                 total: torch.Tensor | None = None, progress: Progress | None = None,
-                watch: bool = False) -> tuple[int, torch.Tensor, torch.Tensor | None]:
+                watch: bool = False, dist: Dist = SINGLE) -> tuple[int, torch.Tensor,
+                                                                  torch.Tensor | None]:
     """Train one epoch (or its remainder after `done` steps). Returns (steps done, loss sum,
     first step whose loss was not finite (0 = none; None unless `watch`)); it returns early when
-    a stop was requested. Losses stay on the device: no per-step sync."""
+    a stop was requested (on any rank: data-parallel ranks agree after every step). Losses stay
+    on the device: no per-step sync in one process."""
     if total is None:
         total = torch.zeros((), dtype=torch.float64, device=handler.device)
     bad = torch.zeros((), dtype=torch.long, device=handler.device) if watch else None
@@ -78,7 +88,8 @@ def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None
             bad = torch.where((bad == 0) & ~torch.isfinite(loss), steps, bad)
         if progress is not None:
             progress.step(steps, total)
-        if stop is not None and stop.requested:
+        if stop is not None and dist.any(stop.requested, handler.device):
+            stop.requested = True
             break
     return steps, total, bad
 
@@ -86,62 +97,79 @@ def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None
 def train(run: Run, callbacks: list[Callback] | None = None) -> str:
     """Train the node to num_epochs. Returns its final state: finished, stopped_early or
     interrupted (Ctrl+C/SIGTERM). The node's lock is released and trackers closed on the way
-    out; an error marks the node crashed."""
-    callbacks = default_callbacks() if callbacks is None else callbacks
+    out; an error marks the node crashed. Under data parallelism every rank trains and only
+    rank 0 writes (callbacks, status)."""
+    main = run.dist.is_main
+    callbacks = (default_callbacks() if callbacks is None else callbacks) if main else []
     try:
         with StopRequest() as stop:  # before anything says "running"
-            run.summary = SummaryLog(run.folder.summary, run.columns, run.plan.rows)
-            run.summary.write()  # a branch's inherited rows are on disk before its first epoch
-            run.node.set_status(state="running", started=time.strftime("%Y-%m-%d %H:%M:%S"),
-                                epochs_done=run.plan.start_epoch, best=run.best_info(),
-                                stop_reason=None, error=None)
-            log.info("training %s (%s, %.2fM parameters) on %s, epochs %d-%d; node %s",
+            if main:
+                run.summary = SummaryLog(run.folder.summary, run.columns, run.plan.rows)
+                run.summary.write()  # a branch's inherited rows are on disk before epoch 1
+                run.node.set_status(state="running", started=time.strftime("%Y-%m-%d %H:%M:%S"),
+                                    epochs_done=run.plan.start_epoch, best=run.best_info(),
+                                    stop_reason=None, error=None)
+            processes = f" x {run.dist.world} processes" if run.dist.enabled else ""
+            log.info("training %s (%s, %.2fM parameters) on %s%s, epochs %d-%d; node %s",
                      run.cfg.model.name, run.task.describe(),
                      sum(p.numel() for p in run.handler.model.parameters()) / 1e6, run.device,
-                     run.plan.start_epoch + 1, run.cfg.training.num_epochs, run.folder.root)
+                     processes, run.plan.start_epoch + 1, run.cfg.training.num_epochs,
+                     run.folder.root)
             for callback in callbacks:
                 callback.on_start(run)
             with torch.autograd.set_detect_anomaly(run.cfg.training.detect_anomaly):
                 state = _loop(run, stop, callbacks)
-            run.node.set_status(state=state, stop_reason=run.stop_reason, best=run.best_info())
+            if main:
+                run.node.set_status(state=state, stop_reason=run.stop_reason,
+                                    best=run.best_info())
             for callback in callbacks:
                 callback.on_end(run, state)
             return state
     except BaseException as exc:
-        try:
-            run.node.set_status(state="crashed", error=f"{type(exc).__name__}: {exc}")
-        except OSError:  # the disk that failed the run may not take the status either
-            log.warning("could not record the crash in %s", run.node.path / "status.json")
+        if main:
+            try:
+                run.node.set_status(state="crashed", error=f"{type(exc).__name__}: {exc}")
+            except OSError:  # the disk that failed the run may not take the status either
+                log.warning("could not record the crash in %s", run.node.path / "status.json")
         raise
     finally:
         for callback in callbacks:
             callback.close(run)
         if run.lock is not None:
             run.lock.release()
-        restore_replaced(run.plan)  # a no-op once the new run has a checkpoint
+        if main:
+            restore_replaced(run.plan)  # a no-op once the new run has a checkpoint
 
 
 def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
-    cfg, handler, plan = run.cfg, run.handler, run.plan
+    cfg, handler, plan, dist = run.cfg, run.handler, run.plan, run.dist
     num_epochs = cfg.training.num_epochs
     eval_sets = list(run.loaders.evals)
     resume = plan.state.get("resume") if plan.state else None
-    batch = cfg.data.batch_size
-    run.progress = Progress(num_epochs, plan.start_epoch)
+    batch = cfg.data.batch_size  # the global batch: positions in the sampler's order
+    run.progress = Progress(num_epochs, plan.start_epoch) if dist.is_main else None
     with logging_redirect_tqdm(loggers=[logging.getLogger("rumpy")]):
         for epoch in range(plan.start_epoch + 1, num_epochs + 1):
             start = time.perf_counter()
             if resume is not None and plan.state["epoch"] == epoch:
                 done, total = resume["position"], resume["loss_sum"].to(handler.device)
+                if dist.enabled:  # the saved sum is the ranks' mean: each rank goes on from it
+                    total = total.clone()
                 learning_rate, elapsed = resume["learning_rate"], resume["elapsed"]
                 log.info("resuming epoch %d after step %d", epoch, done)
             else:
                 done, total, learning_rate, elapsed = 0, None, handler.learning_rate, 0.0
             run.loaders.sampler.set_epoch(epoch, start=done * batch)
             full = done + len(run.loaders.train)
-            run.progress.start_epoch(epoch, done, full)
+            if run.progress is not None:
+                run.progress.start_epoch(epoch, done, full)
             steps, total, bad = train_epoch(handler, run.loaders.train, stop, done, total,
-                                            run.progress, watch=cfg.training.stop_on_divergence)
+                                            run.progress, watch=cfg.training.stop_on_divergence,
+                                            dist=dist)
+            if dist.enabled:  # the row's loss is the mean over the ranks' shards
+                total = dist.sum(total) / dist.world
+                if bad is not None:
+                    bad = dist.max(bad)
             if bad is not None and int(bad):
                 kept = max(run.node.own_saved(), default=None)
                 run.stop_reason = (f"diverged: the training loss was not finite at epoch {epoch}, "
@@ -153,13 +181,17 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 return "diverged"
             if stop.requested and steps < full:
                 path = run.folder.models / INTERRUPTED
-                save_checkpoint(path, run.checkpoint(epoch, resume={
-                    "position": steps, "loss_sum": total.cpu(), "learning_rate": learning_rate,
-                    "elapsed": elapsed + time.perf_counter() - start}))
-                finish_replacement(plan)
+                run.gather_rng()
+                if dist.is_main:
+                    save_checkpoint(path, run.checkpoint(epoch, resume={
+                        "position": steps, "loss_sum": total.cpu(),
+                        "learning_rate": learning_rate,
+                        "elapsed": elapsed + time.perf_counter() - start}))
+                    finish_replacement(plan)
+                    run.node.set_status(epochs_done=epoch - 1)
                 run.stop_reason = (f"stopped (Ctrl+C/SIGTERM) during epoch {epoch} (step {steps}); "
                                    f"saved {path}")
-                run.node.set_status(epochs_done=epoch - 1)
+                dist.barrier()  # every rank leaves once the checkpoint is written
                 return "interrupted"
             handler.end_epoch()
             row = {"epoch": epoch, "train-loss": total.item() / max(steps, 1),
@@ -173,10 +205,13 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
             if run.early_stop is not None:
                 run.early_stop.update(epoch, row)
             handler.after_validation(row)
+            run.gather_rng()
             for callback in callbacks:
                 callback.on_epoch_end(run, epoch, row, result)
-            if stop.requested and epoch < num_epochs:
+            run.stop_reason = dist.broadcast(run.stop_reason)  # rank 0's early stopping
+            if dist.any(stop.requested, handler.device) and epoch < num_epochs:
                 run.stop_reason = f"stopped (Ctrl+C/SIGTERM) after epoch {epoch}"
+                dist.barrier()
                 return "interrupted"
             if run.stop_reason:
                 return "stopped_early"

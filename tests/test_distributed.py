@@ -1,0 +1,153 @@
+"""Data-parallel training with torchrun on CPU processes (gloo): two processes give the
+one-process run at the same global batch, only rank 0 writes, a killed job continues exactly, a
+SIGTERM saves once and every rank exits, and a batch that does not split is a one-line error."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import no_timing, rows
+from rumpy.cli.train import main as train_main
+from rumpy.training.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
+                                reason="torch.distributed is not built in")
+
+
+def torchrun(path: Path, *flags: str, wait: bool = True, procs: int = 2):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={procs}", "-m", "rumpy.cli.train", "--parameters", str(path),
+               *flags]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if not wait:
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def model_of(node: Path, name: str) -> dict:
+    return load_checkpoint(node / "saved_models" / name)["parts"]["model"]
+
+
+def config(write_config, name: str, epochs: int = 3, repeat: int = 2) -> Path:
+    path = write_config(f"{name}.toml", experiment=name, num_epochs=epochs,
+                        extra_training='logging = "text"\nkeep_every_n_epochs = 1')
+    path.write_text(path.read_text().replace("crop = 12\n", f"crop = 12\nrepeat = {repeat}\n"))
+    return path
+
+
+def close(a: list[dict], b: list[dict], rel: float = 1e-5) -> bool:
+    for x, y in zip(no_timing(a), no_timing(b), strict=True):
+        for key in x:
+            if key in ("epoch", "inherited"):
+                assert x[key] == y[key]
+            elif x[key] != y[key]:
+                assert float(x[key]) == pytest.approx(float(y[key]), rel=rel), key
+    return True
+
+
+def test_two_processes_equal_one_at_the_same_global_batch(write_config, tmp_path):
+    one = config(write_config, "one")
+    assert train_main(["--parameters", str(one)]) == 0
+    two = config(write_config, "two")
+    proc = torchrun(two)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = tmp_path / "Results" / "one", tmp_path / "Results" / "two"
+    assert close(rows(a), rows(b))  # all-reduce order: equal to float rounding
+    wa, wb = model_of(a, "epoch_3.pt"), model_of(b, "epoch_3.pt")
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    # only rank 0 wrote: the same files as the one-process run, one log line per epoch
+    assert sorted(p.name for p in b.rglob("*")) == sorted(p.name for p in a.rglob("*"))
+    log = (b / "train.log").read_text()
+    assert log.count("epoch 3/3:") == 1 and "x 2 processes" in log
+    assert len(load_checkpoint(b / "saved_models" / "epoch_3.pt")["rng_ranks"]) == 2
+
+
+def test_a_batch_that_does_not_split_is_a_one_line_error(write_config, tmp_path):
+    path = config(write_config, "odd", epochs=1)
+    path.write_text(path.read_text().replace("batch_size = 4", "batch_size = 3"))
+    proc = torchrun(path)
+    assert proc.returncode != 0
+    assert "data.batch_size: expected a multiple of the 2 processes" in proc.stdout + proc.stderr
+    # torchrun itself reports a failed worker with its own traceback; none comes from rumpy
+    assert "rumpy/" not in "".join(line for line in (proc.stdout + proc.stderr).splitlines(True)
+                                   if line.lstrip().startswith("File "))
+    assert not (tmp_path / "Results" / "odd").exists()
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_job(proc, sig) -> None:
+    """What a cluster does to a job: the signal to every process of it (torchrun starts its
+    workers in sessions of their own, so the launcher's process group is not enough)."""
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_for(predicate, proc, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the job ended first:\n{proc.stdout.read()}")
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_killed_job_continues_exactly_and_sigterm_saves_once(write_config, tmp_path):
+    whole = config(write_config, "whole", epochs=4, repeat=30)
+    assert torchrun(whole).returncode == 0
+    reference = tmp_path / "Results" / "whole"
+
+    # kill -9 the whole job after its first epoch, then continue
+    path = config(write_config, "killed", epochs=4, repeat=30)
+    node = tmp_path / "Results" / "killed"
+    proc = torchrun(path, wait=False)
+    _wait_for(lambda: (node / "saved_models" / "epoch_1.pt").exists(), proc)
+    kill_job(proc, signal.SIGKILL)
+    proc.wait()
+    assert not (node / "saved_models" / "epoch_4.pt").exists()  # killed mid-run
+    done = torchrun(path, "--continue_from_epoch", "last")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert no_timing(rows(node)) == no_timing(rows(reference))
+    assert all(torch.equal(v, model_of(reference, "epoch_4.pt")[k])
+               for k, v in model_of(node, "epoch_4.pt").items())
+
+    # SIGTERM (a scheduler's pre-emption) mid-epoch: one checkpoint, every rank exits
+    path = config(write_config, "termed", epochs=4, repeat=30)
+    node = tmp_path / "Results" / "termed"
+    proc = torchrun(path, wait=False)
+    _wait_for(lambda: (node / "saved_models" / "epoch_1.pt").exists(), proc)
+    kill_job(proc, signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert json.loads((node / "status.json").read_text())["state"] == "interrupted", out
+    assert out.count("finishing the current step and saving") >= 1
+    done = torchrun(path, "--continue_from_epoch", "last")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert no_timing(rows(node)) == no_timing(rows(reference))
