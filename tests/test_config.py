@@ -165,8 +165,14 @@ def test_gpu_single_without_cuda_is_a_clear_error(write_config):
         pytest.skip("this machine has CUDA")
     msg = _fails(write_config(text=write_config().read_text().replace('gpu = "off"', 'gpu = "single"')))
     assert "training.gpu: gpu = 'single' but CUDA is not available" in msg
-    msg = _fails(write_config(text=write_config().read_text().replace('gpu = "off"', 'gpu = "multiple"')))
-    assert "not implemented yet" in msg
+    multiple = write_config(text=write_config().read_text().replace('gpu = "off"',
+                                                                     'gpu = "multiple"'))
+    assert "one process cannot use several GPUs" in _fails(multiple)
+    # train_sisr would relaunch itself through torchrun, one process per GPU: there are none
+    proc = subprocess.run([sys.executable, "-m", "rumpy.cli.train", "--parameters",
+                           str(multiple)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "training.gpu: gpu = 'multiple' but CUDA is not available" in proc.stderr
 
 
 def test_resolved_config_has_every_default(write_config, tmp_path):

@@ -64,7 +64,7 @@ def _leaves(value: Any, dotted: str) -> list[str]:
     return [dotted]
 
 
-def _read(path: Path) -> dict:
+def read_toml(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -83,7 +83,7 @@ def _layer(path: Path, composed: Composed, stack: tuple[Path, ...]) -> None:
     if resolved in stack:
         cycle = " -> ".join(p.name for p in (*stack, resolved))
         raise ConfigError(str(path), DEFAULTS_KEY, f"the defaults form a cycle: {cycle}")
-    table = _read(path)
+    table = read_toml(path)
     defaults = table.pop(DEFAULTS_KEY, [])
     if isinstance(defaults, str):
         defaults = [defaults]

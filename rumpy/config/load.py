@@ -5,19 +5,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on Python 3.10
-    import tomli as tomllib
-
 from ..registry import did_you_mean
-from .compose import Composed, compose
+from .compose import Composed, compose, read_toml
 from .errors import ConfigError
 from .placeholders import expand_placeholders
 from .schema import InternalParams, RunConfig
@@ -196,19 +190,6 @@ class _Builder:
         if cls is InternalParams:
             obj.arch = extra
         return obj
-
-
-def read_toml(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "", f"cannot read: {exc}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"invalid TOML: {exc}") from None
 
 
 def _resolve(path: str, base: Path) -> str:
