@@ -214,3 +214,22 @@ def test_absent_sections_get_the_task_defaults(tmp_path):
     cfg = load_config(path)
     assert cfg.scale is None and cfg.model.internal_params.loss == "mse"
     assert cfg.training.best_load_metric == "val-RMSE" and cfg.data.normalize_targets is True
+
+
+def test_every_problem_of_a_config_is_reported_at_once(tmp_path):
+    path = tmp_path / "many.toml"
+    path.write_text('experiment = "m"\n[training]\nnum_epochz = 3\nseed = -1\ngpu = "of"\n'
+                    '[model]\nname = "edsr"\n[model.internal_params]\nlr = "fast"\n'
+                    '[data]\nbatch_size = 0\n[data.training_sets.a]\ntype = "pared"\n'
+                    '[data.eval_sets.b]\ncutof = 2\n')
+    proc = subprocess.run([sys.executable, "-m", "rumpy.cli.train", "--parameters", str(path)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == "(7 problems)"
+    keys = [line.split(": ")[1] for line in lines[:-1]]
+    assert keys == ["training.num_epochz", "training.seed", "training.gpu",
+                    "model.internal_params.lr", "data.batch_size", "data.training_sets.a.type",
+                    "data.eval_sets.b.cutof"]
+    assert all(str(path) in line for line in lines[:-1])
+    assert not (tmp_path / "Results").exists()

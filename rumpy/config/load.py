@@ -72,16 +72,26 @@ def _type_name(value: Any) -> str:
             list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
 
 
+class _Problem(Exception):
+    """A key the builder could not take; recorded, and the build goes on with the next key."""
+
+
 class _Builder:
+    """Builds the typed config, collecting every problem (unknown key, wrong type, bad value)
+    instead of stopping at the first, so one run of the command shows them all."""
+
     def __init__(self, source: str, task: str, default_kind: str, composed: Composed):
         self.source = source
         self.task = task
         self.default_kind = default_kind
         self.composed = composed
+        self.problems: list[ConfigError] = []
 
     def fail(self, key_path: str, message: str) -> typing.NoReturn:
         """An error names the file (or override) that set the key."""
-        raise ConfigError(self.composed.origin(key_path, self.source), key_path, message)
+        self.problems.append(ConfigError(self.composed.origin(key_path, self.source), key_path,
+                                         message))
+        raise _Problem
 
     def value(self, hint: Any, value: Any, key_path: str, meta: dict) -> Any:
         hint = _plain(hint)
@@ -96,10 +106,14 @@ class _Builder:
                 self.fail(key_path, f"expected a table of tables, got {_type_name(value)}")
             out = {}
             for name, table in value.items():
-                if not isinstance(table, dict):
-                    self.fail(f"{key_path}.{name}", f"expected a table, got {_type_name(table)}")
-                item_cls = (self.dataset_class(table, meta["role"], f"{key_path}.{name}")
-                            if meta.get("role") else typing.get_args(hint)[1])
+                try:
+                    if not isinstance(table, dict):
+                        self.fail(f"{key_path}.{name}",
+                                  f"expected a table, got {_type_name(table)}")
+                    item_cls = (self.dataset_class(table, meta["role"], f"{key_path}.{name}")
+                                if meta.get("role") else typing.get_args(hint)[1])
+                except _Problem:
+                    continue
                 out[name] = self.build(item_cls, table, f"{key_path}.{name}")
             return out
         if _members(hint):
@@ -169,19 +183,26 @@ class _Builder:
                     extra[key] = table[key]
                     continue
                 where = f"{key_path}.{key}" if key_path else key
-                self.fail(where, f"unknown key{did_you_mean(key, list(fields))} "
-                                 f"(allowed: {', '.join(fields)})")
+                try:
+                    self.fail(where, f"unknown key{did_you_mean(key, list(fields))} "
+                                     f"(allowed: {', '.join(fields)})")
+                except _Problem:
+                    continue
         kwargs = {}
         for name, f in fields.items():
             where = f"{key_path}.{name}" if key_path else name
             uses = f.metadata.get("tasks")
             if name in table:
-                if uses is not None and self.task not in uses:
-                    users = ", ".join(repr(t) for t in uses)
-                    self.fail(where, f"not used by task {self.task!r} (only by {users}); "
-                                     f"remove it")
-                kwargs[name] = self.value(hints[name], table[name], where, dict(f.metadata))
-            elif dataclasses.is_dataclass(_plain(hints[name])):  # an absent section: its defaults
+                try:
+                    if uses is not None and self.task not in uses:
+                        users = ", ".join(repr(t) for t in uses)
+                        self.fail(where, f"not used by task {self.task!r} (only by {users}); "
+                                         f"remove it")
+                    kwargs[name] = self.value(hints[name], table[name], where, dict(f.metadata))
+                    continue
+                except _Problem:  # recorded; the default stands in so the build goes on
+                    pass
+            if dataclasses.is_dataclass(_plain(hints[name])):  # an absent section: its defaults
                 kwargs[name] = self.build(_plain(hints[name]), {}, where)
             elif uses is not None and self.task in uses:
                 default = uses[self.task]
@@ -229,6 +250,8 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     task = raw["task"] = task.lower()
     builder = _Builder(source, task, TASKS.get(task).dataset_kinds[0], composed)
     cfg: RunConfig = builder.build(RunConfig, raw, "")
+    if builder.problems:
+        raise ConfigError.report(builder.problems)
     cfg.source = source
     cfg.chain = [c for c in composed.chain if not c.startswith("--")]
     expand_placeholders(cfg, composed.origin("experiment", source))
