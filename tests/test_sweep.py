@@ -164,3 +164,47 @@ def test_workers_and_submitit_jobs_finish_every_cell(write_config, tmp_path):
     assert len(cells) == 6
     assert all(starts(folder / c["name"]) == 1 for c in cells)
     assert set(pd.read_csv(folder / "sweep_table.csv")["n"]) == {3}
+
+
+def _sweep_workers(folder: Path) -> list[int]:
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "rumpy.sweep.run" in text and str(folder) in text:
+            out.append(int(cmdline.parent.name))
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_stopping_a_sweep_with_workers_stops_every_worker(write_config, tmp_path, sig):
+    """kill (or kill -9) of `rumpy sweep --workers 2`: no worker lives on or starts another
+    cell; running the sweep again finishes it, no finished cell trained twice."""
+    path = sweep_file(write_config, SMALL, num_epochs=3)
+    folder = tmp_path / "Results" / "sw"
+    proc = subprocess.Popen([sys.executable, "-m", "rumpy.cli.main", "sweep", str(path),
+                             "--workers", "2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_cells_started(folder) if folder.exists() else []) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=120)
+    deadline = time.time() + 60
+    while _sweep_workers(folder) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _sweep_workers(folder)
+    started = set(_cells_started(folder))
+    time.sleep(2)
+    assert set(_cells_started(folder)) == started  # nothing started after the stop
+    assert len(started) < 4
+    finished_before = {c for c in started if json.loads((folder / c / "status.json").read_text())
+                       .get("state") == "finished"}
+    assert rumpy_main(["sweep", str(path), "--no-table"]) == 0
+    for name in finished_before:
+        assert starts(folder / name) == 1
+    cells = json.loads((folder / "sweep.json").read_text())["cells"]
+    assert all(json.loads((folder / c["name"] / "status.json").read_text())["state"] == "finished"
+               for c in cells)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -34,12 +35,24 @@ def run_local(folder: Path, workers: int) -> int:
         env.setdefault(var, str(threads))
     procs = [subprocess.Popen([sys.executable, "-m", "rumpy.sweep.run", str(folder)], env=env)
              for _ in range(workers)]
+
+    def forward(signum, frame) -> None:  # `kill` of this process: every worker saves and stops
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
     codes = []
-    for proc in procs:
-        try:
-            codes.append(proc.wait())
-        except KeyboardInterrupt:  # the workers got the Ctrl+C too: let them save
-            codes.append(proc.wait())
+    try:
+        for proc in procs:
+            while True:
+                try:
+                    codes.append(proc.wait())
+                    break
+                except KeyboardInterrupt:  # the workers got the Ctrl+C too: let them save
+                    continue
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return max(codes, key=lambda c: (c != 0, abs(c)))
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +21,7 @@ from ..config import ConfigError
 from ..results.run_folder import RunExistsError
 from ..tree.lock import NodeLockedError, file_lock
 from ..tree.node import Node, read_json, write_json
+from ..utils.process import die_with_parent
 from .spec import Cell, Sweep
 
 log = logging.getLogger(__name__)
@@ -76,7 +79,29 @@ def _extended(sweep: Sweep, cell: Cell) -> bool:
     return wanted > max(node.own_saved(), default=0)
 
 
-def _train_cell(sweep: Sweep, cell: Cell, resume: bool) -> str:
+class _Stop:
+    """Ctrl+C or SIGTERM between cells (training handles its own): no further cell starts."""
+
+    requested = False
+
+    def __init__(self):
+        self.previous = {}
+
+    def __enter__(self) -> "_Stop":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _train_cell(sweep: Sweep, cell: Cell, resume: bool) -> tuple[str, bool]:
     from ..logs import attach_file, detach_file
     from ..training.setup import prepare, start
     from ..training.trainer import train
@@ -89,7 +114,7 @@ def _train_cell(sweep: Sweep, cell: Cell, resume: bool) -> str:
     log.info("sweep %s: %s cell %s", sweep.name, "resuming" if resume else "starting", cell.name)
     handler = attach_file(run.folder.log)
     try:
-        return train(run)
+        return train(run), run.stop_requested
     finally:
         detach_file(handler)
 
@@ -99,25 +124,37 @@ def run_cells(folder: Path) -> int:
     interrupted (its cell saved, as any run), 1 when a cell failed (the others still ran)."""
     sweep = read_manifest(folder)
     failed = 0
-    for cell in sweep.cells:
-        state = cell_state(sweep, cell)
-        if state == "running" or (state in DONE and not _extended(sweep, cell)):
-            continue
-        try:
-            outcome = _train_cell(sweep, cell, resume=state != "new")
-        except (RunExistsError, NodeLockedError):
-            log.info("sweep %s: cell %s was claimed by another worker", sweep.name, cell.name)
-            continue
-        except ConfigError as exc:
-            if cell_state(sweep, cell) == "running" or cell_state(sweep, cell) in DONE:
-                log.info("sweep %s: cell %s was claimed by another worker", sweep.name, cell.name)
-                continue
-            log.error("sweep %s: cell %s: %s", sweep.name, cell.name, exc)
-            failed += 1
-            continue
-        if outcome == "interrupted":
-            return 130
+    with _Stop() as stop:
+        for cell in sweep.cells:
+            if stop.requested:
+                log.warning("sweep %s: stopped (Ctrl+C/SIGTERM); run it again to go on",
+                            sweep.name)
+                return 130
+            outcome = _run_cell(sweep, cell)
+            if outcome == "stopped":
+                return 130
+            failed += outcome == "failed"
     return 1 if failed else 0
+
+
+def _run_cell(sweep: Sweep, cell: Cell) -> str:
+    """'done' (trained, skipped or claimed by another worker), 'failed' or 'stopped'."""
+    state = cell_state(sweep, cell)
+    if state == "running" or (state in DONE and not _extended(sweep, cell)):
+        return "done"
+    try:
+        outcome, stop_requested = _train_cell(sweep, cell, resume=state != "new")
+    except (RunExistsError, NodeLockedError):
+        log.info("sweep %s: cell %s was claimed by another worker", sweep.name, cell.name)
+        return "done"
+    except ConfigError as exc:
+        if cell_state(sweep, cell) == "running" or cell_state(sweep, cell) in DONE:
+            log.info("sweep %s: cell %s was claimed by another worker", sweep.name, cell.name)
+            return "done"
+        log.error("sweep %s: cell %s: %s", sweep.name, cell.name, exc)
+        return "failed"
+    # a stop that came during the cell's last steps ends the sweep too, not just the cell
+    return "stopped" if outcome == "interrupted" or stop_requested else "done"
 
 
 def status_lines(sweep: Sweep) -> list[str]:
@@ -138,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..logs import setup_console
 
     setup_console()
+    die_with_parent()  # `rumpy sweep` killed: this worker saves its cell and stops too
     folder = Path((argv or sys.argv[1:])[0])
     return run_cells(folder)
 

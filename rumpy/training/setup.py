@@ -61,6 +61,7 @@ class Run:
     init_weights: dict | None = None   # where a new run's initial weights came from
     dist: Dist = SINGLE                # data-parallel rank and world size
     rng_ranks: list | None = None      # every rank's RNG state at the epoch's end (data parallel)
+    stop_requested: bool = False       # a Ctrl+C/SIGTERM came (also one after the last step)
 
     def gather_rng(self) -> None:
         """Every rank's RNG state, for rank 0's checkpoint (a collective: all ranks call it)."""

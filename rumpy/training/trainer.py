@@ -118,7 +118,10 @@ def train(run: Run, callbacks: list[Callback] | None = None) -> str:
             for callback in callbacks:
                 callback.on_start(run)
             with torch.autograd.set_detect_anomaly(run.cfg.training.detect_anomaly):
-                state = _loop(run, stop, callbacks)
+                try:
+                    state = _loop(run, stop, callbacks)
+                finally:
+                    run.stop_requested = stop.requested
             if main:
                 run.node.set_status(state=state, stop_reason=run.stop_reason,
                                     best=run.best_info())
