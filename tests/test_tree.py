@@ -368,3 +368,21 @@ def test_best_load_metric_without_prefix_continues_from_best(write_config, tmp_p
     assert train(path, "--continue_from_epoch", "best", "--new_branch", "--new_branch_name",
                  "from_best", "--num_epochs", "4") == 0
     assert json.loads((node / "from_best" / "lineage.json").read_text())["fork_epoch"] == best
+
+
+def test_continue_with_more_epochs_rebuilds_a_cosine_schedule_for_the_new_length(write_config,
+                                                                                 tmp_path):
+    """Continuing a 2-epoch cosine run to 4 epochs trains epochs 3-4 with the lr a 4-epoch run
+    has there (not lr 0, nor a cosine climbing back up)."""
+    text = write_config(extra_training='logging = "text"').read_text().replace(
+        "lr = 1e-3", 'lr = 1e-3\nscheduler = "cosine"')
+    short, full = tmp_path / "short.toml", tmp_path / "full.toml"
+    short.write_text(text)
+    full.write_text(text.replace('experiment = "tiny"', 'experiment = "full"'))
+    assert train(short) == 0
+    assert train(short, "--continue_from_epoch", "last", "--num_epochs", "4") == 0
+    assert train(full, "--num_epochs", "4") == 0
+    continued = [float(r["learning-rate"]) for r in rows(tmp_path / "Results" / "tiny")]
+    reference = [float(r["learning-rate"]) for r in rows(tmp_path / "Results" / "full")]
+    assert continued[2:] == pytest.approx(reference[2:])
+    assert continued[2] > 0

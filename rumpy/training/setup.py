@@ -369,7 +369,8 @@ def _restore(run: Run) -> None:
                         "optimizer, schedule and epoch continue; random streams restart from "
                         "rank 0's", len(ranks or [None]), run.dist.world)
         set_rng_state(state["rng"])
-    if plan.kind == "continue" and run.cfg.training.num_epochs != state.get("config", {}).get(
-            "training", {}).get("num_epochs") and handler.scheduler is not None:
-        log.warning("num_epochs changed: the scheduler keeps the arguments it was built with "
-                    "(e.g. T_max) at the run's start")
+    if plan.kind == "continue" and not plan.load_scheduler and handler.scheduler is not None:
+        log.warning("num_epochs changed: the learning-rate schedule is rebuilt for %d epochs and "
+                    "advanced to epoch %d (lr now %.3g), as a run started with %d epochs would "
+                    "have it", run.cfg.training.num_epochs, plan.start_epoch,
+                    handler.learning_rate, run.cfg.training.num_epochs)

@@ -365,6 +365,10 @@ def plan_run(cfg: RunConfig) -> Plan:
     for e in later:
         plan.remove[e] = [q for p in files[e] for q in (p, p.with_name(p.name + ".sha256"))]
     plan.rows = _rows_until(node, epoch, state)
+    # A schedule sized by num_epochs (cosine's T_max, one-cycle's total) is rebuilt for the new
+    # length, as a branch's is: the old one would run past its end (a cosine climbs back up).
+    if "training.num_epochs" in diff:
+        plan.load_scheduler = False
     return plan
 
 
