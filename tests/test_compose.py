@@ -142,3 +142,16 @@ def test_placeholders_name_run_folders(write_config, tmp_path):
         path = write_config(num_epochs=1, experiment=bad)
         with pytest.raises(ConfigError, match=message):
             load_config(path)
+
+
+def test_errors_found_after_loading_name_the_override_or_flag_that_set_the_key(write_config,
+                                                                               caplog):
+    path = write_config()
+    assert train_main(["--parameters", str(path), "model.internal_params.num_blocks=1.5"]) == 2
+    assert ("override model.internal_params.num_blocks=1.5: model.internal_params.num_blocks: "
+            "expected int for edsr" in caplog.text)
+    caplog.clear()
+    # overrides may stand anywhere among the flags
+    assert train_main(["--parameters", str(path), 'training.metrics=["PSNRX"]', "--num_epochs",
+                       "1"]) == 2
+    assert "override training.metrics=[\"PSNRX\"]: training.metrics: unknown metric" in caplog.text

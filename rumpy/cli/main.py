@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             logging.shutdown()
             os._exit(code)
         return code
+    if argv[:1] == ["sweep"]:
+        from .sweep import sweep_main
+        return sweep_main(argv[1:])
     parser = argparse.ArgumentParser(prog="rumpy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare-data", help="make an LR folder from an HR folder (bicubic)")

@@ -66,8 +66,29 @@ def _table(args: argparse.Namespace) -> int:
     return _table_of(Path(args.folder), metrics, args.at, by)
 
 
+def sweep_main(argv: list[str]) -> int:
+    """`rumpy sweep ...`, parsed on its own so that key=value overrides may stand anywhere among
+    the flags (argparse cannot intermix them under subcommands)."""
+    import argparse
+
+    from ..logs import setup_console
+
+    parser = argparse.ArgumentParser(prog="rumpy sweep", description="run or resume every cell "
+                                                                     "(grid x seeds) of a sweep")
+    _sweep_arguments(parser)
+    args = parser.parse_intermixed_args(argv)
+    setup_console()
+    return _sweep(args)
+
+
 def add_parsers(sub) -> None:
     sweep = sub.add_parser("sweep", help="run or resume every cell (grid x seeds) of a sweep TOML")
+    _sweep_arguments(sweep)
+    table = sub.add_parser("table", help="mean ± std over seeds per setting (sweep_table.csv/md)")
+    _table_arguments(table)
+
+
+def _sweep_arguments(sweep) -> None:
     sweep.add_argument("file", help="a config with a [sweep] table")
     sweep.add_argument("overrides", nargs="*", metavar="section.key=value",
                        help="override keys of every cell")
@@ -87,7 +108,9 @@ def add_parsers(sub) -> None:
     sweep.add_argument("--status", action="store_true", help="show the cells' states and exit")
     sweep.add_argument("--no-table", action="store_true", help="skip the table at the end")
     sweep.set_defaults(func=_sweep)
-    table = sub.add_parser("table", help="mean ± std over seeds per setting (sweep_table.csv/md)")
+
+
+def _table_arguments(table) -> None:
     table.add_argument("folder", help="a sweep folder, or any folder of run folders (with --by)")
     table.add_argument("--metric", help="summary column(s), comma-separated (default: the runs' "
                                         "best_load_metric)")

@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Nam
     tree.add_argument("--skip_optimizer_load", action="store_true", default=None)
     tree.add_argument("--skip_scheduler_load", action="store_true", default=None)
     tree.add_argument("--early_stopping_patience", type=int, metavar="N")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # key=value overrides anywhere among the flags
 
 
 def _presets(args: argparse.Namespace) -> dict:
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None, prog: str = "train_sisr") -> int:
 
 def _main(args: argparse.Namespace) -> int:
     # Imported after argument parsing so that --help answers instantly.
-    from ..config.load import CLI_OVERRIDES
+    from ..config.load import CLI_OVERRIDES, attribute
     from ..training import distributed
     from ..training.distributed import SINGLE
     from ..training.setup import prepare, start
@@ -121,7 +121,7 @@ def _main(args: argparse.Namespace) -> int:
     # the command line goes to train.log only; the console already shows it
     early.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "command: %s",
                                 (shlex.join(sys.argv),), None))
-    dist = SINGLE
+    dist, cfg = SINGLE, None
     try:
         cfg = load_config(args.parameters, overrides, tuple(args.cfg_default),
                           tuple(args.overrides), presets=_presets(args))
@@ -136,6 +136,8 @@ def _main(args: argparse.Namespace) -> int:
         run = prepare(cfg, dist)
         start(run)  # the first writes; a racing second process is refused here
     except (ConfigError, RunExistsError, NodeLockedError, TreeError) as exc:
+        if isinstance(exc, ConfigError) and cfg is not None:
+            exc = attribute(exc, cfg)
         if os.environ.get("RANK", "0") == "0":  # every rank finds it; rank 0 says it
             log.error("%s", exc)
         distributed.shutdown(dist)

@@ -218,6 +218,19 @@ def _resolve(path: str, base: Path) -> str:
     return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
 
 
+def attribute(exc: ConfigError, cfg: RunConfig) -> ConfigError:
+    """An error raised against the main file (by the checks after loading) names the file or
+    override that actually set its key."""
+    if exc.source != cfg.source or not exc.key_path or not cfg.origins:
+        return exc
+    parts = exc.key_path.split(".")
+    for n in range(len(parts), 0, -1):
+        label = cfg.origins.get(".".join(parts[:n]))
+        if label is not None:
+            return exc if label == exc.source else ConfigError(label, exc.key_path, exc.message)
+    return exc
+
+
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None,
                 cfg_defaults: tuple = (), key_overrides: tuple = (),
                 values: dict[str, tuple[str, Any]] | None = None,
@@ -253,7 +266,16 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     if builder.problems:
         raise ConfigError.report(builder.problems)
     cfg.source = source
+    cfg.origins = dict(composed.origins)
     cfg.chain = [c for c in composed.chain if not c.startswith("--")]
+    try:
+        return _finish(cfg, composed, source, toml_dir)
+    except ConfigError as exc:
+        raise attribute(exc, cfg) from None
+
+
+def _finish(cfg: RunConfig, composed: Composed, source: str, toml_dir: Path) -> RunConfig:
+    """Placeholders, names and paths of a built config."""
     expand_placeholders(cfg, composed.origin("experiment", source))
 
     name = cfg.experiment

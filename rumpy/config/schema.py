@@ -204,6 +204,7 @@ class RunConfig:
     # The TOML this config came from, and every file and override composed into it (not keys).
     source: str = field(default="", metadata={"internal": True})
     chain: list = field(default_factory=list, metadata={"internal": True})
+    origins: dict = field(default_factory=dict, metadata={"internal": True})  # key -> its source
 
     @property
     def scale(self) -> int | None:
