@@ -72,11 +72,18 @@ def test_grid_times_seeds_runs_every_cell_and_tables_mean_and_std(write_config, 
     # rumpy table on any folder of runs, grouped by chosen keys, at the last epoch
     capsys.readouterr()
     assert rumpy_main(["table", str(folder), "--by", "training.seed", "--at", "last",
-                       "--metric", "PSNR,val-SSIM"]) == 0
+                       "--metric", "PSNR,val-SSIM", "-o", str(tmp_path / "by_seed")]) == 0
     out = capsys.readouterr().out
     assert "| training.seed | val-PSNR (mean ± std) | val-SSIM (mean ± std) | n | best |" in out
-    by_seed = pd.read_csv(folder / "sweep_table.csv")
+    by_seed = pd.read_csv(tmp_path / "by_seed" / "sweep_table.csv")
     assert sorted(by_seed["training.seed"]) == [1, 2] and set(by_seed["n"]) == {4}
+    assert len(pd.read_csv(folder / "sweep_table.csv")) == 4  # the sweep's own table stays
+    # a typo in --by; a table of one run folder is printed, never written into the run
+    assert rumpy_main(["table", str(folder), "--by", "training.sed"]) == 2
+    assert "did you mean 'training.seed'?" in capsys.readouterr().err
+    one = folder / names[0]
+    assert rumpy_main(["table", str(one), "--by", "training.seed"]) == 0
+    assert not list(one.glob("sweep_table*"))
 
 
 @pytest.mark.parametrize("sweep, message", [

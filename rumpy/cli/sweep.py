@@ -47,23 +47,32 @@ def _sweep(args: argparse.Namespace) -> int:
     return code
 
 
-def _table_of(folder: Path, metrics, at: str, by) -> int:
+def _table_of(folder: Path, metrics, at: str, by, out: Path | None = None,
+              every_state: bool = False) -> int:
+    from .main import _output_problem
     from ..results.table import TableError, write_table
 
+    if out is not None:
+        problem = _output_problem(out / "sweep_table.csv")
+        if problem:
+            log.error("-o: %s", problem)
+            return 2
     try:
-        text, paths = write_table(folder, metrics, at, by)
+        text, paths = write_table(folder, metrics, at, by, out, every_state)
     except TableError as exc:
         log.error("%s", exc)
         return 2
     print(text, end="")
-    log.info("wrote %s", ", ".join(map(str, paths)))
+    if paths:
+        log.info("wrote %s", ", ".join(map(str, paths)))
     return 0
 
 
 def _table(args: argparse.Namespace) -> int:
     metrics = [m for m in (args.metric or "").split(",") if m] or None
     by = [k for k in (args.by or "").split(",") if k] or None
-    return _table_of(Path(args.folder), metrics, args.at, by)
+    return _table_of(Path(args.folder), metrics, args.at, by,
+                     Path(args.output) if args.output else None, args.all)
 
 
 def sweep_main(argv: list[str]) -> int:
@@ -118,4 +127,8 @@ def _table_arguments(table) -> None:
                        help="each run's best epoch (by its best_load_metric) or its last")
     table.add_argument("--by", metavar="KEYS", help="group by these config keys, comma-separated "
                                                     "(default for a sweep: its grid keys)")
+    table.add_argument("-o", "--output", metavar="DIR", help="write sweep_table.csv/.md here "
+                       "(default: a sweep's own table goes into its folder; others are printed)")
+    table.add_argument("--all", action="store_true", help="include runs that are not finished "
+                                                          "(running, crashed, interrupted)")
     table.set_defaults(func=_table)

@@ -131,8 +131,8 @@ def _main(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 raise ConfigError(args.parameters, "training.gpu", str(exc)) from None
         dist = distributed.init(cfg.training.gpu)
-        if not dist.is_main:  # rank 0 speaks for all
-            logging.getLogger("rumpy").setLevel(logging.WARNING)
+        if not dist.is_main:  # rank 0 speaks for all; the others only of their own errors
+            logging.getLogger("rumpy").setLevel(logging.ERROR)
         run = prepare(cfg, dist)
         start(run)  # the first writes; a racing second process is refused here
     except (ConfigError, RunExistsError, NodeLockedError, TreeError) as exc:

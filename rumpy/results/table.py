@@ -3,6 +3,7 @@ run's best (or last) epoch. A sweep folder groups its cells by the swept keys; a
 of runs groups its run folders by the config keys given with --by."""
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config.load import read_toml
+from ..registry import did_you_mean
 from ..results.columns import resolve
 from ..training.monitor import Monitor, infer_mode
 from ..tree.node import Node
@@ -17,6 +19,7 @@ from ..tree.plan import flatten
 from ..utils.atomic import atomic_write_text
 
 TABLE_NAME = "sweep_table"
+log = logging.getLogger(__name__)
 
 
 class TableError(ValueError):
@@ -69,9 +72,8 @@ def collect(folder: Path, by: list[str] | None) -> tuple[list[str], list[Entry]]
             raise TableError(f"{node.folder.config}: {exc}") from None
         missing = [k for k in by if k not in config]
         if missing:
-            known = ", ".join(k for k in config if not k.startswith("data."))
-            raise TableError(f"--by {missing[0]}: not a key of {node.folder.config} (keys: "
-                             f"{known})")
+            raise TableError(f"--by {missing[0]}: not a key of {node.folder.config}"
+                             f"{did_you_mean(missing[0], list(config))}")
         entries.append(Entry(node, tuple((k, config[k]) for k in by), config))
     return by, entries
 
@@ -98,11 +100,23 @@ def _fmt(value) -> str:
         f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+FINAL = ("finished", "stopped_early")
+
+
 def build_table(folder: Path, metrics: list[str] | None = None, at: str = "best",
-                by: list[str] | None = None) -> tuple[pd.DataFrame, list[str], list[str]]:
+                by: list[str] | None = None, every_state: bool = False
+                ) -> tuple[pd.DataFrame, list[str], list[str]]:
     """(table, grouping keys, metric columns): a row per setting with <metric> (mean),
-    <metric>-std, n and `best` (the setting with the best mean of the first metric)."""
+    <metric>-std, n and `best` (the setting with the best mean of the first metric). Runs
+    that are not finished or stopped early are left out (and counted in a warning) unless
+    `every_state`."""
     keys, entries = collect(folder, by)
+    if not every_state:
+        left = [e for e in entries if e.node.state() not in FINAL]
+        if left:
+            log.warning("left out %d run(s) that are not finished (%s); --all includes them",
+                        len(left), ", ".join(sorted({e.node.state() for e in left})))
+        entries = [e for e in entries if e.node.state() in FINAL]
     picked = [(e, _row_at(e, at)) for e in entries]
     picked = [(e, r) for e, r in picked if r is not None]
     if not picked:
@@ -150,15 +164,23 @@ def markdown(table: pd.DataFrame, keys: list[str], metrics: list[str], at: str) 
         cells += [str(row["n"]), row["best"]]
         lines.append("| " + " | ".join(cells) + " |")
     note = f"\nAt each run's {at} epoch" + (" (by its best_load_metric)" if at == "best" else "")
-    return "\n".join(lines) + note + "; std over seeds (n - 1).\n"
+    return "\n".join(lines) + note + "; mean and std (n - 1) over the n runs of each row.\n"
 
 
 def write_table(folder: Path, metrics: list[str] | None = None, at: str = "best",
-                by: list[str] | None = None, out: Path | None = None) -> tuple[str, list[Path]]:
-    table, keys, metrics = build_table(folder, metrics, at, by)
-    out = out or folder
+                by: list[str] | None = None, out: Path | None = None,
+                every_state: bool = False) -> tuple[str, list[Path]]:
+    """The table as markdown, written as sweep_table.csv/.md into `out`, or into the sweep
+    folder for a sweep's own table; nothing is written for other tables without `out` (never
+    into a run folder)."""
+    table, keys, metrics = build_table(folder, metrics, at, by, every_state)
+    text = markdown(table, keys, metrics, at)
+    if out is None:
+        if by is not None or not (folder / "sweep.json").is_file():
+            return text, []
+        out = folder
+    out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / f"{TABLE_NAME}.csv", out / f"{TABLE_NAME}.md"
     atomic_write_text(csv_path, table.to_csv(index=False))
-    text = markdown(table, keys, metrics, at)
     atomic_write_text(md_path, text)
     return text, [csv_path, md_path]

@@ -110,9 +110,10 @@ def train(run: Run, callbacks: list[Callback] | None = None) -> str:
                                     epochs_done=run.plan.start_epoch, best=run.best_info(),
                                     stop_reason=None, error=None)
             processes = f" x {run.dist.world} processes" if run.dist.enabled else ""
-            log.info("training %s (%s, %.2fM parameters) on %s%s, epochs %d-%d; node %s",
+            count = sum(p.numel() for p in run.handler.model.parameters())
+            log.info("training %s (%s, %s parameters) on %s%s, epochs %d-%d; node %s",
                      run.cfg.model.name, run.task.describe(),
-                     sum(p.numel() for p in run.handler.model.parameters()) / 1e6, run.device,
+                     f"{count / 1e6:.2f}M" if count >= 10_000 else f"{count:,}", run.device,
                      processes, run.plan.start_epoch + 1, run.cfg.training.num_epochs,
                      run.folder.root)
             for callback in callbacks:
