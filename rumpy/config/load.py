@@ -17,6 +17,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 from ..registry import did_you_mean
+from ..utils.names import name_problem
 from .errors import ConfigError
 from .schema import InternalParams, RunConfig
 
@@ -113,6 +114,13 @@ class _Builder:
             return value
         if not self._matches(hint, value):
             self.fail(key_path, f"expected {expected}, got {_type_name(value)} {value!r}")
+        if origin is list:  # names of metrics, columns, targets: a repeat is a slip (export
+            # would silently keep one of two same-named targets)
+            seen = set()
+            for item in value:
+                if item in seen:
+                    self.fail(key_path, f"lists {item!r} twice; expected each name once")
+                seen.add(item)
         if hint is float:
             value = float(value)
         choices = meta.get("choices") or ()
@@ -205,8 +213,13 @@ def read_toml(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(str(path), "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "", f"cannot read: {exc}") from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), "", "is a folder; expected a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), "", f"not UTF-8 text ({exc.reason} at byte "
+                                         f"{exc.start}); expected a TOML file") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -247,11 +260,15 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     if not name:
         raise ConfigError(source, "experiment", "missing: give the run a name "
                                                 "(or pass --experiment_name)")
-    if name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
-        raise ConfigError(source, "experiment", f"expected a plain folder name, got {name!r}")
-    if len(name.encode()) > 200:
-        raise ConfigError(source, "experiment", f"expected a name of at most 200 bytes (file "
-                                                f"systems allow 255), got {len(name.encode())}")
+    problem = name_problem(name)
+    if problem:
+        raise ConfigError(source, "experiment", problem)
+    for key, value in (("experiment_save_loc", cfg.experiment_save_loc),
+                       ("data.cache_dir", cfg.data.cache_dir)):
+        if not value.strip():  # '' would silently mean the TOML's own folder
+            raise ConfigError(source, key, f"expected a folder, got {value!r}")
+        if "\0" in value:
+            raise ConfigError(source, key, f"expected a folder path, got {value!r} (a NUL byte)")
     if not cfg.model.name:
         raise ConfigError(source, "model.name", "missing: name a registered model")
 
