@@ -3,7 +3,13 @@ and whose samples are drawn from (seed, epoch, index), so any worker count and a
 give the same batches; and deterministic evaluation loaders."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import os
 import signal
+import threading
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -12,6 +18,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import RunConfig
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class EpochSampler(Sampler):
@@ -61,12 +70,35 @@ def eval_batches(sizes: list, batch_size: int) -> list[list[int]]:
     return batches
 
 
-def _ignore_stop_signals(_worker_id: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process the moment its parent dies. torch's own watchdog
+    notices a dead parent only while the worker waits for work (every 5 s), not while it is
+    blocked elsewhere; ignoring SIGTERM (below), such an orphan would live on. Elsewhere: a
+    thread that watches."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        ok = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        ok = False
+    if not ok:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the request above
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _worker_init(parent: int, _worker_id: int) -> None:
     # Ctrl+C and a scheduler's SIGTERM reach the whole process group; the main process finishes
     # its step and saves, which needs the workers alive. The main process stops its workers
-    # through their queues (and they exit when it dies), so they never need these signals.
+    # through their queues, so they never need these signals; they die with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent(parent)
 
 
 @dataclass
@@ -81,8 +113,9 @@ def train_loader(cfg: RunConfig, dataset: Dataset, pin_memory: bool) -> tuple[Da
     workers = cfg.data.dataloader_threads
     batch = cfg.data.batch_size
     loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
-                        drop_last=len(dataset) >= batch, pin_memory=pin_memory,
-                        persistent_workers=workers > 0, worker_init_fn=_ignore_stop_signals,
+                        drop_last=True, pin_memory=pin_memory,
+                        persistent_workers=workers > 0,
+                        worker_init_fn=functools.partial(_worker_init, os.getpid()),
                         # its own generator: loading never draws from the global RNG
                         generator=torch.Generator().manual_seed(cfg.training.seed))
     return loader, sampler
