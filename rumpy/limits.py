@@ -33,6 +33,7 @@ class Limit:
     items: int | None = None          # a list: exactly this many values (0 = any number, >= 1)
     increasing: bool = False          # a list: strictly increasing
     odd: bool = False
+    multiple_of: int | None = None
     or_list: bool = False             # a value, or a list of such values (one per group)
 
     def _bound(self, bound: float | str | None, params: dict) -> tuple[float | None, str]:
@@ -63,6 +64,8 @@ class Limit:
             order = ", strictly increasing" if self.increasing else ""
             return f"a {size}{kind}{rng}{order}"
         one = ("an odd integer" if self.odd else "an integer") if self.integer else "a number"
+        if self.multiple_of:
+            one = f"a multiple of {self.multiple_of}"
         return one + rng + (" (or a list of them, one per parameter group)" if self.or_list else "")
 
     def _fits(self, value: Any, params: dict) -> bool:
@@ -74,7 +77,8 @@ class Limit:
             return False
         if high is not None and (value >= high if self.high_open else value > high):
             return False
-        return not (self.odd and value % 2 == 0)
+        return not (self.odd and value % 2 == 0) and \
+            not (self.multiple_of and value % self.multiple_of)
 
     def problem(self, value: Any, params: dict) -> str | None:
         """None when `value` fits, else 'expected ..., got ...'; `params` are the component's

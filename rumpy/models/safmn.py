@@ -75,7 +75,7 @@ class AttBlock(nn.Module):
 
 
 @MODELS.register("safmn", tasks=("sisr",), limits={
-    "dim": count(4), "num_blocks": count(0), "ffn_scale": number(above=0)})
+    "dim": count(4, multiple_of=4), "num_blocks": count(0), "ffn_scale": number(above=0)})
 class SAFMN(nn.Module):
     supported_scales = None
     pre_upsampled = False
