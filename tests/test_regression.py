@@ -411,7 +411,7 @@ def test_review_cases_are_one_line_errors_or_exact(write, tmp_path, regression_d
                                                       'scheduler_params = {monitor = "RMSE_x"}')
     assert "scheduler_params.monitor: expected a summary column, got 'RMSE_x'" in fails(plateau)
     eps = write(name="eps.toml", experiment="eps", extra_params='loss = {charbonnier = {eps = "x"}}')
-    assert "model.internal_params.loss.charbonnier: loss 'charbonnier' cannot be used" in fails(eps)
+    assert "model.internal_params.loss.charbonnier.eps: expected a number > 0, got 'x'" in fails(eps)
 
 
 def test_fixed_shape_model_on_other_eval_sizes_is_refused(tmp_path, regression_data):
