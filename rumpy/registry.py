@@ -54,6 +54,10 @@ class Registry(Generic[T]):
         self.get(name)
         return self._meta[name.lower()]
 
+    def limits(self, name: str) -> dict:
+        """The declared ranges of the entry's parameters (rumpy/limits.py), or {}."""
+        return self.meta(name).get("limits", {})
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

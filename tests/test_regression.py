@@ -313,8 +313,10 @@ def test_bad_regression_configs_are_one_line_errors(write, tmp_path, regression_
         good.replace('gpu = "off"', 'gpu = "off"\nmetrics = ["PSNR"]'))
     assert "training.metric_channel: not used by task 'regression'" in fails(
         good.replace('gpu = "off"', 'gpu = "off"\nmetric_channel = "y"'))
+    assert "model.internal_params.hidden_sizes: expected a non-empty list of integers >= 1 for " \
+           "mlp, got [0]" in fails(good.replace("hidden_sizes = [32, 32]", "hidden_sizes = [0]"))
     assert "model.internal_params: cannot build mlp" in fails(
-        good.replace("hidden_sizes = [32, 32]", "hidden_sizes = [0]"))
+        good.replace("hidden_sizes = [32, 32]", 'hidden_sizes = [32]\nactivation = "swish"'))
     assert "model.internal_params.loss.l3: unknown loss 'l3'" in fails(
         good.replace("lr = 3e-3", "lr = 3e-3\nloss = {l1 = 1.0, l3 = 2.0}"))
     assert "model.internal_params.loss.huber.delt: not a parameter of loss 'huber'; did you mean 'delta'" \
@@ -409,7 +411,7 @@ def test_review_cases_are_one_line_errors_or_exact(write, tmp_path, regression_d
                                                       'scheduler_params = {monitor = "RMSE_x"}')
     assert "scheduler_params.monitor: expected a summary column, got 'RMSE_x'" in fails(plateau)
     eps = write(name="eps.toml", experiment="eps", extra_params='loss = {charbonnier = {eps = "x"}}')
-    assert "model.internal_params.loss.charbonnier: loss 'charbonnier' cannot be used" in fails(eps)
+    assert "model.internal_params.loss.charbonnier.eps: expected a number > 0, got 'x'" in fails(eps)
 
 
 def test_fixed_shape_model_on_other_eval_sizes_is_refused(tmp_path, regression_data):

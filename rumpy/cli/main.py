@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from ..logs import setup_console
+from .args import Parser, integer
+from .args import positive as epoch_number
 
 log = logging.getLogger("rumpy")
 
@@ -145,12 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["sweep"]:
         from .sweep import sweep_main
         return sweep_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="rumpy", description=__doc__)
+    parser = Parser(prog="rumpy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare-data", help="make an LR folder from an HR folder (bicubic)")
     prep.add_argument("--hr", required=True, help="folder of HR images")
     prep.add_argument("--out", required=True, help="folder to write LR images to")
-    prep.add_argument("--scale", type=int, required=True, choices=(2, 3, 4, 8))
+    prep.add_argument("--scale", type=integer, required=True, choices=(2, 3, 4, 8))
     prep.add_argument("--naming", choices=("div2k", "same"), default="div2k",
                       help="'div2k': 0001x2.png (default); 'same': keep the HR file name")
     prep.add_argument("--hr-out", help="also write the (cropped) HR images here")
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="one row per node: its best epoch by METRIC (e.g. val-PSNR)")
     export.add_argument("--include-inherited", action="store_true",
                         help="with --best: let a branch's best be an epoch it inherited")
-    export.add_argument("--per-image", type=int, metavar="EPOCH",
+    export.add_argument("--per-image", type=epoch_number, metavar="EPOCH",
                         help="per-image metrics of EPOCH instead")
     export.set_defaults(func=_export)
     plot = sub.add_parser("plot", help="overlay nodes' curves of one metric in a PNG")

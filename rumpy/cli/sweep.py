@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from .args import Parser, non_negative, positive
+
 log = logging.getLogger("rumpy")
 
 
@@ -78,12 +80,10 @@ def _table(args: argparse.Namespace) -> int:
 def sweep_main(argv: list[str]) -> int:
     """`rumpy sweep ...`, parsed on its own so that key=value overrides may stand anywhere among
     the flags (argparse cannot intermix them under subcommands)."""
-    import argparse
-
     from ..logs import setup_console
 
-    parser = argparse.ArgumentParser(prog="rumpy sweep", description="run or resume every cell "
-                                                                     "(grid x seeds) of a sweep")
+    parser = Parser(prog="rumpy sweep", description="run or resume every cell (grid x seeds) of "
+                                                    "a sweep")
     _sweep_arguments(parser)
     args = parser.parse_intermixed_args(argv)
     setup_console()
@@ -103,16 +103,16 @@ def _sweep_arguments(sweep) -> None:
                        help="override keys of every cell")
     sweep.add_argument("--cfg-default", action="append", default=[], dest="cfg_default",
                        metavar="TOML", help="a config the sweep file is merged onto")
-    sweep.add_argument("--workers", type=int, default=1, metavar="N",
+    sweep.add_argument("--workers", type=positive, default=1, metavar="N",
                        help="worker processes (local) or jobs (slurm) sharing the cells")
     sweep.add_argument("--launcher", choices=("local", "slurm", "submitit-local"),
                        default="local", help="local processes (default), Slurm jobs through "
                                              "submitit, or submitit's local executor")
     sweep.add_argument("--partition", default="", help="slurm: partition")
-    sweep.add_argument("--time", type=int, default=240, metavar="MIN", help="slurm: time limit")
-    sweep.add_argument("--gpus-per-job", type=int, default=0, metavar="N")
-    sweep.add_argument("--cpus-per-job", type=int, default=2, metavar="N")
-    sweep.add_argument("--mem-gb", type=int, default=16, metavar="GB")
+    sweep.add_argument("--time", type=positive, default=240, metavar="MIN", help="slurm: time limit")
+    sweep.add_argument("--gpus-per-job", type=non_negative, default=0, metavar="N")
+    sweep.add_argument("--cpus-per-job", type=positive, default=2, metavar="N")
+    sweep.add_argument("--mem-gb", type=positive, default=16, metavar="GB")
     sweep.add_argument("--wait", action="store_true", help="slurm: wait for the jobs")
     sweep.add_argument("--status", action="store_true", help="show the cells' states and exit")
     sweep.add_argument("--no-table", action="store_true", help="skip the table at the end")

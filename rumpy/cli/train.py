@@ -11,6 +11,7 @@ import shlex
 import sys
 
 from ..config import ConfigError, load_config
+from .args import Parser, epoch, integer
 from ..logs import attach_file, detach_file, setup_console
 from ..results.run_folder import RunExistsError
 from ..tree.lock import NodeLockedError
@@ -19,7 +20,7 @@ log = logging.getLogger("rumpy")
 
 
 def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog, description="Train a model (super-resolution, regression, ...) from a TOML "
         "config. Flags override the TOML only when given.")
     parser.add_argument("--parameters", required=True, metavar="TOML", help="the run's config file")
@@ -30,10 +31,10 @@ def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Nam
                         dest="cfg_default", help="a config the --parameters file is merged onto "
                                                  "(repeatable; later wins)")
     parser.add_argument("--gpu", choices=("off", "single", "multiple"))
-    parser.add_argument("--sp_gpu", type=int, metavar="N", help="CUDA device for --gpu single")
-    parser.add_argument("--num_epochs", type=int, metavar="N")
+    parser.add_argument("--sp_gpu", type=integer, metavar="N", help="CUDA device for --gpu single")
+    parser.add_argument("--num_epochs", type=integer, metavar="N")
     parser.add_argument("--experiment_name", metavar="NAME", help="run folder name")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=integer)
     parser.add_argument("--save_loc", metavar="DIR", help="folder holding run folders")
     dev = parser.add_argument_group("development modes")
     dev.add_argument("--dev", action="store_true", help="5 epochs of 10 training and 10 "
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Nam
     dev.add_argument("--overfit", action="store_true", help="train and validate on one fixed "
                      "batch: the loss should fall by orders of magnitude")
     tree = parser.add_argument_group("result tree (each also a [training] key)")
-    tree.add_argument("--continue_from_epoch", type=_epoch, metavar="N|last|best",
+    tree.add_argument("--continue_from_epoch", type=epoch, metavar="N|last|best",
                       help="continue (or fork) from this epoch of the node at --branch_root")
     tree.add_argument("--branch_root", metavar="PATH", help="node to start from, e.g. lr_half/warm")
     tree.add_argument("--new_branch", action="store_true", default=None,
@@ -52,7 +53,7 @@ def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Nam
                       help="allow removing later epochs of a node, or a whole existing run")
     tree.add_argument("--skip_optimizer_load", action="store_true", default=None)
     tree.add_argument("--skip_scheduler_load", action="store_true", default=None)
-    tree.add_argument("--early_stopping_patience", type=int, metavar="N")
+    tree.add_argument("--early_stopping_patience", type=integer, metavar="N")
     return parser.parse_intermixed_args(argv)  # key=value overrides anywhere among the flags
 
 
@@ -73,10 +74,6 @@ def _presets(args: argparse.Namespace) -> dict:
     if args.overfit:
         out["training.overfit"] = ("--overfit", True)
     return out
-
-
-def _epoch(text: str):
-    return int(text) if text.isdigit() else text
 
 
 DISK_FULL = 4

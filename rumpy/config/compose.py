@@ -69,8 +69,13 @@ def read_toml(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(str(path), "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "", f"cannot read: {exc}") from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), "", "is a folder; expected a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), "", f"not UTF-8 text ({exc.reason} at byte "
+                                         f"{exc.start}); expected a TOML file") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import did_you_mean
+from ..utils.names import MAX_BYTES, name_problem
 from .compose import Composed, compose, read_toml
 from .errors import ConfigError
 from .placeholders import expand_placeholders
@@ -125,6 +126,13 @@ class _Builder:
             return value
         if not self._matches(hint, value):
             self.fail(key_path, f"expected {expected}, got {_type_name(value)} {value!r}")
+        if origin is list:  # names of metrics, columns, targets: a repeat is a slip (export
+            # would silently keep one of two same-named targets)
+            seen = set()
+            for item in value:
+                if item in seen:
+                    self.fail(key_path, f"lists {item!r} twice; expected each name once")
+                seen.add(item)
         if hint is float:
             value = float(value)
         choices = meta.get("choices") or ()
@@ -283,13 +291,17 @@ def _finish(cfg: RunConfig, composed: Composed, source: str, toml_dir: Path) -> 
         raise ConfigError(source, "experiment", "missing: give the run a name "
                                                 "(or pass --experiment_name)")
     # "edsr/seed42" (a name/version layout) is a folder inside a folder, never outside
-    parts = name.split("/")
-    if any(p in ("", ".", "..") or p.startswith(".") or "\\" in p or "\0" in p for p in parts):
-        raise ConfigError(source, "experiment", f"expected a plain folder name (or names joined "
-                                                f"by '/'), got {name!r}")
-    if len(name.encode()) > 200:
-        raise ConfigError(source, "experiment", f"expected a name of at most 200 bytes (file "
-                                                f"systems allow 255), got {len(name.encode())}")
+    problem = next((name_problem(part) for part in name.split("/") if name_problem(part)), None)
+    if problem or len(name.encode("utf-8", "replace")) > MAX_BYTES:
+        raise ConfigError(source, "experiment", problem or f"expected a name of at most "
+                                                           f"{MAX_BYTES} bytes, got "
+                                                           f"{len(name.encode())}")
+    for key, value in (("experiment_save_loc", cfg.experiment_save_loc),
+                       ("data.cache_dir", cfg.data.cache_dir)):
+        if not value.strip():  # '' would silently mean the TOML's own folder
+            raise ConfigError(source, key, f"expected a folder, got {value!r}")
+        if "\0" in value:
+            raise ConfigError(source, key, f"expected a folder path, got {value!r} (a NUL byte)")
     if not cfg.model.name:
         raise ConfigError(source, "model.name", "missing: name a registered model")
 

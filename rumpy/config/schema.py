@@ -12,13 +12,14 @@ from typing import Any
 
 def opt(default: Any, doc: str, *, choices: tuple = (), minimum: float | None = None,
         maximum: float | None = None, path: bool = False, action: bool = False,
-        check: Any = None, tasks: dict | None = None) -> Any:
+        check: Any = None, tasks: dict | None = None, needs: str | None = None) -> Any:
     """A config field: its default, one line of documentation and the checks on its value.
     `action` keys say what to do with a run (continue, fork) rather than define it: they are
     left out of the saved config.toml and of config comparisons. `tasks` maps each task that
-    uses the key to its default there (the field's own default is then None: unset)."""
+    uses the key to its default there (the field's own default is then None: unset). `needs`
+    names the key without which this one would be silently ignored (set alone: refused)."""
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum, "path": path,
-            "action": action, "check": check, "tasks": tasks}
+            "action": action, "check": check, "tasks": tasks, "needs": needs}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -78,14 +79,17 @@ class TrainingConfig:
         None, "continue from epoch N, 'last' or 'best' of the node at branch_root", action=True,
         check=_epoch_choice)
     branch_root: str = opt("", "node to start from: '' = the run itself, 'lr_half/warm' = a branch",
-                           action=True)
-    new_branch: bool = opt(False, "fork a new branch at continue_from_epoch", action=True)
-    new_branch_name: str = opt("", "name of the new branch (default branch_epoch_<N>)", action=True)
+                           action=True, needs="continue_from_epoch")
+    new_branch: bool = opt(False, "fork a new branch at continue_from_epoch", action=True,
+                           needs="continue_from_epoch")
+    new_branch_name: str = opt("", "name of the new branch (default branch_epoch_<N>)", action=True,
+                               needs="new_branch")
     overwrite_data: bool = opt(False, "allow removing data: a node's epochs after the one continued "
                                       "from, or a whole existing run when starting fresh", action=True)
-    skip_optimizer_load: bool = opt(False, "a new branch starts with a fresh optimizer", action=True)
+    skip_optimizer_load: bool = opt(False, "a new branch starts with a fresh optimizer", action=True,
+                                    needs="new_branch")
     skip_scheduler_load: bool = opt(False, "a new branch starts its scheduler from step 0",
-                                    action=True)
+                                    action=True, needs="new_branch")
     best_load_metric: str | None = opt(
         None, "summary column that defines the 'best' epoch ('PSNR' means val-PSNR)",
         tasks={"sisr": "val-PSNR", "regression": "val-RMSE"})

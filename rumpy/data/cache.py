@@ -40,6 +40,10 @@ def _verify(path: Path) -> None:
         raise ImageDecodeError(f"cannot decode {path}: {' '.join(str(exc).split())}") from None
 
 
+class CacheError(ValueError):
+    """The disk cache cannot be written (cache_dir unwritable, under a file, disk full)."""
+
+
 class ImageStore:
     """Decoded images of a set; every image is decoded (or verified, for 'off') when the store is
     built, so a corrupt file stops the run before it starts, naming the file."""
@@ -70,10 +74,14 @@ class ImageStore:
         digest = hashlib.sha256(ident).hexdigest()
         entry = cache_dir / "decoded" / digest[:2] / f"{digest}.npy"
         if not entry.is_file():
-            entry.parent.mkdir(parents=True, exist_ok=True)
             array = _decoded(path)
-            with atomic_open(entry, "wb") as handle:
-                np.save(handle, array)
+            try:
+                entry.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_open(entry, "wb") as handle:
+                    np.save(handle, array)
+            except OSError as exc:
+                raise CacheError(f"cannot write the disk cache in {cache_dir}: "
+                                 f"{exc.strerror or exc}") from None
         return entry
 
     def __len__(self) -> int:

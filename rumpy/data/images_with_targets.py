@@ -4,6 +4,7 @@ degradation's parameters. Checked (names, numbers, readable 8-bit images, sizes)
 folder exists; images are decoded later, once (data/cache.py)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,13 @@ from ..registry import did_you_mean
 from .images import image_size
 from .kinds import ImagesWithTargetsSet
 from .regression import RegressionSet
+
+
+def _outside(name: str) -> bool:
+    """An absolute path, or one whose '..' leaves the folder: the CSV must not make a run read
+    (or a shared config expose) files elsewhere."""
+    normal = os.path.normpath(name)
+    return os.path.isabs(name) or normal == ".." or normal.startswith(".." + os.sep)
 
 
 def check_images_set(cfg: RunConfig, section: str, label: str,
@@ -54,6 +62,10 @@ def check_images_set(cfg: RunConfig, section: str, label: str,
     if (table["image"].str.strip() == "").any():
         fail("targets", f"{csv_path.name} row {int((table['image'].str.strip() == '').idxmax()) + 2} "
                         f"has no image name")
+    for row, name in enumerate(table["image"], start=2):  # row 1 is the header
+        if _outside(name):
+            fail("targets", f"{csv_path} row {row}: image {name!r} is outside the images folder "
+                            f"{folder}; expected a path relative to it, without '..'")
     table = table.sort_values("image", kind="stable").reset_index(drop=True)
     if table["image"].duplicated().any():
         fail("targets", f"{csv_path.name} lists {table['image'][table['image'].duplicated()].iloc[0]!r} "

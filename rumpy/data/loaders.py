@@ -3,6 +3,8 @@ and whose samples are drawn from (seed, epoch, index), so any worker count and a
 give the same batches; and deterministic evaluation loaders."""
 from __future__ import annotations
 
+import functools
+import os
 import signal
 from dataclasses import dataclass
 from typing import Iterator
@@ -12,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import RunConfig
+from ..utils.process import die_with_parent
 
 
 class EpochSampler(Sampler):
@@ -75,12 +78,15 @@ def eval_batches(sizes: list, batch_size: int) -> list[list[int]]:
     return batches
 
 
-def _ignore_stop_signals(_worker_id: int) -> None:
+def _worker_init(parent: int, _worker_id: int) -> None:
     # Ctrl+C and a scheduler's SIGTERM reach the whole process group; the main process finishes
     # its step and saves, which needs the workers alive. The main process stops its workers
-    # through their queues (and they exit when it dies), so they never need these signals.
+    # through their queues, so they never need these signals; they die with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # torch's own watchdog notices a dead parent only while the worker waits for work; ignoring
+    # SIGTERM, an orphan blocked elsewhere would live on: the kernel kills it instead.
+    die_with_parent(signal.SIGKILL, parent)
 
 
 @dataclass
@@ -95,8 +101,9 @@ def train_loader(cfg: RunConfig, dataset: Dataset, pin_memory: bool) -> tuple[Da
     workers = cfg.data.dataloader_threads
     batch = cfg.data.batch_size
     loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
-                        drop_last=len(dataset) >= batch, pin_memory=pin_memory,
-                        persistent_workers=workers > 0, worker_init_fn=_ignore_stop_signals,
+                        drop_last=True, pin_memory=pin_memory,
+                        persistent_workers=workers > 0,
+                        worker_init_fn=functools.partial(_worker_init, os.getpid()),
                         # its own generator: loading never draws from the global RNG
                         generator=torch.Generator().manual_seed(cfg.training.seed))
     return loader, sampler

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError, RunConfig
+from ..metrics.registry import smallest_image
 from .cache import ImageStore, choose_mode
 from .datasets import EvalImages, PairedImages, TrainPatches
 from .holdout import hold_out
@@ -88,8 +89,27 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> Check
     if crop and crop > smallest and role == "train":
         raise ConfigError(src, f"{where}.crop", f"expected at most {smallest} (the smallest LR "
                                                 f"image side), got {crop}")
+    if role == "eval":
+        _check_scorable(cfg, where, min(crop, smallest) if crop else smallest, bool(crop))
     return CheckedSet(ds.name, ds, [p.key for p in chosen], [p.lr for p in chosen],
                       [p.hr for p in chosen], lr_sizes, hr_sizes)
+
+
+def _check_scorable(cfg: RunConfig, where: str, side: int, cropped: bool) -> None:
+    """Validation images large enough for every metric (else its value is NaN, every epoch)."""
+    t = cfg.training
+    border = cfg.scale if t.metric_crop_border else 0
+    need, metric, own = smallest_image(t.metrics, border)
+    if side * cfg.scale >= need:
+        return
+    lowest = -(-need // cfg.scale)
+    why = f"{metric} needs {need} HR pixels" + (
+        f", {own} after the {border}-pixel border crop" if need > own else "")
+    if cropped:
+        raise ConfigError(cfg.source, f"{where}.crop", f"expected at least {lowest} (x{cfg.scale}: "
+                                                       f"{why}), got {side}")
+    raise ConfigError(cfg.source, where, f"the smallest image is {side} LR pixels wide (x"
+                                         f"{cfg.scale}: {why}); expected at least {lowest}")
 
 
 def check_data(cfg: RunConfig) -> tuple[list[CheckedSet], list[CheckedSet]]:

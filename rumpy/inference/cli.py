@@ -7,24 +7,14 @@ import argparse
 import logging
 import sys
 
+from ..cli.args import Parser, epoch, non_negative, positive
+
 log = logging.getLogger("rumpy")
-
-
-def _epoch(text: str):
-    if text in ("best", "last") or (text.isdigit() and int(text) >= 1):
-        return int(text) if text.isdigit() else text
-    raise argparse.ArgumentTypeError(f"expected best, last or an epoch number, got {text!r}")
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
 
 
 def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("node", help="a run folder (Results/<experiment>) or a branch folder in it")
-    parser.add_argument("--epoch", type=_epoch, default="best", metavar="best|last|N",
+    parser.add_argument("--epoch", type=epoch, default="best", metavar="best|last|N",
                         help="the saved epoch to evaluate (default: best by the run's "
                              "best_load_metric)")
     parser.add_argument("--data", metavar="TOML",
@@ -34,14 +24,22 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also save every SR output as PNG under eval/epoch_<N>/<set>/")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="average the outputs for the 8 flips/rotations of each image (SR)")
-    parser.add_argument("--tile", type=_positive, metavar="N",
+    parser.add_argument("--tile", type=positive, metavar="N",
                         help="run images in N x N LR-pixel tiles (SR; for images that do not fit)")
-    parser.add_argument("--tile-overlap", type=int, default=32, metavar="N",
+    parser.add_argument("--tile-overlap", type=non_negative, default=32, metavar="N",
                         help="LR pixels of context around each tile (default 32); the result "
                              "equals whole-image inference when the model's receptive field "
                              "fits in it")
     parser.add_argument("--gpu", choices=("off", "single"), default="off",
                         help="'single' runs on cuda:0 (default off)")
+
+
+def os_error(command: str, exc: OSError) -> str:
+    """An OSError as a line that says which file and what went wrong, not '[Errno 2] ...'."""
+    what = exc.strerror or str(exc)
+    where = f"{exc.filename}: " if exc.filename else ""
+    also = f" (and {exc.filename2})" if getattr(exc, "filename2", None) else ""
+    return f"{command}: {where}{what}{also}"
 
 
 def _device(args) -> str:
@@ -63,8 +61,11 @@ def _run_eval(args: argparse.Namespace, only_task: str | None = None) -> int:
                                save_images=args.save_images, self_ensemble=args.self_ensemble,
                                tile=args.tile, tile_overlap=args.tile_overlap,
                                device=_device(args), only_task=only_task)
-    except (InferenceError, ConfigError, OSError) as exc:  # OSError: an unreadable image
+    except (InferenceError, ConfigError) as exc:
         log.error("%s", exc)
+        return 2
+    except OSError as exc:  # an image or file that vanished or cannot be read meanwhile
+        log.error("%s", os_error("rumpy eval", exc))
         return 2
     for line in report_lines(report):
         print(line)
@@ -78,8 +79,11 @@ def _run_export(args: argparse.Namespace) -> int:
 
     try:
         report = export_model(args.node, epoch=args.epoch, fmt=args.format, out_dir=args.output)
-    except (InferenceError, ConfigError, OSError) as exc:  # OSError: an unwritable -o
+    except (InferenceError, ConfigError) as exc:
         log.error("%s", exc)
+        return 2
+    except OSError as exc:  # a file that vanished or cannot be written meanwhile
+        log.error("%s", os_error("rumpy export-model", exc))
         return 2
     shapes = ", ".join("x".join(map(str, s)) for s in report.sizes)
     print(f"{report.file}: epoch {report.epoch}, checked on {report.checked_on} "
@@ -103,7 +107,7 @@ def add_parsers(sub) -> None:
     ex = sub.add_parser("export-model", help="export a saved epoch as TorchScript or ONNX, with "
                                              "network.txt and network.json (its contract)")
     ex.add_argument("node", help="a run folder (Results/<experiment>) or a branch folder in it")
-    ex.add_argument("--epoch", type=_epoch, default="best", metavar="best|last|N")
+    ex.add_argument("--epoch", type=epoch, default="best", metavar="best|last|N")
     ex.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
     ex.add_argument("-o", "--output", metavar="DIR",
                     help="folder to write to (default: <node>/export/epoch_<N>/)")
@@ -114,7 +118,7 @@ def eval_sisr_main(argv: list[str] | None = None) -> int:
     """`eval_sisr`: rumpy eval for super-resolution nodes."""
     from ..logs import setup_console
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="eval_sisr", description="Score a saved epoch of a super-resolution node on test "
         "sets (its own eval sets, or those of --data), as training-time validation does.")
     _add_eval_arguments(parser)

@@ -24,6 +24,7 @@ from ..config import ConfigError, RunConfig, load_config
 from ..config.load import read_toml
 from ..config.schema import DataConfig
 from ..data.arrays import check_arrays_set
+from ..data.cache import CacheError, ImageDecodeError
 from ..data.datasets import EvalImages
 from ..data.images_with_targets import check_images_set
 from ..data.kinds import DATASET_KINDS
@@ -186,6 +187,11 @@ def eval_task(info: LoadedModel, cfg: RunConfig, device: torch.device
     the order evaluation visits them."""
     task = make_task(info, device, cfg)
     task.resolve_builtin_sets()  # a data TOML may name a built-in set without its paths
-    if info.task == "sisr":
-        return task, _sisr(task, cfg, device)
-    return task, _regression(task, cfg, device, info)
+    try:
+        if info.task == "sisr":
+            return task, _sisr(task, cfg, device)
+        return task, _regression(task, cfg, device, info)
+    except ImageDecodeError as exc:  # a corrupt eval image, named
+        raise ConfigError(cfg.source, "data.eval_sets", str(exc)) from None
+    except CacheError as exc:
+        raise ConfigError(cfg.source, "data.cache_dir", str(exc)) from None

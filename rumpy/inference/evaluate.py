@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from PIL import Image
 from ..data.images import quantize
 from ..results.summary import write_table
 from ..utils.atomic import atomic_open
+from ..utils.folders import folder_problem, nearest_existing
 from .eval_data import eval_config, eval_task
 from .load import InferenceError, load_experiment
 from .runner import Runner
@@ -105,13 +107,23 @@ def evaluate_node(path: str | Path, epoch: int | str = "best", data: str | Path 
     if (info.path / EVAL_DIR / "config.toml").is_file():
         raise InferenceError(f"{info.path / EVAL_DIR} is a branch named '{EVAL_DIR}'; rumpy eval "
                              f"cannot write its results there")
-    folder.mkdir(parents=True, exist_ok=True)
     writer = None
     if save_images:
         writer = ImageWriter(folder, [(name, key) for name, keys in order for key in keys])
+    # Checks the tiling settings: a refusal must come before the folder exists.
     runner = Runner(model, info, tile=tile, overlap=tile_overlap, ensemble=self_ensemble,
                     on_output=writer)
-    result = task.evaluate(runner, with_outputs=False)
+    problem = folder_problem(folder)
+    if problem:
+        raise InferenceError(f"eval folder: {problem}; rumpy eval writes its results there")
+    made = nearest_existing(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        result = task.evaluate(runner, with_outputs=False)
+    except BaseException:
+        if made != folder:  # what this call made, and only that, goes again
+            shutil.rmtree(made / folder.relative_to(made).parts[0], ignore_errors=True)
+        raise
     baseline = task.baseline()
     report = EvalReport(info.path, info.epoch, folder, info.task, task.baseline_name)
     columns = task.per_sample_columns()

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..data.images import bicubic, list_images, read_rgb, to_float
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
+from ..utils.folders import folder_problem
 from .load import InferenceError, LoadedModel, load_experiment
 from .runner import Runner, make_task
 
@@ -321,11 +322,15 @@ def export_model(path: str | Path, epoch: int | str = "best", fmt: str = "torchs
         raise InferenceError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     model = load_experiment(path, epoch=epoch, device="cpu")
     info = model.rumpy
-    network = export_network(model, info)
-    pairs, source = _reference_and_inputs(model, info)
     folder = Path(out_dir) if out_dir else info.path / EXPORT_DIR / f"epoch_{info.epoch}"
     if out_dir is None and (info.path / EXPORT_DIR / "config.toml").is_file():
         raise InferenceError(f"{info.path / EXPORT_DIR} is a branch named '{EXPORT_DIR}'; pass -o")
+    problem = folder_problem(folder)
+    if problem:
+        raise InferenceError(f"{'-o' if out_dir else 'export folder'}: {problem}; the export "
+                             f"needs a folder it can write in")
+    network = export_network(model, info)
+    pairs, source = _reference_and_inputs(model, info)
     folder.mkdir(parents=True, exist_ok=True)
     example = pairs[0][0]
     if fmt == "torchscript":

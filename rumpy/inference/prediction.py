@@ -33,7 +33,8 @@ def as_rgb(item, where: str) -> np.ndarray:
         try:
             return read_rgb(Path(item))
         except (OSError, ValueError) as exc:
-            raise InferenceError(f"{where}: cannot read image {item}: {exc}") from None
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise InferenceError(f"{where}: cannot read image {item}: {reason}") from None
     array = np.asarray(item)
     if array.dtype != np.uint8:
         raise InferenceError(f"{where}: expected a uint8 image, got dtype {array.dtype}")

@@ -98,7 +98,8 @@ class LPIPSNet(nn.Module):
         return total.flatten()
 
 
-@METRICS.register("lpips", task="sisr")
+# AlexNet's stride-4 11x11 convolution and two 3x3 max-pools need 31 pixels.
+@METRICS.register("lpips", task="sisr", min_size=31)
 class LPIPS:
     name = "LPIPS"
     higher_is_better = False

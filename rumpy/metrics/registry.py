@@ -34,6 +34,16 @@ def metric_names(task: str | None = None) -> list[str]:
             if task is None or METRICS.meta(k).get("task") == task]
 
 
+def smallest_image(names: list[str], border: int) -> tuple[int, str, int]:
+    """(side, metric, its own minimum): the smallest HR image side that every metric of `names`
+    can score, the metric that needs it, and what it needs after protocol metrics lose `border`
+    pixels on each side."""
+    need = [(METRICS.meta(n).get("min_size", 1) + (2 * border if METRICS.get(n).protocol else 0),
+             METRICS.get(n).name, METRICS.meta(n).get("min_size", 1))
+            for n in names if n in METRICS]
+    return max(need, default=(1, "", 1))
+
+
 def higher_is_better(name: str) -> bool | None:
     """The direction a metric declares; the loss is always lower-is-better; None if unknown."""
     if name.lower() == "loss":

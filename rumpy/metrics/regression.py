@@ -60,7 +60,8 @@ class RMSE(_RegressionMetric):
         return (pred - target).pow(2).mean(dim=0).sqrt()
 
 
-@METRICS.register("r2", task="regression")
+# min_samples: the smallest set with a defined value (a variance needs two samples).
+@METRICS.register("r2", task="regression", min_samples=2)
 class R2(_RegressionMetric):
     """Coefficient of determination 1 - SS_res / SS_tot about the target's own mean: 0 for a
     predictor of that mean, negative for worse. NaN for a constant target (SS_tot = 0)."""
@@ -75,7 +76,7 @@ class R2(_RegressionMetric):
         return r2.masked_fill(_constant(target), float("nan"))
 
 
-@METRICS.register("pearson", task="regression")
+@METRICS.register("pearson", task="regression", min_samples=2)
 class Pearson(_RegressionMetric):
     """Pearson correlation of prediction and target: rewards ranking and linear agreement even
     when the scale or offset is off (which R2 punishes). NaN when either side is constant."""

@@ -101,7 +101,8 @@ class _ProtocolMetric:
         pass
 
 
-@METRICS.register("psnr", task="sisr")
+# min_size: the smallest image side (after the protocol's border crop) with a finite value.
+@METRICS.register("psnr", task="sisr", min_size=1)
 class PSNR(_ProtocolMetric):
     name = "PSNR"
 
@@ -109,7 +110,7 @@ class PSNR(_ProtocolMetric):
         return psnr(sr, hr)
 
 
-@METRICS.register("ssim", task="sisr")
+@METRICS.register("ssim", task="sisr", min_size=11)  # one whole 11x11 window
 class SSIM(_ProtocolMetric):
     name = "SSIM"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..limits import FRACTION, count
 from .mlp import _is_int, check_common, check_input_shape
 from .registry import MODELS
 
@@ -46,7 +47,8 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-@MODELS.register("cnn_regressor", tasks=("regression",))
+@MODELS.register("cnn_regressor", tasks=("regression",), limits={
+    "num_features": count(1), "num_blocks": count(1), "dropout": FRACTION})
 class CNNRegressor(nn.Module):
     supported_scales = None
     pre_upsampled = False

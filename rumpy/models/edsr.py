@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from .common import DIV2K_MEAN, MeanShift, Upsampler
+from ..limits import count, number
 from .registry import MODELS
 
 
@@ -21,7 +22,8 @@ class ResBlock(nn.Module):
         return x + self.body(x) * self.res_scale
 
 
-@MODELS.register("edsr", tasks=("sisr",))
+@MODELS.register("edsr", tasks=("sisr",), limits={
+    "num_features": count(1), "num_blocks": count(0), "res_scale": number()})
 class EDSR(nn.Module):
     supported_scales = (2, 3, 4, 8)
     pre_upsampled = False

@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..limits import FRACTION, count
 from .registry import MODELS
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -47,7 +48,8 @@ def check_common(model: str, num_outputs: object, dropout: object, batch_norm: o
         raise ValueError(f"{model}: batch_norm must be true or false, got {batch_norm!r}")
 
 
-@MODELS.register("mlp", tasks=("regression",))
+@MODELS.register("mlp", tasks=("regression",), limits={
+    "hidden_sizes": count(1, items=0), "dropout": FRACTION})
 class MLP(nn.Module):
     """Linear -> [BatchNorm1d] -> activation -> [Dropout] per hidden size, then a linear head.
 

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from .common import DIV2K_MEAN, MeanShift, Upsampler
+from ..limits import count, number
 from .registry import MODELS
 
 
@@ -48,7 +49,11 @@ class ResidualGroup(nn.Module):
         return x + self.body(x)
 
 
-@MODELS.register("rcan", tasks=("sisr",))
+# reduction > num_features would leave the attention a zero-width bottleneck (clamped to 1 it
+# would silently not be the network asked for).
+@MODELS.register("rcan", tasks=("sisr",), limits={
+    "num_groups": count(0), "num_blocks": count(0), "num_features": count(1),
+    "reduction": count(1, high="num_features"), "res_scale": number()})
 class RCAN(nn.Module):
     supported_scales = (2, 3, 4, 8)
     pre_upsampled = False

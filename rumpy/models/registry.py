@@ -2,7 +2,9 @@
 constructor's keyword arguments, with type hints and defaults, are the keys a TOML may set in
 [model.internal_params], except those its task supplies from the data (`scale` for sisr,
 `input_shape` and `num_outputs` for regression). SR models also declare `supported_scales`
-(None = any) and `pre_upsampled` (True when they expect bicubic-upsampled LR)."""
+(None = any) and `pre_upsampled` (True when they expect bicubic-upsampled LR). `limits` declares
+the parameters' ranges (rumpy/limits.py): a size torch would build silently wrong (a negative
+block count is an empty network) is refused at its key."""
 from __future__ import annotations
 
 import inspect
@@ -10,6 +12,7 @@ import typing
 
 from torch import nn
 
+from ..limits import check_limits
 from ..registry import Registry, did_you_mean
 
 MODELS: Registry[type[nn.Module]] = Registry("model")
@@ -57,6 +60,10 @@ def check_model_params(name: str, params: dict) -> list[tuple[str, str]]:
             hint = known[key][0]
             problems.append((key, f"expected {getattr(hint, '__name__', hint)} for {name}, "
                                   f"got {value!r}"))
+    if not problems:
+        defaults = {k: d for k, (_, d) in known.items() if d is not inspect.Parameter.empty}
+        problems = [(k, m.replace(", got ", f" for {name}, got ", 1)) for k, m in
+                    check_limits(MODELS.limits(name), params, defaults)]
     return problems
 
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..limits import count, number
 from .registry import MODELS
 
 
@@ -73,7 +74,8 @@ class AttBlock(nn.Module):
         return x + self.ccm(self.norm2(x))
 
 
-@MODELS.register("safmn", tasks=("sisr",))
+@MODELS.register("safmn", tasks=("sisr",), limits={
+    "dim": count(4, multiple_of=4), "num_blocks": count(0), "ffn_scale": number(above=0)})
 class SAFMN(nn.Module):
     supported_scales = None
     pre_upsampled = False

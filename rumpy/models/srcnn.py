@@ -4,10 +4,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..limits import count
 from .registry import MODELS
 
 
-@MODELS.register("srcnn", tasks=("sisr",))
+# Even kernels would shift the output by half a pixel against the same-size padding.
+@MODELS.register("srcnn", tasks=("sisr",), limits={
+    "num_features": count(1), "mid_features": count(1), "kernel_sizes": count(1, items=3, odd=True)})
 class SRCNN(nn.Module):
     supported_scales = None
     pre_upsampled = True

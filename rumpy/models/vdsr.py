@@ -4,10 +4,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..limits import count
 from .registry import MODELS
 
 
-@MODELS.register("vdsr", tasks=("sisr",))
+@MODELS.register("vdsr", tasks=("sisr",),
+                 limits={"num_features": count(1), "num_layers": count(2)})
 class VDSR(nn.Module):
     supported_scales = None
     pre_upsampled = True

@@ -95,6 +95,11 @@ class Task:
         """Every data problem as a ConfigError, without decoding the data."""
         raise NotImplementedError
 
+    def training_samples(self) -> dict[str, int]:
+        """After check_data: samples per epoch of each training set (label -> images or rows
+        times repeat)."""
+        raise NotImplementedError
+
     def setup(self, device: torch.device) -> Loaders:
         """Load metrics and data (decoding, statistics); returns the loaders."""
         raise NotImplementedError

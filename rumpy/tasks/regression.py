@@ -48,6 +48,7 @@ class RegressionTask(Task):
         if len(set(names)) != len(names):
             self.fail("data.eval_sets", f"eval set names must differ, got {names}")
         check_consistent(cfg, self._train, self._evals)
+        self._check_sizes()
         self.target_names = self._train[0].target_names
         shape = self._train[0].sample_shape()
         if getattr(MODELS.get(cfg.model.name), "fixed_input_shape", False):
@@ -62,6 +63,24 @@ class RegressionTask(Task):
             if name.lower() in reserved or "-" in name:
                 self.fail("data.training_sets", f"target name {name!r} cannot name a summary "
                                                 f"column (no '-', not a metric name); rename it")
+
+    def _check_sizes(self) -> None:
+        """A single training sample has no spread to normalise by, and the mean predictor
+        (the baseline) would be that sample; a metric such as R2 is undefined on one sample."""
+        if sum(len(ds) for ds in self._train) < 2:
+            self.fail("data.training_sets", f"{sum(len(ds) for ds in self._train)} training "
+                                            f"sample; expected at least 2 (training-set "
+                                            f"statistics need a spread)")
+        for ds in self._evals:
+            for name in self.cfg.training.metrics:
+                need = METRICS.meta(name).get("min_samples", 1)
+                if len(ds) < need:
+                    self.fail(f"data.eval_sets.{ds.label}", f"{len(ds)} sample; "
+                                                            f"{METRICS.get(name).name} needs at "
+                                                            f"least {need}")
+
+    def training_samples(self) -> dict[str, int]:
+        return {ds.label: len(ds) * ds.config.repeat for ds in self._train}
 
     def setup(self, device: torch.device) -> Loaders:
         cfg = self.cfg

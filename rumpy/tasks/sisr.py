@@ -39,6 +39,9 @@ class SISRTask(Task):
     def check_data(self) -> None:
         self._train_sets, self._eval_sets = check_data(self.cfg)
 
+    def training_samples(self) -> dict[str, int]:
+        return {s.name: len(s.keys) * s.config.repeat for s in self._train_sets}
+
     def setup(self, device: torch.device) -> Loaders:
         cfg, t = self.cfg, self.cfg.training
         self.device = device

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..limits import NON_NEGATIVE, POSITIVE, check_limits
 from ..registry import Registry, did_you_mean
 from .optim import accepted_params
 
@@ -36,9 +37,10 @@ class WeightedSum(nn.Module):
 
 LOSSES.register("l1")(nn.L1Loss)
 LOSSES.register("mse")(nn.MSELoss)
-LOSSES.register("charbonnier")(CharbonnierLoss)
-LOSSES.register("huber")(nn.HuberLoss)
-LOSSES.register("smooth_l1")(nn.SmoothL1Loss)
+# eps = 0 has no gradient where output equals target (NaN weights after the first step).
+LOSSES.register("charbonnier", limits={"eps": POSITIVE})(CharbonnierLoss)
+LOSSES.register("huber", limits={"delta": POSITIVE})(nn.HuberLoss)
+LOSSES.register("smooth_l1", limits={"beta": NON_NEGATIVE})(nn.SmoothL1Loss)
 # torch's legacy arguments, never meant to be set
 _HIDDEN = ("size_average", "reduce", "reduction")
 
@@ -78,6 +80,8 @@ def check_loss(spec: str | dict) -> list[tuple[str, str]]:
                 problems.append((f"{where}.{key}", f"not a parameter of loss {name!r}"
                                                    f"{did_you_mean(key, allowed)} (its parameters: "
                                                    f"{', '.join(allowed) or 'none'})"))
+        for key, message in check_limits(LOSSES.limits(name), params):
+            problems.append((f"{where}.{key}", message))
         if not problems:  # values of the right names: build the loss and use it once
             try:
                 x = torch.tensor([[0.0, 1.0], [2.0, 3.0]])

@@ -10,13 +10,20 @@ from typing import Any, Callable
 import torch
 from torch.optim import lr_scheduler
 
+from ..limits import FRACTION, NON_NEGATIVE, POSITIVE, check_limits, count, number
 from ..registry import Registry, did_you_mean
 
+# Ranges torch leaves unchecked (alpha > 1 trains for a while, then diverges) are declared with
+# those it checks, so that every bad value is refused at its own key before anything is written.
+_ADAM = {"betas": number(0, below=1, items=2), "eps": NON_NEGATIVE, "weight_decay": NON_NEGATIVE}
 OPTIMIZERS: Registry = Registry("optimizer")
-OPTIMIZERS.register("adam")(torch.optim.Adam)
-OPTIMIZERS.register("adamw")(torch.optim.AdamW)
-OPTIMIZERS.register("sgd")(torch.optim.SGD)
-OPTIMIZERS.register("rmsprop")(torch.optim.RMSprop)
+OPTIMIZERS.register("adam", limits=_ADAM)(torch.optim.Adam)
+OPTIMIZERS.register("adamw", limits=_ADAM)(torch.optim.AdamW)
+OPTIMIZERS.register("sgd", limits={"momentum": NON_NEGATIVE, "dampening": number(0, 1),
+                                   "weight_decay": NON_NEGATIVE})(torch.optim.SGD)
+OPTIMIZERS.register("rmsprop", limits={"alpha": FRACTION, "eps": NON_NEGATIVE,
+                                       "momentum": NON_NEGATIVE,
+                                       "weight_decay": NON_NEGATIVE})(torch.optim.RMSprop)
 
 
 @dataclass(frozen=True)
@@ -30,20 +37,27 @@ class SchedulerSpec:
 
 SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler")
 SCHEDULERS.register("none")(SchedulerSpec(None, "epoch", lambda e, s, lr: {}))
-SCHEDULERS.register("cosine_annealing_warm_restarts")(SchedulerSpec(
-    lr_scheduler.CosineAnnealingWarmRestarts, "epoch", lambda e, s, lr: {"T_0": e}))
-SCHEDULERS.register("cosine")(SchedulerSpec(
+SCHEDULERS.register("cosine_annealing_warm_restarts", limits={
+    "T_0": count(1), "T_mult": count(1), "eta_min": NON_NEGATIVE})(SchedulerSpec(
+        lr_scheduler.CosineAnnealingWarmRestarts, "epoch", lambda e, s, lr: {"T_0": e}))
+SCHEDULERS.register("cosine", limits={"T_max": count(1), "eta_min": NON_NEGATIVE})(SchedulerSpec(
     lr_scheduler.CosineAnnealingLR, "epoch", lambda e, s, lr: {"T_max": e}))
-SCHEDULERS.register("multi_step_lr")(SchedulerSpec(
-    lr_scheduler.MultiStepLR, "epoch", lambda e, s, lr: {}, required=("milestones",)))
-SCHEDULERS.register("step_lr")(SchedulerSpec(
+SCHEDULERS.register("multi_step_lr", limits={
+    "milestones": count(1, items=0, increasing=True), "gamma": POSITIVE})(SchedulerSpec(
+        lr_scheduler.MultiStepLR, "epoch", lambda e, s, lr: {}, required=("milestones",)))
+SCHEDULERS.register("step_lr", limits={"step_size": count(1), "gamma": POSITIVE})(SchedulerSpec(
     lr_scheduler.StepLR, "epoch", lambda e, s, lr: {}, required=("step_size",)))
-SCHEDULERS.register("one_cycle_lr")(SchedulerSpec(
-    lr_scheduler.OneCycleLR, "batch", lambda e, s, lr: {"max_lr": lr, "total_steps": e * s}))
+SCHEDULERS.register("one_cycle_lr", limits={
+    "max_lr": POSITIVE, "total_steps": count(1), "epochs": count(1), "steps_per_epoch": count(1),
+    "pct_start": number(above=0, below=1), "div_factor": POSITIVE, "final_div_factor": POSITIVE,
+    "base_momentum": NON_NEGATIVE, "max_momentum": number("base_momentum")})(SchedulerSpec(
+        lr_scheduler.OneCycleLR, "batch", lambda e, s, lr: {"max_lr": lr, "total_steps": e * s}))
 # Steps on a summary column after each validation: `monitor` (default: best_load_metric); its
 # `mode` defaults to the metric's own direction.
-SCHEDULERS.register("reduce_on_plateau")(SchedulerSpec(
-    lr_scheduler.ReduceLROnPlateau, "plateau", lambda e, s, lr: {}, own=("monitor",)))
+SCHEDULERS.register("reduce_on_plateau", limits={
+    "factor": number(above=0, below=1), "patience": count(0), "threshold": NON_NEGATIVE,
+    "cooldown": count(0), "min_lr": number(0, or_list=True), "eps": NON_NEGATIVE})(SchedulerSpec(
+        lr_scheduler.ReduceLROnPlateau, "plateau", lambda e, s, lr: {}, own=("monitor",)))
 
 
 def accepted_params(cls: type, exclude: tuple[str, ...]) -> list[str]:
@@ -56,7 +70,7 @@ def _number(value: Any) -> bool:
 
 
 def check_params(cls: type, params: dict, exclude: tuple[str, ...],
-                 own: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+                 own: tuple[str, ...] = (), limits: dict | None = None) -> list[tuple[str, str]]:
     """Unknown names, and numbers that are not finite numbers: every numeric parameter of
     torch's optimizers and schedulers (betas, milestones, gamma, ...) takes numbers, and a list
     of strings would be accepted by torch and silently never match."""
@@ -74,7 +88,42 @@ def check_params(cls: type, params: dict, exclude: tuple[str, ...],
             problems.append((key, f"expected a list of finite numbers, got {value!r}"))
         elif isinstance(value, float) and not math.isfinite(value):
             problems.append((key, f"expected a finite number, got {value!r}"))
+    if not problems:
+        given = {k: v for k, v in defaults.items() if v is not inspect.Parameter.empty}
+        problems = check_limits(limits or {}, params, given)
     return problems
+
+
+def construction_problem(build: Callable[[dict], Any], params: dict) -> tuple[str, str] | None:
+    """(key, message) when `build(params)` raises: the key is the parameter whose removal makes
+    it build (torch's message rarely names the argument as the config does), else ''."""
+    try:
+        build(params)
+        return None
+    except Exception as exc:  # torch raises ValueError, TypeError, ZeroDivisionError, ...
+        message = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    for key in params:
+        try:
+            build({k: v for k, v in params.items() if k != key})
+        except Exception:
+            continue
+        return key, f"{params[key]!r} is refused: {message}"
+    return "", message
+
+
+def optimizer_problem(name: str, lr: float, params: dict) -> tuple[str, str] | None:
+    """Builds the optimizer once on a stand-in parameter."""
+    weight = [torch.nn.Parameter(torch.zeros(2))]
+    return construction_problem(lambda p: build_optimizer(name, weight, lr, p), params)
+
+
+def scheduler_problem(name: str, lr: float, params: dict, num_epochs: int) -> tuple[str, str] | None:
+    """Builds the scheduler once on a plain SGD (the number of steps per epoch is not known
+    yet; the dry run walks the real schedule later)."""
+    def build(p: dict):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+        build_scheduler(name, optimizer, p, num_epochs, 1, lr)
+    return construction_problem(build, params)
 
 
 def build_optimizer(name: str, parameters, lr: float, params: dict) -> torch.optim.Optimizer:

@@ -13,7 +13,7 @@ import torch
 
 from ..config import ConfigError, RunConfig
 from ..config.load import to_toml_dict
-from ..data.cache import ImageDecodeError
+from ..data.cache import CacheError, ImageDecodeError
 from ..data.limits import LimitedLoader, OneBatch
 from ..data.loaders import shard_train_loader
 from ..registry import UnknownNameError, did_you_mean
@@ -26,6 +26,7 @@ from ..tracking import TRACKERS
 from ..tree.lock import NodeLock, NodeLockedError, check_unlocked, file_lock
 from ..tree.node import LINEAGE, DamagedNode, Node, write_json
 from ..tree.plan import Plan, TreeError, apply_plan, plan_run, undo_creation
+from ..utils.folders import folder_problem
 from .checkpoint import WEIGHTLESS_PARTS, assemble, rng_state, set_rng_state
 from .distributed import SINGLE, Dist
 from .dry_run import dry_run, first_batch
@@ -33,7 +34,7 @@ from .handler import NetworkHandler, select_device
 from .init_weights import load_init_weights
 from .losses import check_loss
 from .monitor import Monitor, infer_mode
-from .optim import OPTIMIZERS, SCHEDULERS, check_params
+from .optim import OPTIMIZERS, SCHEDULERS, check_params, optimizer_problem, scheduler_problem
 
 log = logging.getLogger(__name__)
 
@@ -115,25 +116,36 @@ def check_semantics(cfg: RunConfig) -> Task:
     task = TASKS.get(cfg.task)(cfg)
     task.check_config()
     optimizer = _lookup(cfg, OPTIMIZERS, p.optimizer, f"{IP}.optimizer")
-    for key, message in check_params(optimizer, p.optimizer_params, exclude=("params", "lr")):
+    for key, message in check_params(optimizer, p.optimizer_params, exclude=("params", "lr"),
+                                     limits=OPTIMIZERS.limits(p.optimizer)):
         raise ConfigError(src, f"{IP}.optimizer_params.{key}", message)
+    _at(src, f"{IP}.optimizer_params", optimizer_problem(p.optimizer, p.lr, p.optimizer_params))
     spec = _lookup(cfg, SCHEDULERS, p.scheduler, f"{IP}.scheduler")
     if spec.cls is None and p.scheduler_params:
         raise ConfigError(src, f"{IP}.scheduler_params", "scheduler 'none' takes no parameters")
     if spec.cls is not None:
         for key, message in check_params(spec.cls, p.scheduler_params, exclude=("optimizer",),
-                                         own=spec.own):
+                                         own=spec.own, limits=SCHEDULERS.limits(p.scheduler)):
             raise ConfigError(src, f"{IP}.scheduler_params.{key}", message)
         for key in spec.required:
             if key not in p.scheduler_params:
                 raise ConfigError(src, f"{IP}.scheduler_params.{key}",
                                   f"missing: scheduler '{p.scheduler}' needs it")
+        _at(src, f"{IP}.scheduler_params", scheduler_problem(
+            p.scheduler, p.lr, {k: v for k, v in p.scheduler_params.items() if k not in spec.own},
+            cfg.training.num_epochs))
     for key, message in check_loss(p.loss):
         raise ConfigError(src, f"{IP}.loss{key}", message)
     for name in cfg.training.trackers:
         _lookup(cfg, TRACKERS, name, "training.trackers")
     cfg.training.trackers = list(dict.fromkeys(n.lower() for n in cfg.training.trackers))
     return task
+
+
+def _at(source: str, table: str, problem: tuple[str, str] | None) -> None:
+    if problem is not None:
+        key, message = problem
+        raise ConfigError(source, f"{table}.{key}" if key else table, message)
 
 
 def prepare(cfg: RunConfig, dist: Dist = SINGLE) -> Run:
@@ -152,9 +164,10 @@ def prepare(cfg: RunConfig, dist: Dist = SINGLE) -> Run:
                                                   f"got {cfg.data.batch_size}")
     if cfg.training.amp and device.type != "cuda":
         raise ConfigError(src, "training.amp", "mixed precision needs a CUDA device (gpu = 'single')")
-    cache = Path(cfg.data.cache_dir)
-    if cache.exists() and not cache.is_dir():
-        raise ConfigError(src, "data.cache_dir", f"{cache} is a file, not a folder")
+    # Only a disk cache surely writes there; 'auto' may not, and reports a failure when it does.
+    problem = folder_problem(Path(cfg.data.cache_dir), try_writing=cfg.data.cache == "disk")
+    if problem:
+        raise ConfigError(src, "data.cache_dir", problem)
     if not dist.is_main:
         dist.barrier()  # rank 0 builds the built-in sets first
     task.resolve_builtin_sets()
@@ -168,10 +181,13 @@ def prepare(cfg: RunConfig, dist: Dist = SINGLE) -> Run:
             key, message = "", str(exc)
         raise ConfigError(src, key, message) from None
     task.check_data()
+    _check_batch_size(cfg, task.training_samples())
     try:
         loaders = task.setup(device)
     except ImageDecodeError as exc:
         raise ConfigError(src, "data", str(exc)) from None
+    except CacheError as exc:
+        raise ConfigError(src, "data.cache_dir", str(exc)) from None
     if plan.state is not None:
         task.check_resume(plan.state)
     _development_modes(cfg, task, loaders)
@@ -239,6 +255,18 @@ def _development_modes(cfg: RunConfig, task: Task, loaders) -> None:
                  len(next(iter(batch.values()))))
     if t.limit_train_batches:
         loaders.train = LimitedLoader(loaders.train, t.limit_train_batches)
+
+
+def _check_batch_size(cfg: RunConfig, samples: dict[str, int]) -> None:
+    """Every batch is whole (an incomplete last batch is dropped, so that each step averages the
+    same number of samples): a set smaller than one batch would train on nothing."""
+    total = sum(samples.values())
+    if cfg.data.batch_size > total:
+        sets = ", ".join(f"{name}: {n}" for name, n in samples.items())
+        raise ConfigError(cfg.source, "data.batch_size",
+                          f"{cfg.data.batch_size} > {total} training samples per epoch in "
+                          f"data.training_sets ({sets}, repeats included); lower batch_size or "
+                          f"raise repeat")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import re
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -13,16 +12,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from ..config import ConfigError, RunConfig
 from ..config.load import config_text, stored_config, to_toml_dict
-from ..config.schema import InternalParams
+from ..config.schema import InternalParams, TrainingConfig
 from ..results.run_folder import RunFolder
 from ..training.checkpoint import (CorruptCheckpoint, is_weights_only, link_checkpoint,
                                    load_checkpoint)
 from ..results.columns import resolve
 from ..training.monitor import Monitor, infer_mode
 from ..utils.atomic import atomic_write_text
+from ..utils.folders import folder_problem
+from ..utils.names import name_problem
 from .lock import check_unlocked, tree_lock
 from .node import (BEST, INTERRUPTED, LAST, LINEAGE, RESERVED, Node, foreign_content,
                    pointer_epoch, write_json)
@@ -43,7 +43,6 @@ IN_PLACE_CHANGES = (
 )
 LOCATION_KEYS = ("experiment", "experiment_save_loc")
 # aim_home defaults to experiment_save_loc; a moved Results folder changes both.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class TreeError(ValueError):
@@ -102,9 +101,10 @@ def _node_for(cfg: RunConfig, root: Path) -> Node:
     rel = cfg.training.branch_root.strip("/")
     parts = rel.split("/") if rel else []
     for part in parts:
-        if not NAME_PATTERN.fullmatch(part) or part in RESERVED:
-            raise TreeError(f"training.branch_root: {rel!r} is not a branch path "
-                            f"(names of letters, digits, '_', '-', '.')")
+        problem = name_problem(part, branch=True) or (
+            f"{part!r} is a name rumpy uses" if part in RESERVED else None)
+        if problem:
+            raise TreeError(f"training.branch_root: {rel!r} is not a branch path: {problem}")
     node = Node(root, "/".join(parts))
     for depth in range(1, len(parts) + 1):
         if root.joinpath(*parts[:depth]).is_symlink():
@@ -226,14 +226,9 @@ def _ranges(epochs: list[int]) -> str:
 def _check_location(save_loc: Path, root: Path) -> None:
     """The save location must be (or can become) a writable folder, and the run folder a real
     folder: never a file, and never a symlink that would lead writes elsewhere."""
-    existing = save_loc
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise TreeError(f"experiment_save_loc: {existing} is a file, not a folder" if existing == save_loc
-                        else f"experiment_save_loc: {existing} is a file, so {save_loc} cannot be a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise TreeError(f"experiment_save_loc: {existing} is not writable")
+    problem = folder_problem(save_loc)
+    if problem:
+        raise TreeError(f"experiment_save_loc: {problem}")
     if root.is_symlink():
         raise TreeError(f"experiment: {root} is a symbolic link; rumpy writes only into real "
                         f"folders (use the folder it points to as experiment_save_loc)")
@@ -241,13 +236,24 @@ def _check_location(save_loc: Path, root: Path) -> None:
         raise TreeError(f"experiment: {root} is a file, not a run folder")
 
 
+def _check_needed_keys(t: TrainingConfig) -> None:
+    """A key that only acts with another (new_branch_name with new_branch, ...) given alone is
+    surely a fork the user expected: refused, not silently ignored."""
+    fields = {f.name: f for f in dataclasses.fields(t)}
+    for f in fields.values():
+        needed = f.metadata.get("needs")
+        if needed and getattr(t, f.name) != f.default and getattr(t, needed) in (None, False):
+            raise TreeError(f"training.{f.name}: only applies with {needed} "
+                            f"({fields[needed].metadata['doc']}); set {needed} too, or remove "
+                            f"{f.name}")
+
+
 def plan_run(cfg: RunConfig) -> Plan:
     t = cfg.training
     root = Path(cfg.experiment_save_loc) / cfg.experiment
+    _check_needed_keys(t)
     _check_location(Path(cfg.experiment_save_loc), root)
     if t.continue_from_epoch is None:
-        if t.new_branch:
-            raise TreeError("training.new_branch: give continue_from_epoch, the epoch to fork at")
         node = Node(root, "")
         plan = Plan("new", node)
         if root.exists():
@@ -304,9 +310,11 @@ def plan_run(cfg: RunConfig) -> Plan:
 
     if t.new_branch:
         name = t.new_branch_name or f"branch_epoch_{epoch}"
-        if not NAME_PATTERN.fullmatch(name) or name in RESERVED or name.startswith("."):
-            raise TreeError(f"training.new_branch_name: {name!r} is not a valid branch name "
-                            f"(letters, digits, '_', '-', '.'; not {', '.join(sorted(RESERVED))})")
+        problem = name_problem(name, branch=True) or (
+            f"{name!r} is a name rumpy uses (not {', '.join(sorted(RESERVED))})"
+            if name in RESERVED else None)
+        if problem:
+            raise TreeError(f"training.new_branch_name: {problem}")
         target = node.path / name
         if target.exists():
             raise TreeError(f"training.new_branch_name: {target} already exists; choose another name")

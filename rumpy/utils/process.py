@@ -11,10 +11,10 @@ import time
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask the kernel to send `sig` to this process when its parent dies (Linux); elsewhere a
-    thread watches the parent and sends it."""
-    parent = os.getppid()
+def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
+    """Ask the kernel to send `sig` to this process when its parent (pid `parent`, by default
+    the current one) dies (Linux); elsewhere a thread watches the parent and sends it."""
+    parent = os.getppid() if parent is None else parent
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0:
