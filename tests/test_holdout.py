@@ -37,6 +37,11 @@ def test_sr_test_indices_leave_training_and_are_validated_as_their_own_set(write
     held = [r for r in _csv(node / "result_outputs" / "per_image_epoch_1.csv")
             if r["set"] == "tiles_test"]
     assert [r["image"] for r in held] == [all_keys[0], all_keys[3]]
+    # rumpy eval of the node's own sets includes the held-out set, with the same numbers
+    from rumpy.cli.main import main as rumpy_main
+    assert rumpy_main(["eval", str(node), "--epoch", "1"]) == 0
+    scored = _csv(node / "eval" / "epoch_1" / "tiles_test" / "individual_metrics.csv")
+    assert [(r["image"], r["PSNR"]) for r in scored] == [(r["image"], r["PSNR"]) for r in held]
 
 
 @pytest.mark.parametrize("indices, message", [

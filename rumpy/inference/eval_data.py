@@ -12,6 +12,7 @@ A data TOML holds only
 from __future__ import annotations
 
 import copy
+import logging
 import dataclasses
 import os
 import tempfile
@@ -26,6 +27,7 @@ from ..config.schema import DataConfig
 from ..data.arrays import check_arrays_set
 from ..data.cache import CacheError, ImageDecodeError
 from ..data.datasets import EvalImages
+from ..data.holdout import hold_out
 from ..data.images_with_targets import check_images_set
 from ..data.kinds import DATASET_KINDS
 from ..data.loaders import Loaders, eval_loader
@@ -40,6 +42,8 @@ from ..tasks.sisr_eval import Evaluator
 from ..training.losses import build_loss
 from .load import LoadedModel
 from .runner import make_task
+
+log = logging.getLogger(__name__)
 
 # [data] keys a data TOML may set: how the test sets are read, never what the model is.
 DATA_KEYS = ("eval_batch_size", "cache", "cache_dir", "cache_memory_limit_gb")
@@ -118,10 +122,29 @@ def _metrics(cfg: RunConfig, device: torch.device) -> list:
         raise ConfigError(cfg.source, "training.metrics", str(exc)) from None
 
 
-def _sisr(task: Task, cfg: RunConfig, device: torch.device) -> list[tuple[str, list[str]]]:
-    # What SISRTask.setup does for evaluation, without touching the training sets.
+def _held_out(cfg: RunConfig, check, evals: list) -> list:
+    """`evals` and the sets the node's training held out (test_indices), when its training
+    data is still there to take them from."""
+    labels = [label for label, ds in cfg.data.training_sets.items() if ds.test_indices]
+    if not labels:
+        return evals
+    try:
+        train = [check(cfg, "training_sets", label, cfg.data.training_sets[label])
+                 for label in labels]
+    except ConfigError as exc:
+        log.warning("the held-out test_indices sets are not evaluated: their training set cannot "
+                    "be read (%s)", exc)
+        return evals
+    return hold_out(cfg, train, evals, labels)[1]
+
+
+def _sisr(task: Task, cfg: RunConfig, device: torch.device, own_sets: bool = False
+          ) -> list[tuple[str, list[str]]]:
+    # What SISRTask.setup does for evaluation, without the training loader.
     t = cfg.training
     checked = [_check_set(cfg, "eval_sets", k, v) for k, v in cfg.data.eval_sets.items()]
+    if own_sets:
+        checked = _held_out(cfg, _check_set, checked)
     names = [s.name for s in checked]
     if len(set(names)) != len(names):
         raise ConfigError(cfg.source, "data.eval_sets", f"eval set names must differ, got {names}")
@@ -144,15 +167,20 @@ def _sisr(task: Task, cfg: RunConfig, device: torch.device) -> list[tuple[str, l
 _CHECKERS = {"arrays": check_arrays_set, "images_with_targets": check_images_set}
 
 
-def _regression(task: Task, cfg: RunConfig, device: torch.device, info: LoadedModel
-                ) -> list[tuple[str, list[str]]]:
+def _regression(task: Task, cfg: RunConfig, device: torch.device, info: LoadedModel,
+                own_sets: bool = False) -> list[tuple[str, list[str]]]:
     # What RegressionTask.check_data/setup do for evaluation; the statistics, target names and
     # input shape come from the checkpoint instead of the training sets.
     shape = list(info.model_kwargs["input_shape"])
     fixed = getattr(MODELS.get(info.model_name), "fixed_input_shape", False)
     evals = []
-    for label, ds in cfg.data.eval_sets.items():
-        checked = _CHECKERS[ds.type](cfg, "eval_sets", label, ds)
+    sets = [(label, _CHECKERS[ds.type](cfg, "eval_sets", label, ds))
+            for label, ds in cfg.data.eval_sets.items()]
+    if own_sets:
+        held = _held_out(cfg, lambda c, s, label, ds: _CHECKERS[ds.type](c, s, label, ds),
+                         [checked for _, checked in sets])
+        sets += [(f"{ds.label}_test", ds) for ds in held[len(sets):]]
+    for label, checked in sets:
         where = f"data.eval_sets.{label}"
         if checked.target_names != info.target_names:
             raise ConfigError(cfg.source, where, f"targets {checked.target_names} differ from "
@@ -181,16 +209,17 @@ def _regression(task: Task, cfg: RunConfig, device: torch.device, info: LoadedMo
     return [(ds.name, list(ds.ids)) for ds in evals]
 
 
-def eval_task(info: LoadedModel, cfg: RunConfig, device: torch.device
+def eval_task(info: LoadedModel, cfg: RunConfig, device: torch.device, own_sets: bool = False
               ) -> tuple[Task, list[tuple[str, list[str]]]]:
-    """The node's task ready to `evaluate` on cfg's eval sets, and each set's sample names in
-    the order evaluation visits them."""
+    """The node's task ready to `evaluate` on cfg's eval sets (with `own_sets`, also the sets
+    its training held out with test_indices), and each set's sample names in the order
+    evaluation visits them."""
     task = make_task(info, device, cfg)
     task.resolve_builtin_sets()  # a data TOML may name a built-in set without its paths
     try:
         if info.task == "sisr":
-            return task, _sisr(task, cfg, device)
-        return task, _regression(task, cfg, device, info)
+            return task, _sisr(task, cfg, device, own_sets)
+        return task, _regression(task, cfg, device, info, own_sets)
     except ImageDecodeError as exc:  # a corrupt eval image, named
         raise ConfigError(cfg.source, "data.eval_sets", str(exc)) from None
     except CacheError as exc:

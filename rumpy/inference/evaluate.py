@@ -99,7 +99,7 @@ def evaluate_node(path: str | Path, epoch: int | str = "best", data: str | Path 
                              "predictions are in individual_metrics.csv)")
     cfg = eval_config(info, data)
     device = torch.device(device)
-    task, order = eval_task(info, cfg, device)
+    task, order = eval_task(info, cfg, device, own_sets=data is None)
     if not order:
         raise InferenceError(f"{info.path} has no eval sets; pass a data TOML (--data) with "
                              f"[data.eval_sets.NAME] tables")
