@@ -197,6 +197,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+l1 = torch.nn.L1Loss()
+
 class SR(L.LightningModule):
     def __init__(self):
         super().__init__()
@@ -204,15 +206,13 @@ class SR(L.LightningModule):
     def training_step(self, batch, i):
         lr, hr = batch
         return l1(self.model(lr.float() / 255), hr.float() / 255)
-    def on_before_zero_grad(self, optimizer):
+    def on_train_batch_end(self, outputs, batch, i):  # after the optimizer step
         marks.setdefault("first_step", time.time())
     def validation_step(self, batch, i):
         lr, hr = batch
         sr = (self.model(lr.float() / 255).clamp(0, 1) * 255).round()
         d = (y(sr) - y(hr.float()))[:, S:-S, S:-S].double()
         self.log("psnr", 10 * torch.log10(255 ** 2 / d.pow(2).mean()), batch_size=1)
-    def on_validation_epoch_end(self):
-        pass
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=cfg["lr"])
 
@@ -267,7 +267,7 @@ def run_variant(name: str, tmp: Path, args, sets: dict) -> dict:
             cmd = [sys.executable, "-c", "import sys; sys.argv[1:] = [sys.argv[1]]\n" + LIGHTNING,
                    spec]
     launch = time.time()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     exited = time.time()
     if proc.returncode != 0:
         sys.exit(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")

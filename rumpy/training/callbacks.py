@@ -106,8 +106,9 @@ class _Background(Callback):
 
 
 class Trackers(_Background):
-    """Opens the configured trackers in the output worker (each failure only warns; the first
-    step does not wait for them) and sends them every row."""
+    """Opens the configured trackers in the output worker once the first epoch has ended (each
+    failure only warns; the first epoch neither waits for them nor shares the CPU with them)
+    and sends them every row."""
 
     active = False
 
@@ -116,7 +117,7 @@ class Trackers(_Background):
         names = [n for n in t.trackers if n != "aim" or t.aim_track]
         self.active = bool(names)
         if self.active:
-            self.worker.submit(run, _open_trackers, names, label="Trackers")
+            self.worker.submit(run, _open_trackers, names, label="Trackers", hold=True)
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
         if self.active:

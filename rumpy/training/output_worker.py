@@ -20,6 +20,7 @@ would (the training process raises the error at its next epoch): an output faili
 disk frees what it had written, so the checkpoints could otherwise go on just fitting."""
 from __future__ import annotations
 
+import atexit
 import collections
 import errno
 import logging
@@ -29,6 +30,7 @@ import queue
 import signal
 import threading
 import time
+import weakref
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ _SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+_INHERITED: list = []  # the run, for the worker to inherit; set only while it is forked
+
+
 class OutputWorker:
     """The training process's handle on the worker; started by the first `submit`."""
 
@@ -47,23 +52,33 @@ class OutputWorker:
         self._outbox: queue.Queue | None = None
         self._feeder: threading.Thread | None = None
         self._replies = None
-        self._run = None
+        self._node = None
         self._done = False
         self._submitted = 0
         self._completed = 0
+        self._held: list = []
         self.finished = False
 
     @property
     def started(self) -> bool:
         return self._proc is not None
 
-    def submit(self, run, fn, *args, key: str | None = None, label: str | None = None) -> None:
+    def submit(self, run, fn, *args, key: str | None = None, label: str | None = None,
+               hold: bool = False) -> None:
         """Queue `fn(state, *args)` for the worker; never waits for it. `label` names the output
-        in a warning when the job fails."""
+        in a warning when the job fails. A job submitted with `hold` waits for the next job
+        without it (or the drain) before the worker starts: opening trackers must not compete
+        with the first epoch for the CPU."""
         if self.finished:
+            return
+        if hold and self._proc is None:
+            self._held.append((run, fn, args, key, label))
             return
         if self._proc is None:
             self._start(run)
+        self._put(fn, args, key, label)
+
+    def _put(self, fn, args, key, label) -> None:
         self.poll()
         while self._submitted - self._completed >= MAX_BACKLOG and self._replies is not None:
             if self._replies.poll(0.05):
@@ -74,26 +89,35 @@ class OutputWorker:
         self._outbox.put(("job", key, label or fn.__name__, fn, args))
 
     def _start(self, run) -> None:
-        self._run = run
+        # Only the node is kept: a reference to the run would keep its DataLoader workers (which
+        # ignore SIGTERM) alive until multiprocessing's exit handler joins them, forever.
+        self._node = run.node if run is not None else None
         ctx = multiprocessing.get_context("fork")
         jobs_in, jobs_out = ctx.Pipe(duplex=False)
         replies_in, replies_out = ctx.Pipe(duplex=False)
         # blocked across the fork, so the worker never sees a signal before it ignores them
         old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        _INHERITED.append(run)  # not in the Process's args, which live as long as it does
         try:
             self._proc = ctx.Process(target=_worker_main, name="rumpy-outputs", daemon=False,
-                                     args=(run, jobs_in, replies_out, os.getpid()))
+                                     args=(jobs_in, replies_out, os.getpid()))
             self._proc.start()
         finally:
+            _INHERITED.clear()
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
         jobs_in.close()
         replies_out.close()
         self._replies = replies_in
+        # never left running at exit: multiprocessing's exit handler would wait for it forever
+        atexit.register(_abort_at_exit, weakref.ref(self))
         self._outbox = queue.Queue()
         # pickling and writing images to the pipe happen here, never on the training thread
         self._feeder = threading.Thread(target=_feed, args=(self._outbox, jobs_out),
                                         name="rumpy-outputs-feeder", daemon=True)
         self._feeder.start()
+        held, self._held = self._held, []
+        for _, fn, args, key, label in held:
+            self._put(fn, args, key, label)
 
     def poll(self, fail: bool = True) -> bool:
         """Handle what the worker sent back (log records, status fields); True on progress.
@@ -118,7 +142,7 @@ class OutputWorker:
             logging.getLogger(name).log(level, "%s", text)
         elif kind == "status":
             try:
-                self._run.node.set_status(**message[1])
+                self._node.set_status(**message[1])
             except OSError as exc:
                 log.warning("could not record %s in status.json (%s)", ", ".join(message[1]), exc)
         elif kind == "done":
@@ -129,6 +153,8 @@ class OutputWorker:
     def drain(self, patience: float = PATIENCE_S, fail: bool = True) -> None:
         """Let the worker finish every queued job, close its trackers and exit. Gives up (and
         kills it, with a warning) when it makes no progress for `patience` seconds."""
+        if self._proc is None and self._held:  # held jobs still run (a run stopped in epoch 1)
+            self._start(self._held[0][0])
         if self._proc is None or self.finished:
             self.finished = True
             return
@@ -171,6 +197,12 @@ class OutputWorker:
             self._replies = None
 
 
+def _abort_at_exit(ref) -> None:
+    worker = ref()
+    if worker is not None and not worker.finished:
+        worker.abort()
+
+
 def _feed(outbox: queue.Queue, conn) -> None:
     while True:
         item = outbox.get()
@@ -209,7 +241,8 @@ def _route_logging(send) -> None:
     logging.getLogger().addHandler(_Forward(send))
 
 
-def _worker_main(run, jobs, replies, parent: int) -> None:
+def _worker_main(jobs, replies, parent: int) -> None:
+    run = _INHERITED[0]
     for sig in _SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
