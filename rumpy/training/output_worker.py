@@ -184,6 +184,7 @@ class OutputWorker:
     def abort(self) -> None:
         """On an error or a second Ctrl+C: stop without waiting for the queue."""
         self.finished = True
+        self._held.clear()
         if self._proc is not None:
             self._stop_process()
 
