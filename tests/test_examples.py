@@ -40,3 +40,15 @@ def test_example_indices_out_of_range_are_refused(write_config, tmp_path):
                                           r"expected indices 0..1"):
         prepare(load_config(path))
     assert not (tmp_path / "Results").exists()
+
+
+def test_write_output_nth_epoch_writes_samples_and_plots_every_nth_and_at_the_last(write_config,
+                                                                                   tmp_path):
+    path = write_config(num_epochs=5, extra_training="write_output_nth_epoch = 2")
+    assert train_main(["--parameters", str(path)]) == 0
+    outputs = tmp_path / "Results" / "tiny" / "result_outputs"
+    assert sorted(p.name for p in outputs.glob("epoch_*_samples")) == [
+        "epoch_2_samples", "epoch_4_samples", "epoch_5_samples"]
+    assert (outputs / "PSNR.png").is_file()
+    # the CSVs are written at every validation regardless
+    assert len(list(outputs.glob("per_image_epoch_*.csv"))) == 5

@@ -1,8 +1,17 @@
 """PSNR and SSIM by the standard SR protocol (as in MATLAB and BasicSR), batched in torch:
 BT.601 luma of 8-bit-rounded images, `scale` border pixels cropped, SSIM with an 11x11 gaussian
 window (sigma 1.5) over valid positions. Both agree with scikit-image to 1e-4 (see
-tests/test_metrics.py)."""
+tests/test_metrics.py).
+
+On a CPU the metrics run with a thread count chosen for the size of their operations
+(`threads_for`): an elementwise op on a few million floats gains little from a second thread,
+and on a loaded machine each parallel op waits at its barrier for a thread that is not
+scheduled, which made 2 threads 8-15x slower than one. Element for element the results do not
+depend on the thread count."""
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 
@@ -18,6 +27,35 @@ def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
     return img[:, 0:1] * w[0] + img[:, 1:2] * w[1] + img[:, 2:3] * w[2] + 16.0
 
 
+# Elements an op must touch per thread before another thread pays for its wake-up and barrier.
+PARALLEL_GRAIN = 1 << 23
+# SSIM output pixels per band: bands bound the intermediates (~40 B a pixel), and every band
+# costs ~40 ops, so a band is as large as keeps those in a few MB of cache.
+BAND_PIXELS = 1 << 17
+
+
+def threads_for(numel: int, device: torch.device | str = "cpu") -> int:
+    """Intra-op threads for ops of `numel` elements: 1 up to PARALLEL_GRAIN, at most torch's
+    setting."""
+    if torch.device(device).type != "cpu":
+        return torch.get_num_threads()
+    return max(1, min(torch.get_num_threads(), numel // PARALLEL_GRAIN))
+
+
+@contextlib.contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `n` for a block (restored after it)."""
+    before = torch.get_num_threads()
+    if n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def prepare(img: torch.Tensor, channel: str, crop_border: int) -> torch.Tensor:
     """The SR protocol's view of an 8-bit image batch (floats in [0, 255]): luma or RGB, border
     cropped, float32 (exact for 8-bit values; luma within 2e-5 of float64)."""
@@ -28,8 +66,9 @@ def prepare(img: torch.Tensor, channel: str, crop_border: int) -> torch.Tensor:
 
 
 def psnr(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
-    mse = (sr - hr).double().pow(2).flatten(1).mean(1)
-    return 10.0 * torch.log10(data_range ** 2 / mse)  # inf for identical images, as in skimage
+    with num_threads(threads_for(sr.numel(), sr.device)):
+        mse = (sr - hr).double().pow(2).flatten(1).mean(1)
+        return 10.0 * torch.log10(data_range ** 2 / mse)  # inf for identical images, as in skimage
 
 
 def _gaussian_window(size: int, sigma: float, device, dtype) -> torch.Tensor:
@@ -71,23 +110,29 @@ def _ssim_sum(x: torch.Tensor, y: torch.Tensor, taps: list[float], centre: float
 
 
 def ssim(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 255.0, window: int = 11,
-         sigma: float = 1.5, band: int = 64) -> torch.Tensor:
+         sigma: float = 1.5, band: int | None = None) -> torch.Tensor:
     """Mean SSIM per image (averaged over channels), valid-window positions only.
 
     The local statistics are computed in float32 (several times faster than float64 on a CPU) from
     values centred on data_range / 2: variances and covariance are shift-invariant, and centring
     keeps E[x^2] - E[x]^2 free of cancellation, so results agree with float64 to ~1e-6. Large
-    images are processed in bands of `band` output rows so the intermediates stay in cache."""
+    images are processed in bands of `band` output rows (default: about BAND_PIXELS output
+    pixels of the batch, at least 64 rows) so the intermediates stay in cache."""
     taps = _gaussian_window(window, sigma, "cpu", torch.float64).tolist()
     centre = data_range / 2
     out_h = sr.shape[-2] - window + 1
     out_w = sr.shape[-1] - window + 1
+    if band is None:
+        band = max(64, BAND_PIXELS // max(1, out_w * sr.shape[0] * sr.shape[1]))
     total = torch.zeros(sr.shape[0], dtype=torch.float64, device=sr.device)
-    for top in range(0, out_h, band):
-        rows = slice(top, min(top + band, out_h) + window - 1)
-        x = (sr[..., rows, :] - centre).float()
-        y = (hr[..., rows, :] - centre).float()
-        total += _ssim_sum(x, y, taps, centre, data_range)
+    # the largest op: the five stacked statistics of a band
+    work = 5 * sr.shape[0] * sr.shape[1] * (min(band, out_h) + window - 1) * sr.shape[-1]
+    with num_threads(threads_for(work, sr.device)):
+        for top in range(0, out_h, band):
+            rows = slice(top, min(top + band, out_h) + window - 1)
+            x = (sr[..., rows, :] - centre).float()
+            y = (hr[..., rows, :] - centre).float()
+            total += _ssim_sum(x, y, taps, centre, data_range)
     return total / (out_h * out_w * sr.shape[1])
 
 

@@ -11,6 +11,8 @@ from PIL import Image
 from ..utils.atomic import atomic_open
 
 PANEL = 384
+# zlib level 1: about 3x faster than the default 6 on photo strips, for files ~15% larger
+COMPRESS_LEVEL = 1
 
 
 def _centre(img: torch.Tensor) -> np.ndarray:
@@ -30,4 +32,4 @@ def save_images(folder: Path, set_name: str, images: list[tuple[str, Image.Image
     folder.mkdir(parents=True, exist_ok=True)
     for name, img in images:
         with atomic_open(folder / f"{set_name}_{name}.png", "wb") as handle:
-            img.save(handle, format="PNG")
+            img.save(handle, format="PNG", compress_level=COMPRESS_LEVEL)

@@ -1,6 +1,9 @@
 """The tracker interface and registry. A tracker mirrors one result-tree node: `open` receives
 the run (config, plan, node) and returns None with a warning when it cannot be used; a node that
-is new to the tracker first receives the rows it starts with (a branch's inherited history)."""
+is new to the tracker first receives the rows it starts with (a branch's inherited history).
+Trackers run in the output worker (training/output_worker.py), never on the training process's
+critical path; what a tracker wants in status.json it puts in `status`, and the training process
+writes it."""
 from __future__ import annotations
 
 import logging
@@ -18,6 +21,7 @@ class Tracker:
     def __init__(self, eval_sets: list[str]):
         self.eval_sets = eval_sets
         self._warned = False
+        self.status: dict = {}  # fields for the node's status.json
 
     @classmethod
     def open(cls, run) -> "Tracker | None":

@@ -6,14 +6,11 @@ from __future__ import annotations
 import logging
 
 from ..results.columns import eval_columns
-from ..results.plots import plot_summary
-from ..results.examples import save_example
-from ..results.samples import save_images
 from ..results.summary import write_table
 from ..tree.node import INTERRUPTED
 from ..tree.plan import finish_replacement
 from ..tree.retention import prune_checkpoints
-from ..tracking import TRACKERS
+from .output_worker import OutputWorker
 from .saving import CheckpointWriter
 
 log = logging.getLogger(__name__)
@@ -38,23 +35,6 @@ class Status(Callback):
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
         run.node.set_status(epochs_done=epoch, best=run.best_info())
-
-
-class Trackers(Callback):
-    """Opens the configured trackers (each failure only warns) and sends them every row."""
-
-    def on_start(self, run) -> None:
-        t = run.cfg.training
-        names = [n for n in t.trackers if n != "aim" or t.aim_track]
-        run.trackers = [tr for tr in (TRACKERS.get(n).open(run) for n in names) if tr is not None]
-
-    def on_epoch_end(self, run, epoch, row, result) -> None:
-        for tracker in run.trackers:
-            tracker.track_row(row)
-
-    def close(self, run) -> None:
-        for tracker in run.trackers:
-            tracker.close()
 
 
 class Baseline(Callback):
@@ -108,55 +88,127 @@ class PerSample(Callback):
                         result.per_sample, run.task.per_sample_columns())
 
 
-class _Optional(Callback):
-    """An output that is nice to have: when writing it fails (a stray file where its folder
-    goes, an unwritable file), training goes on after one warning. A full disk still ends the
-    run at the next checkpoint, which is what matters."""
+def output_due(run, epoch: int) -> bool:
+    """write_output_nth_epoch: sample images and plots every N-th epoch, and at the last."""
+    every = run.cfg.training.write_output_nth_epoch
+    return epoch % every == 0 or epoch == run.cfg.training.num_epochs
 
-    _warned = False
+
+class _Background(Callback):
+    """An output made by the run's output worker (training/output_worker.py): training never
+    waits for it, and when it fails, training goes on after one warning. A full disk still ends
+    the run at the next checkpoint, which is what matters. The worker is drained when the run
+    ends (finished, stopped or interrupted), so every epoch's output is complete."""
+
+    def __init__(self, worker: OutputWorker | None = None):
+        self.worker = worker if worker is not None else OutputWorker()
+
+    def on_end(self, run, state) -> None:
+        self.worker.drain()
+
+    def close(self, run) -> None:
+        if self.worker.finished:
+            return
+        try:  # an error ended the run: what is queued gets a short while only
+            self.worker.drain(patience=10.0, fail=False)
+        finally:
+            self.worker.abort()
+
+
+class Trackers(_Background):
+    """Opens the configured trackers in the output worker once the first epoch has ended (each
+    failure only warns; the first epoch neither waits for them nor shares the CPU with them)
+    and sends them every row."""
+
+    active = False
+
+    def on_start(self, run) -> None:
+        t = run.cfg.training
+        names = [n for n in t.trackers if n != "aim" or t.aim_track]
+        self.active = bool(names)
+        if self.active:
+            self.worker.submit(run, _open_trackers, names, label="Trackers", hold=True)
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
-        try:
-            self.write(run, epoch, row, result)
-        except OSError as exc:
-            if not self._warned:
-                self._warned = True
-                log.warning("%s: could not write (%s); training goes on without it",
-                            type(self).__name__, exc)
-
-    def write(self, run, epoch, row, result) -> None:
-        raise NotImplementedError
+        if self.active:
+            self.worker.submit(run, _track_row, dict(row), label="Trackers")
 
 
-class Visuals(_Optional):
+class Visuals(_Background):
     """The task's images of a validation (sample strips, scatter plots): saved and tracked."""
 
-    def write(self, run, epoch, row, result) -> None:
-        if result is None or not run.cfg.training.save_samples:
+    def on_epoch_end(self, run, epoch, row, result) -> None:
+        if result is None or not run.cfg.training.save_samples or not output_due(run, epoch):
             return
-        for set_name, images in run.task.visuals(result).items():
-            for tracker in run.trackers:
-                tracker.track_images(epoch, set_name, images)
-            save_images(run.folder.samples(epoch), set_name, images)
+        images = run.task.visuals(result)
+        if images:
+            self.worker.submit(run, _visuals, epoch, run.folder.samples(epoch), images,
+                               label="Visuals")
 
 
-class Examples(_Optional):
-    """The val_example_indices images of each validation, one strip per image over the epochs."""
+class Examples(_Background):
+    """The val_example_indices images of each validation, one strip per image over the epochs
+    (at every validation: following them is their point)."""
 
-    def write(self, run, epoch, row, result) -> None:
-        if result is None:
+    def on_epoch_end(self, run, epoch, row, result) -> None:
+        if result is not None and result.examples:
+            self.worker.submit(run, _examples, epoch, run.folder.outputs / "examples",
+                               dict(result.examples), label="Examples")
+
+
+class Plots(_Background):
+    """The summary plots; a plot that the next epoch's replaces before it is drawn is skipped."""
+
+    def on_epoch_end(self, run, epoch, row, result) -> None:
+        if not output_due(run, epoch):
             return
-        for set_name, samples in result.examples.items():
-            for sample in samples:
-                save_example(run.folder.outputs / "examples" / set_name, epoch, sample)
-
-
-class Plots(_Optional):
-    def write(self, run, epoch, row, result) -> None:
         if run.cfg.training.logging == "visual":
             fork = run.node.fork_epoch if run.node.rel else None
-            plot_summary(run.summary.rows, run.summary.columns, run.folder.outputs, run.baselines,
-                         fork, run.task.baseline_name)
+            self.worker.submit(run, _plot, list(run.summary.rows), list(run.summary.columns),
+                               run.folder.outputs, dict(run.baselines), fork,
+                               run.task.baseline_name, key="plots", label="Plots")
+
+
+# -- jobs, run in the output worker: fn(state, *args) -------------------------------------------
+def _open_trackers(state, names: list[str]) -> None:
+    from ..tracking import TRACKERS
+
+    for name in names:
+        tracker = TRACKERS.get(name).open(state["run"])
+        if tracker is not None:
+            state["trackers"].append(tracker)
+            if tracker.status:  # status.json has one writer: the training process
+                state["send"](("status", tracker.status))
+
+
+def _track_row(state, row: dict) -> None:
+    for tracker in state["trackers"]:
+        tracker.track_row(row)
+
+
+def _visuals(state, epoch: int, folder, images: dict) -> None:
+    from ..results.samples import save_images
+
+    for set_name, pictures in images.items():
+        for tracker in state["trackers"]:
+            tracker.track_images(epoch, set_name, pictures)
+        save_images(folder, set_name, pictures)
+
+
+def _examples(state, epoch: int, folder, examples: dict) -> None:
+    from ..results.examples import save_example
+
+    for set_name, samples in examples.items():
+        for sample in samples:
+            save_example(folder / set_name, epoch, sample)
+
+
+def _plot(state, rows, columns, out_dir, baselines, fork, baseline_name) -> None:
+    if "plots" not in state:
+        from ..results.plots import SummaryPlots
+
+        state["plots"] = SummaryPlots()
+    state["plots"].draw(rows, columns, out_dir, baselines, fork, baseline_name)
 
 
 class EpochLog(Callback):
@@ -196,6 +248,10 @@ class EarlyStopping(Callback):
 
 def default_callbacks() -> list[Callback]:
     """In order: the checkpoint first (it carries the row, so a kill after it loses nothing),
-    then the summary, retention, outputs, trackers, the log line, status, early stopping."""
-    return [Trackers(), Baseline(), Checkpoint(), Summary(), Retention(), PerSample(), Visuals(),
-            Examples(), Plots(), EpochLog(), Status(), EarlyStopping()]
+    then the summary, retention, outputs, trackers, the log line, status, early stopping. The
+    trackers, sample images, examples and plots share one output worker; the trackers' `on_end`
+    drains it before the final log line."""
+    worker = OutputWorker()
+    return [Trackers(worker), Baseline(), Checkpoint(), Summary(), Retention(), PerSample(),
+            Visuals(worker), Examples(worker), Plots(worker), EpochLog(), Status(),
+            EarlyStopping()]
