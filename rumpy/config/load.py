@@ -131,7 +131,8 @@ class _Builder:
             seen = set()
             for item in value:
                 if item in seen:
-                    self.fail(key_path, f"lists {item!r} twice; expected each name once")
+                    self.fail(key_path, f"lists {item!r} twice; expected each "
+                                        f"{'index' if isinstance(item, int) else 'name'} once")
                 seen.add(item)
         if hint is float:
             value = float(value)
