@@ -48,6 +48,10 @@ def test_grid_times_seeds_runs_every_cell_and_tables_mean_and_std(write_config, 
         cell = folder / name
         assert json.loads((cell / "status.json").read_text())["state"] == "finished"
         assert starts(cell) == 1
+    sweep = read_sweep(path)  # each cell's config carries its sweep (Aim groups by it)
+    assert sweep.config(sweep.cells[-1]).sweep == {
+        "name": "sw", "cell": "lr=0.0005,num_blocks=2,seed=2", "seed": 2,
+        "model.internal_params.lr": 5e-4, "model.internal_params.num_blocks": 2}
     config = (folder / "lr=0.0005,num_blocks=2,seed=2" / "config.toml").read_text()
     assert "lr = 0.0005" in config and "num_blocks = 2" in config and "seed = 2" in config
     # the table: 4 settings, n = 2, mean and std of each setting's best val-PSNR

@@ -209,6 +209,8 @@ class RunConfig:
     source: str = field(default="", metadata={"internal": True})
     chain: list = field(default_factory=list, metadata={"internal": True})
     origins: dict = field(default_factory=dict, metadata={"internal": True})  # key -> its source
+    sweep: dict = field(default_factory=dict, metadata={"internal": True})  # a sweep cell's name,
+                                                                            # values and seed
 
     @property
     def scale(self) -> int | None:

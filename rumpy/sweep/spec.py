@@ -53,8 +53,10 @@ class Sweep:
         values["training.seed"] = (label, cell.seed)
         values["experiment"] = (label, cell.name)
         values["experiment_save_loc"] = (label, str(self.folder))
-        return load_config(self.source, None, tuple(self.cfg_defaults), tuple(self.overrides),
-                           values, ignore=("sweep",))
+        cfg = load_config(self.source, None, tuple(self.cfg_defaults), tuple(self.overrides),
+                          values, ignore=("sweep",))
+        cfg.sweep = {"name": self.name, "cell": cell.name, "seed": cell.seed, **cell.values}
+        return cfg
 
 
 def _text(value: Any) -> str:

@@ -57,8 +57,11 @@ class AimTracker(Tracker):
                    "parent": (parent.rel or ".") if parent else None,
                    "parent_aim_run": parent.status.get("aim_run_hash") if parent else None,
                    "fork_epoch": node.fork_epoch if node.rel else None, "task": cfg.task}
+        if cfg.sweep:  # a sweep's cells share its name as their Aim experiment: one group
+            lineage["sweep"] = cfg.sweep
+        experiment = cfg.sweep["name"] if cfg.sweep else cfg.experiment
         run_hash = node.status.get("aim_run_hash") if plan.kind == "continue" else None
-        tracker = cls._open(Path(cfg.training.aim_home), cfg.experiment, node.rel, run_hash,
+        tracker = cls._open(Path(cfg.training.aim_home), experiment, node.rel, run_hash,
                             {"config": to_toml_dict(cfg), "lineage": lineage},
                             list(run.loaders.evals))
         if tracker is not None:
