@@ -16,7 +16,7 @@ from ..models import MODELS
 from ..results.samples import sample_strip
 from ..training.losses import build_loss
 from .base import IP, TASKS, EvalResult, Task
-from .sisr_eval import Evaluator
+from .sisr_eval import Evaluator, ssim_too_small
 
 
 @TASKS.register("sisr")
@@ -38,6 +38,11 @@ class SISRTask(Task):
 
     def check_data(self) -> None:
         self._train_sets, self._eval_sets = check_data(self.cfg)
+        if "ssim" in [m.lower() for m in self.cfg.training.metrics]:
+            too_small = ssim_too_small(self._eval_sets, self.cfg.scale,
+                                       bool(self.cfg.training.metric_crop_border))
+            if too_small:
+                self.fail(*too_small)
 
     def setup(self, device: torch.device) -> Loaders:
         cfg, t = self.cfg, self.cfg.training
