@@ -25,6 +25,7 @@ class PairedImages:
     lr: ImageStore
     hr: ImageStore
     scale: int
+    metadata: np.ndarray | None = None  # N x M degradation parameters, in [0, 1]
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -37,6 +38,12 @@ class PairedImages:
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
+def with_metadata(sample: dict, images: PairedImages, i: int) -> dict:
+    if images.metadata is not None:
+        sample["metadata"] = torch.from_numpy(images.metadata[i])
+    return sample
 
 
 def augment(imgs: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -79,7 +86,7 @@ class TrainPatches(Dataset):
             hr = hr[top * scale: (top + self.crop) * scale, left * scale: (left + self.crop) * scale]
         if self.augment[s]:
             lr, hr = augment((lr, hr), rng)
-        return {"lr": to_tensor(lr), "hr": to_tensor(hr)}
+        return with_metadata({"lr": to_tensor(lr), "hr": to_tensor(hr)}, self.sets[s], i)
 
 
 class EvalImages(Dataset):
@@ -100,4 +107,4 @@ class EvalImages(Dataset):
             left = max(0, (lr.shape[1] - self.crop) // 2)
             lr = lr[top: top + self.crop, left: left + self.crop]
             hr = hr[top * s: (top + self.crop) * s, left * s: (left + self.crop) * s]
-        return {"lr": to_tensor(lr), "hr": to_tensor(hr), "index": i}
+        return with_metadata({"lr": to_tensor(lr), "hr": to_tensor(hr), "index": i}, self.images, i)

@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..config import ConfigError, RunConfig
 from .cache import ImageStore, choose_mode
 from .datasets import EvalImages, PairedImages, TrainPatches
@@ -14,6 +16,7 @@ from .holdout import hold_out
 from .images import image_size
 from .kinds import PairedSet
 from .loaders import Loaders, eval_loader, train_loader
+from .metadata import read_metadata
 from .pairs import pair_folders
 from .standard import select_split, training_split_warning
 
@@ -24,7 +27,7 @@ log = logging.getLogger(__name__)
 class CheckedSet:
     """A set whose pairs and sizes have been verified, not yet decoded."""
 
-    PER_SAMPLE = ("keys", "lr_paths", "hr_paths", "lr_sizes", "hr_sizes")
+    PER_SAMPLE = ("keys", "lr_paths", "hr_paths", "lr_sizes", "hr_sizes", "metadata")
     name: str
     config: PairedSet
     keys: list[str]
@@ -32,6 +35,7 @@ class CheckedSet:
     hr_paths: list[Path]
     lr_sizes: list[tuple[int, int]]
     hr_sizes: list[tuple[int, int]]
+    metadata: np.ndarray | None = None  # N x M, normalised (data/metadata.py)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -89,7 +93,8 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> Check
         raise ConfigError(src, f"{where}.crop", f"expected at most {smallest} (the smallest LR "
                                                 f"image side), got {crop}")
     return CheckedSet(ds.name, ds, [p.key for p in chosen], [p.lr for p in chosen],
-                      [p.hr for p in chosen], lr_sizes, hr_sizes)
+                      [p.hr for p in chosen], lr_sizes, hr_sizes,
+                      read_metadata(cfg, where, ds, [p.lr for p in chosen]))
 
 
 def check_data(cfg: RunConfig) -> tuple[list[CheckedSet], list[CheckedSet]]:
@@ -118,7 +123,8 @@ def _load(cfg: RunConfig, checked: CheckedSet) -> PairedImages:
     cache_dir = Path(cfg.data.cache_dir)
     return PairedImages(checked.name, checked.keys,
                         ImageStore(checked.lr_paths, mode, cache_dir),
-                        ImageStore(checked.hr_paths, mode, cache_dir), cfg.scale)
+                        ImageStore(checked.hr_paths, mode, cache_dir), cfg.scale,
+                        checked.metadata)
 
 
 def build_loaders(cfg: RunConfig, train: list[CheckedSet], evals: list[CheckedSet],

@@ -79,6 +79,9 @@ class RegressionNetwork(nn.Module):
 
 
 def export_network(model: nn.Module, info: LoadedModel) -> nn.Module:
+    from .prediction import refuse_metadata_model
+
+    refuse_metadata_model(info, "export-model (its contract is image in, image out)")
     if info.task == "sisr":
         return SRNetwork(model, info.scale, info.pre_upsampled).eval()
     return RegressionNetwork(model, info.stats, info.normalize_inputs,

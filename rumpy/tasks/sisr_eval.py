@@ -77,7 +77,7 @@ class Evaluator:
             for batch in loader:
                 lr, hr, index = batch["lr"], batch["hr"], batch["index"]
                 hr_dev = hr.to(self.device)
-                sr = predict(lr)
+                sr = predict(lr, batch.get("metadata"))
                 sr_q = quantize(sr)
                 scores = self._score(sr_q, hr_dev.float())
                 if loss_fn is not None:
@@ -106,7 +106,7 @@ class Evaluator:
         return result
 
     def bicubic_baseline(self) -> EvalResult:
-        def upsample(lr: torch.Tensor) -> torch.Tensor:  # MATLAB's bicubic row, 8-bit exact
+        def upsample(lr: torch.Tensor, metadata=None) -> torch.Tensor:  # MATLAB's bicubic row
             lr = lr.to(self.device)
             return bicubic_uint8(lr, (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale))
         return self._run(upsample)
