@@ -211,3 +211,63 @@ def test_inference_of_a_conditioned_node(degraded, tmp_path, caplog):
         assert rumpy_main(["export-model", str(node)]) != 0
     assert "conditioned on each image's degradation metadata" in caplog.text
     assert not (node / "export").exists()
+
+
+def test_conditioned_model_continues_and_forks(degraded, tmp_path):
+    cfg = blind_toml(degraded, tmp_path, "qedsr", 1)
+    assert train_main(["--parameters", str(cfg)]) == 0
+    cfg.write_text(cfg.read_text().replace("num_epochs = 1", "num_epochs = 2"))
+    assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "last"]) == 0
+    node = tmp_path / "Results" / "blind_qedsr"
+    assert [r["epoch"] for r in _summary(node)] == ["1", "2"]
+    assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "1", "--new_branch",
+                       "--new_branch_name", "again"]) == 0
+    # the branch redoes epoch 2 from the same state and data: the same numbers
+    assert _summary(node / "again")[-1]["val-PSNR"] == _summary(node)[-1]["val-PSNR"]
+
+
+def test_a_predictor_of_the_degradation_trains_on_degrade_output(degraded, tmp_path):
+    """The regression task learns metadata back from the degraded LR images: `rumpy degrade`'s
+    folder is an images_with_targets set as it is (its CSV's `image` column names the files)."""
+    sets = []
+    for role, folder in (("training_sets", degraded["train_lr"]),
+                         ("eval_sets", degraded["val_lr"])):
+        sets.append(textwrap.dedent(f"""\
+            [data.{role}.deg]
+            type = "images_with_targets"
+            images = "{folder}"
+            targets = "{folder / 'degradation_metadata.csv'}"
+            target_columns = ["0-realesrganblur-sigma_x", "2-realesrgannoise-gaussian_noise_sigma"]
+            """))
+    cfg = tmp_path / "predictor.toml"
+    cfg.write_text(textwrap.dedent(f"""\
+        experiment = "predictor"
+        experiment_save_loc = "{tmp_path / 'Results'}"
+        task = "regression"
+
+        [training]
+        num_epochs = 2
+        seed = 3
+        gpu = "off"
+        metrics = ["MAE", "RMSE"]
+        aim_track = false
+
+        [model]
+        name = "cnn_regressor"
+
+        [model.internal_params]
+        lr = 1e-3
+        num_features = 8
+        num_blocks = 1
+
+        [data]
+        batch_size = 4
+        dataloader_threads = 0
+        cache_dir = "{tmp_path / 'cache'}"
+
+        """) + "\n".join(sets))
+    assert train_main(["--parameters", str(cfg)]) == 0
+    rows = _summary(tmp_path / "Results" / "predictor")
+    assert len(rows) == 2 and np.isfinite(float(rows[-1]["val-RMSE"]))
+    # targets named by their parameter: summary columns cannot hold the CSV's '-'
+    assert "val-RMSE-sigma_x" in rows[-1] and "val-RMSE-gaussian_noise_sigma" in rows[-1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,22 @@ def read_metadata(cfg: RunConfig, where: str, ds, lr_paths: list[Path]) -> np.nd
         low, high = ranges[column]
         values[:, j] = (values[:, j] - low) / (high - low) if high > low else 0.0
     return values.astype(np.float32)
+
+
+_DEGRADE_COLUMN = re.compile(r"^(\d+)-([a-z0-9_]+)-(.+)$")
+
+
+def target_names(columns: list[str]) -> list[str]:
+    """Names for `rumpy degrade` CSV columns used as regression targets: the parameter
+    ('0-realesrganblur-sigma_x' -> 'sigma_x'; summary columns cannot hold '-'), with the
+    operation ('realesrganblur_sigma_x') or also the step when that is not unique. Other
+    columns keep their names."""
+    parts = [_DEGRADE_COLUMN.match(c) for c in columns]
+    for form in (lambda m: m[3], lambda m: f"{m[2]}_{m[3]}", lambda m: f"{m[1]}_{m[2]}_{m[3]}"):
+        names = [form(m) if m else c for m, c in zip(parts, columns)]
+        if len(set(names)) == len(names):
+            return names
+    return list(columns)
 
 
 def _is_number(value) -> bool:
