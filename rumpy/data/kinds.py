@@ -46,6 +46,9 @@ class PairedTrainSet(PairedSet):
                     minimum=0)
     random_augment: bool = opt(True, "random flips and 90-degree rotations")
     repeat: int = opt(1, "times each image is visited per epoch (for small sets)", minimum=1)
+    degradations: dict = opt({}, "online degradation instead of an `lr` folder: a rumpy degrade "
+                                 "pipeline (`pipeline`, `deg_configs`) applied to each HR patch "
+                                 "on the fly, seeded by (seed, epoch, index)")
 
 
 @dataclass

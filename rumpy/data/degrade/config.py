@@ -118,6 +118,21 @@ def read_pipeline(config: Path | None = None, short: str | None = None,
                     ext, folders["hr"], folders["out"])
 
 
+def steps_from_table(source: str, table: dict, scale: int) -> list[Step]:
+    """The steps of a `degradations` table (online degradation: `pipeline` and `deg_configs`;
+    the scale is the model's, the seed the run's); key paths relative to the table."""
+    for key in table:
+        if key not in ("pipeline", "deg_configs"):
+            raise ConfigError(source, key, f"unknown key{did_you_mean(key, ['pipeline', 'deg_configs'])}"
+                                           f" (online degradations take pipeline and deg_configs; "
+                                           f"the scale is the model's, the seed the run's)")
+    if not table.get("pipeline"):
+        raise ConfigError(source, "pipeline", "expected pipeline = [[\"op\", \"id\"], ...]")
+    configs = _expect(source, "deg_configs", table.get("deg_configs", {}), dict,
+                      "a table of step tables")
+    return _steps(source, table["pipeline"], configs, scale)
+
+
 def _steps(source: str, pipeline: Any, configs: dict, scale: int) -> list[Step]:
     if not isinstance(pipeline, list):
         raise ConfigError(source, "pipeline", f"expected a list of [operation, id] pairs, got "
