@@ -271,3 +271,55 @@ def test_a_predictor_of_the_degradation_trains_on_degrade_output(degraded, tmp_p
     assert len(rows) == 2 and np.isfinite(float(rows[-1]["val-RMSE"]))
     # targets named by their parameter: summary columns cannot hold the CSV's '-'
     assert "val-RMSE-sigma_x" in rows[-1] and "val-RMSE-gaussian_noise_sigma" in rows[-1]
+
+
+def test_blind_evaluation_with_predicted_metadata(degraded, tmp_path, caplog):
+    """Predict, then super-resolve: `rumpy eval SR --metadata-from PREDICTOR` scores the SR node
+    with the predictor's estimates, in its own folder beside the ground-truth evaluation."""
+    targets = '["0-realesrganblur-sigma_x", "2-realesrgannoise-gaussian_noise_sigma"]'
+    cfg = tmp_path / "predictor.toml"
+    cfg.write_text(textwrap.dedent(f"""\
+        experiment = "predictor"
+        experiment_save_loc = "{tmp_path / 'Results'}"
+        task = "regression"
+        [training]
+        num_epochs = 1
+        seed = 3
+        gpu = "off"
+        metrics = ["MAE", "RMSE"]
+        aim_track = false
+        [model]
+        name = "cnn_regressor"
+        [model.internal_params]
+        lr = 1e-3
+        num_features = 8
+        num_blocks = 1
+        [data]
+        batch_size = 4
+        dataloader_threads = 0
+        cache_dir = "{tmp_path / 'cache'}"
+        [data.training_sets.deg]
+        type = "images_with_targets"
+        images = "{degraded['train_lr']}"
+        targets = "{degraded['train_lr'] / 'degradation_metadata.csv'}"
+        target_columns = {targets}
+        [data.eval_sets.deg]
+        type = "images_with_targets"
+        images = "{degraded['val_lr']}"
+        targets = "{degraded['val_lr'] / 'degradation_metadata.csv'}"
+        target_columns = {targets}
+        """))
+    assert train_main(["--parameters", str(cfg)]) == 0
+    sr = blind_toml(degraded, tmp_path, "srmd", 1, metadata='["sigma_x", "gaussian_noise_sigma"]')
+    assert train_main(["--parameters", str(sr)]) == 0
+    node, predictor = tmp_path / "Results" / "blind_srmd", tmp_path / "Results" / "predictor"
+    with caplog.at_level("INFO"):
+        assert rumpy_main(["eval", str(node), "--epoch", "1", "--metadata-from",
+                           str(predictor)]) == 0
+    assert "predicted metadata from" in caplog.text
+    with open(node / "eval" / "epoch_1_metadata_from_predictor" / "average_metrics.csv") as f:
+        assert np.isfinite(float(next(csv.DictReader(f))["PSNR"]))
+    caplog.clear()
+    with caplog.at_level("ERROR"):  # an SR node is no predictor
+        assert rumpy_main(["eval", str(node), "--metadata-from", str(node)]) == 2
+    assert "--metadata-from takes a regression node" in caplog.text

@@ -87,7 +87,7 @@ def read_metadata(cfg: RunConfig, where: str, ds, lr_paths: list[Path]) -> np.nd
     for row in rows:
         by_name[row["image"]] = row
         by_name.setdefault(Path(row["image"]).stem, row)
-    ranges = _ranges(csv_path)
+    ranges = _column_ranges(rows, chosen, _ranges(csv_path))
     values = np.zeros((len(lr_paths), len(chosen)), dtype=np.float64)
     for i, path in enumerate(lr_paths):
         row = by_name.get(path.name) or by_name.get(path.stem)
@@ -101,13 +101,35 @@ def read_metadata(cfg: RunConfig, where: str, ds, lr_paths: list[Path]) -> np.nd
                 raise ConfigError(src, f"{where}.metadata",
                                   f"image {path.name}: {column} is {row[column]!r} in "
                                   f"{csv_path}, not a number") from None
-    for j, column in enumerate(chosen):
-        if column not in ranges:
+    return normalise(values, [ranges[c] for c in chosen])
+
+
+def normalise(values: np.ndarray, ranges: list[tuple[float, float]]) -> np.ndarray:
+    """N x M raw values -> [0, 1] over each column's (low, high)."""
+    out = np.zeros(values.shape, dtype=np.float64)
+    for j, (low, high) in enumerate(ranges):
+        out[:, j] = (values[:, j] - low) / (high - low) if high > low else 0.0
+    return out.astype(np.float32)
+
+
+def _column_ranges(rows: list[dict], chosen: list[str], ranges: dict) -> dict:
+    ranges = dict(ranges)
+    for column in chosen:
+        if column not in ranges:  # no pipeline config beside the CSV: the values' own span
             all_values = [float(r[column]) for r in rows if _is_number(r.get(column))]
             ranges[column] = (min(all_values), max(all_values))
-        low, high = ranges[column]
-        values[:, j] = (values[:, j] - low) / (high - low) if high > low else 0.0
-    return values.astype(np.float32)
+    return ranges
+
+
+def metadata_ranges(cfg: RunConfig, where: str, ds) -> list[tuple[float, float]]:
+    """The (low, high) each of the set's `metadata` values is normalised over."""
+    csv_path = metadata_csv(cfg, ds)
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns, rows = list(reader.fieldnames or []), list(reader)
+    chosen = [_column(cfg.source, where, name, columns, csv_path) for name in ds.metadata]
+    ranges = _column_ranges(rows, chosen, _ranges(csv_path))
+    return [ranges[c] for c in chosen]
 
 
 _DEGRADE_COLUMN = re.compile(r"^(\d+)-([a-z0-9_]+)-(.+)$")
