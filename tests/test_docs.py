@@ -62,6 +62,10 @@ def test_example_configs_load(path):
         from rumpy.inference.eval_data import _read_data_toml
         assert _read_data_toml(path, "sisr")["eval_sets"]
         return
+    if "pipeline" in read_toml(path):  # a degradation pipeline for rumpy degrade
+        from rumpy.data.degrade import read_pipeline
+        assert read_pipeline(path, overrides={"hr": "HR", "out": "LR"}).steps
+        return
     if "sweep" in read_toml(path):  # a sweep: every cell's config is checked
         from rumpy.sweep.spec import read_sweep
         assert read_sweep(path).cells

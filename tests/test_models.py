@@ -12,6 +12,11 @@ TINY = {
     "edsr": {"num_features": 8, "num_blocks": 2},
     "rcan": {"num_groups": 2, "num_blocks": 2, "num_features": 16, "reduction": 4},
     "safmn": {"dim": 8, "num_blocks": 2},
+    # conditioned on degradation metadata (forward(x, metadata)); tests/test_blind_models.py
+    "srmd": {"num_layers": 3, "num_features": 8},
+    "sftmd": {"num_features": 8, "num_blocks": 2},
+    "qedsr": {"num_features": 8, "num_blocks": 2, "q_layer_nonlinearity": True},
+    "qrcan": {"num_groups": 2, "num_blocks": 2, "num_features": 16, "reduction": 4},
 }
 
 
@@ -23,12 +28,14 @@ def test_every_registered_sr_model_is_covered():
 @pytest.mark.parametrize("name", sorted(TINY))
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_forward_shape_and_gradient(name, scale):
-    model = build_model(name, TINY[name], scale=scale)
+    conditioned = getattr(MODELS.get(name), "takes_metadata", False)
+    model = build_model(name, TINY[name], scale=scale,
+                        **({"num_metadata": 3} if conditioned else {}))
     h, w = 12, 10
     x = torch.rand(2, 3, h, w)
     if model.pre_upsampled:
         x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic")
-    y = model(x)
+    y = model(x, torch.rand(2, 3)) if conditioned else model(x)
     assert y.shape == (2, 3, h * scale, w * scale)
     y.mean().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

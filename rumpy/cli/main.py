@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     add_inference_parsers(sub)
     from .sweep import add_parsers as add_sweep_parsers  # sweep, table
     add_sweep_parsers(sub)
+    from .degrade import add_parsers as add_degrade_parsers  # degrade
+    add_degrade_parsers(sub)
     args = parser.parse_args(argv)
     setup_console()
     return args.func(args)

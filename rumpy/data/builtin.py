@@ -1,7 +1,7 @@
 """Data sets rumpy builds itself, so a fresh clone trains with no download.
 
 'quickstart' (paired): the RGB photographs that scikit-image ships, cropped to multiples of 12 (so
-every scale 2, 3, 4 divides them) and bicubic-downsampled; six for training, two for validation.
+every scale 2, 3, 4 divides them) and downsampled as MATLAB's imresize; six for training, two for validation.
 'blur_regression' (images_with_targets): patches of those photos blurred with a Gaussian of known
 random width and downscaled x2; the target is the width (data/blur_set.py)."""
 from __future__ import annotations
@@ -60,7 +60,8 @@ def _build_split(root: Path, names: tuple[str, ...], scale: int) -> None:
 def quickstart(cache_dir: Path, scale: int, role: str) -> tuple[Path, Path]:
     """(lr_dir, hr_dir) of the quickstart split for `role` ('train' or 'eval'), built on first use."""
     split, names = ("train", QUICKSTART_TRAIN) if role == "train" else ("valid", QUICKSTART_VALID)
-    root = cache_dir / "datasets" / "quickstart" / split
+    # "-imresize": sets built before LR images were MATLAB-exact stay in their old folder unused
+    root = cache_dir / "datasets" / "quickstart-imresize" / split
     if not (root / f"LR_x{scale}").is_dir():
         log.info("building the quickstart %s set (x%d) from scikit-image's photos in %s",
                  split, scale, root)
@@ -80,7 +81,7 @@ def _quickstart_keys(cache_dir: Path, role: str, cfg) -> dict[str, str]:
 def _blur_keys(cache_dir: Path, role: str, cfg) -> dict[str, str]:
     from .blur_set import build_blur_set
 
-    images, targets = build_blur_set(cache_dir / "datasets" / "blur_regression", role)
+    images, targets = build_blur_set(cache_dir / "datasets" / "blur_regression-imresize", role)
     return {"images": str(images), "targets": str(targets)}
 
 

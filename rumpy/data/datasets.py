@@ -7,6 +7,8 @@ exactly. The sampler (data/loaders.py) hands the dataset (epoch, index) keys for
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -25,6 +27,8 @@ class PairedImages:
     lr: ImageStore
     hr: ImageStore
     scale: int
+    metadata: np.ndarray | None = None  # N x M degradation parameters, in [0, 1]
+    online: Any = None  # data/online.py: LR patches made from HR patches on the fly
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -37,6 +41,12 @@ class PairedImages:
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
+def with_metadata(sample: dict, images: PairedImages, i: int) -> dict:
+    if images.metadata is not None:
+        sample["metadata"] = torch.from_numpy(images.metadata[i])
+    return sample
 
 
 def augment(imgs: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -70,8 +80,11 @@ class TrainPatches(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, idx = key
         s, i = self.index[idx]
-        lr, hr = self.sets[s].pair(i)
         rng = np.random.default_rng([self.seed, epoch, idx])
+        if self.sets[s].online is not None:
+            return self._online(self.sets[s], i, rng, np.random.default_rng([self.seed, epoch, idx, 1]),
+                                self.augment[s])
+        lr, hr = self.sets[s].pair(i)
         if self.crop:
             scale = self.sets[s].scale
             top, left = random_crop(rng, lr.shape[0], lr.shape[1], self.crop)
@@ -79,7 +92,23 @@ class TrainPatches(Dataset):
             hr = hr[top * scale: (top + self.crop) * scale, left * scale: (left + self.crop) * scale]
         if self.augment[s]:
             lr, hr = augment((lr, hr), rng)
-        return {"lr": to_tensor(lr), "hr": to_tensor(hr)}
+        return with_metadata({"lr": to_tensor(lr), "hr": to_tensor(hr)}, self.sets[s], i)
+
+
+    def _online(self, images: PairedImages, i: int, rng: np.random.Generator,
+                degrade_rng: np.random.Generator, augmented: bool) -> dict[str, torch.Tensor]:
+        hr = images.hr[i]
+        size = self.crop * images.scale
+        top, left = random_crop(rng, hr.shape[0], hr.shape[1], size)
+        hr = hr[top: top + size, left: left + size]
+        if augmented:  # before degrading: the recorded kernel angle is the one applied
+            (hr,) = augment((hr,), rng)
+        hr = np.ascontiguousarray(hr)
+        lr, meta = images.online(hr, degrade_rng)
+        sample = {"lr": to_tensor(lr), "hr": to_tensor(hr)}
+        if meta is not None:
+            sample["metadata"] = torch.from_numpy(meta)
+        return sample
 
 
 class EvalImages(Dataset):
@@ -100,4 +129,4 @@ class EvalImages(Dataset):
             left = max(0, (lr.shape[1] - self.crop) // 2)
             lr = lr[top: top + self.crop, left: left + self.crop]
             hr = hr[top * s: (top + self.crop) * s, left * s: (left + self.crop) * s]
-        return {"lr": to_tensor(lr), "hr": to_tensor(hr), "index": i}
+        return with_metadata({"lr": to_tensor(lr), "hr": to_tensor(hr), "index": i}, self.images, i)

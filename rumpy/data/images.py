@@ -1,12 +1,14 @@
-"""Reading and writing 8-bit RGB images, and the bicubic resampling used to make LR images."""
+"""Reading and writing 8-bit RGB images, and the bicubic resampling used to make LR images
+(MATLAB's, rumpy.data.resize)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
+
+from .resize import imresize, imresize_uint8
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -45,10 +47,15 @@ def to_float(batch: torch.Tensor) -> torch.Tensor:
 
 
 def bicubic(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bicubic resampling (a = -0.5, antialiased when shrinking, like MATLAB's imresize) of a float
-    Bx3xHxW tensor; values are not clamped."""
-    shrinking = size[0] < img.shape[-2] or size[1] < img.shape[-1]
-    return F.interpolate(img, size=size, mode="bicubic", align_corners=False, antialias=shrinking)
+    """Bicubic resampling exactly as MATLAB's imresize (rumpy.data.resize) of a float Bx3xHxW
+    tensor; values are not clamped."""
+    return imresize(img, [int(size[0]), int(size[1])])
+
+
+def bicubic_uint8(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A uint8 Bx3xHxW batch resampled as MATLAB's imresize resamples a uint8 image (rounded to
+    8 bits after each pass), as float in [0, 1]: the bicubic row of published SR tables."""
+    return imresize_uint8(img.double(), [int(size[0]), int(size[1])]).div_(255.0).float()
 
 
 def quantize(img: torch.Tensor) -> torch.Tensor:
@@ -57,8 +64,9 @@ def quantize(img: torch.Tensor) -> torch.Tensor:
 
 
 def downscale_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
-    """HxWx3 uint8 (dimensions multiples of `scale`) -> bicubic LR, HxWx3 uint8."""
+    """HxWx3 uint8 (dimensions multiples of `scale`) -> LR, HxWx3 uint8, as MATLAB's
+    imresize(hr, 1/scale) gives it."""
     h, w = hr.shape[:2]
-    t = torch.from_numpy(hr).permute(2, 0, 1)[None].double() / 255.0
-    lr = quantize(bicubic(t, (h // scale, w // scale)))
+    t = torch.from_numpy(hr).permute(2, 0, 1)[None].double()
+    lr = imresize_uint8(t, [h // scale, w // scale])
     return lr[0].permute(1, 2, 0).to(torch.uint8).numpy()

@@ -23,6 +23,11 @@ def _outside(name: str) -> bool:
     return os.path.isabs(name) or normal == ".." or normal.startswith(".." + os.sep)
 
 
+def target_names(columns: list[str]) -> list[str]:
+    from .metadata import target_names as names  # rumpy degrade's '0-op-param' columns
+    return names(columns)
+
+
 def check_images_set(cfg: RunConfig, section: str, label: str,
                      ds: ImagesWithTargetsSet) -> RegressionSet:
     import pandas as pd
@@ -96,4 +101,4 @@ def check_images_set(cfg: RunConfig, section: str, label: str,
         fail("crop", f"expected at most {smallest} (the smallest image side), got {crop}")
     return RegressionSet(ds.name, label, ds, list(table["image"]),
                          np.array(values.to_numpy(dtype=np.float64)),  # writable: torch shares it
-                         chosen, paths=paths, sizes=sizes)
+                         target_names(chosen), paths=paths, sizes=sizes)

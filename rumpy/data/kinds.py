@@ -31,6 +31,13 @@ def kind(name: str, task: str, train_config: type, eval_config: type, doc: str) 
 class PairedSet(DatasetConfig):
     lr: str = opt("", "folder of low-resolution images", path=True)
     hr: str = opt("", "folder of high-resolution images", path=True)
+    degradation_metadata: str = opt("", "per-image degradation parameters for `metadata`: "
+                                        "'on_site' (the LR folder's degradation_metadata.csv, as "
+                                        "rumpy degrade writes it) or the CSV's path")
+    metadata: list[str] = opt([], "degradation parameters handed to conditioned models (srmd, "
+                                  "sftmd, qedsr, qrcan) with each image, normalised to [0, 1]: "
+                                  "CSV columns, in full or by parameter name ('sigma_x', "
+                                  "'jpeg_quality', ...)")
 
 
 @dataclass
@@ -39,6 +46,9 @@ class PairedTrainSet(PairedSet):
                     minimum=0)
     random_augment: bool = opt(True, "random flips and 90-degree rotations")
     repeat: int = opt(1, "times each image is visited per epoch (for small sets)", minimum=1)
+    degradations: dict = opt({}, "online degradation instead of an `lr` folder: a rumpy degrade "
+                                 "pipeline (`pipeline`, `deg_configs`) applied to each HR patch "
+                                 "on the fly, seeded by (seed, epoch, index)")
 
 
 @dataclass

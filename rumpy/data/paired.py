@@ -7,14 +7,18 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..config import ConfigError, RunConfig
 from ..metrics.registry import smallest_image
 from .cache import ImageStore, choose_mode
 from .datasets import EvalImages, PairedImages, TrainPatches
 from .holdout import hold_out
-from .images import image_size
+from .images import image_size, list_images
 from .kinds import PairedSet
 from .loaders import Loaders, eval_loader, train_loader
+from .metadata import read_metadata
+from .online import OnlineDegradation, check_online
 from .pairs import pair_folders
 from .standard import select_split, training_split_warning
 
@@ -25,7 +29,7 @@ log = logging.getLogger(__name__)
 class CheckedSet:
     """A set whose pairs and sizes have been verified, not yet decoded."""
 
-    PER_SAMPLE = ("keys", "lr_paths", "hr_paths", "lr_sizes", "hr_sizes")
+    PER_SAMPLE = ("keys", "lr_paths", "hr_paths", "lr_sizes", "hr_sizes", "metadata")
     name: str
     config: PairedSet
     keys: list[str]
@@ -33,6 +37,8 @@ class CheckedSet:
     hr_paths: list[Path]
     lr_sizes: list[tuple[int, int]]
     hr_sizes: list[tuple[int, int]]
+    metadata: np.ndarray | None = None  # N x M, normalised (data/metadata.py)
+    online: OnlineDegradation | None = None  # LR made from HR on the fly (data/online.py)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -43,6 +49,8 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> Check
     where = f"data.{section}.{label}"
     role = "train" if section == "training_sets" else "eval"
     scale = cfg.scale
+    if getattr(ds, "degradations", None):
+        return _check_online_set(cfg, where, ds)
     for key in ("lr", "hr"):
         value = getattr(ds, key)
         if not value:
@@ -92,7 +100,34 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> Check
     if role == "eval":
         _check_scorable(cfg, where, min(crop, smallest) if crop else smallest, bool(crop))
     return CheckedSet(ds.name, ds, [p.key for p in chosen], [p.lr for p in chosen],
-                      [p.hr for p in chosen], lr_sizes, hr_sizes)
+                      [p.hr for p in chosen], lr_sizes, hr_sizes,
+                      read_metadata(cfg, where, ds, [p.lr for p in chosen]))
+
+
+def _check_online_set(cfg: RunConfig, where: str, ds) -> CheckedSet:
+    src, scale = cfg.source, cfg.scale
+    if ds.lr:
+        raise ConfigError(src, f"{where}.lr", "give either lr (fixed LR images) or degradations "
+                                              "(LR made on the fly), not both")
+    if not ds.hr or not Path(ds.hr).is_dir():
+        raise ConfigError(src, f"{where}.hr", f"folder not found: {ds.hr}" if ds.hr else
+                          "missing: give the HR image folder")
+    online = check_online(cfg, where, ds)
+    paths = list_images(Path(ds.hr))[: ds.cutoff or None]
+    if not paths:
+        raise ConfigError(src, f"{where}.hr", f"no images (png/jpg/bmp/tif) in {ds.hr}")
+    sizes = []
+    for p in paths:
+        try:
+            sizes.append(image_size(p))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(src, where, f"cannot use image: {exc}") from None
+        if min(sizes[-1]) < ds.crop * scale:
+            raise ConfigError(src, f"{where}.crop", f"{p.name} is {sizes[-1][1]}x{sizes[-1][0]}, "
+                                                    f"smaller than the HR patch (crop x scale = "
+                                                    f"{ds.crop * scale})")
+    return CheckedSet(ds.name, ds, [p.stem for p in paths], paths, paths,
+                      [(h // scale, w // scale) for h, w in sizes], sizes, None, online)
 
 
 def _check_scorable(cfg: RunConfig, where: str, side: int, cropped: bool) -> None:
@@ -136,9 +171,14 @@ def _load(cfg: RunConfig, checked: CheckedSet) -> PairedImages:
     log.info("%s: %d image pairs, cache '%s' (%.1f MB decoded)", checked.name, len(checked.keys),
              mode, decoded / 1e6)
     cache_dir = Path(cfg.data.cache_dir)
+    if checked.online is not None:  # HR only: one store serves both sides
+        store = ImageStore(checked.hr_paths, mode, cache_dir)
+        return PairedImages(checked.name, checked.keys, store, store, cfg.scale, None,
+                            checked.online)
     return PairedImages(checked.name, checked.keys,
                         ImageStore(checked.lr_paths, mode, cache_dir),
-                        ImageStore(checked.hr_paths, mode, cache_dir), cfg.scale)
+                        ImageStore(checked.hr_paths, mode, cache_dir), cfg.scale,
+                        checked.metadata)
 
 
 def build_loaders(cfg: RunConfig, train: list[CheckedSet], evals: list[CheckedSet],

@@ -30,6 +30,9 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LR pixels of context around each tile (default 32); the result "
                              "equals whole-image inference when the model's receptive field "
                              "fits in it")
+    parser.add_argument("--metadata-from", dest="metadata_from", metavar="NODE",
+                        help="conditioned SR models: use the degradation metadata this regression "
+                             "node predicts from each LR image (blind evaluation)")
     parser.add_argument("--gpu", choices=("off", "single"), default="off",
                         help="'single' runs on cuda:0 (default off)")
 
@@ -60,8 +63,9 @@ def _run_eval(args: argparse.Namespace, only_task: str | None = None) -> int:
         report = evaluate_node(args.node, epoch=args.epoch, data=args.data,
                                save_images=args.save_images, self_ensemble=args.self_ensemble,
                                tile=args.tile, tile_overlap=args.tile_overlap,
-                               device=_device(args), only_task=only_task)
-    except (InferenceError, ConfigError) as exc:
+                               device=_device(args), only_task=only_task,
+                               metadata_from=getattr(args, "metadata_from", None))
+    except (InferenceError, ConfigError, OSError) as exc:  # OSError: an unreadable image
         log.error("%s", exc)
         return 2
     except OSError as exc:  # an image or file that vanished or cannot be read meanwhile

@@ -148,6 +148,12 @@ def _sisr(task: Task, cfg: RunConfig, device: torch.device, own_sets: bool = Fal
     names = [s.name for s in checked]
     if len(set(names)) != len(names):
         raise ConfigError(cfg.source, "data.eval_sets", f"eval set names must differ, got {names}")
+    for s in checked:  # a conditioned model is evaluated with each image's recorded degradation
+        if getattr(task, "takes_metadata", False) and s.metadata is None:
+            raise ConfigError(cfg.source, f"data.eval_sets.{s.name}.metadata",
+                              f"{cfg.model.name} is conditioned on degradation metadata: give "
+                              f"this set degradation_metadata and metadata = "
+                              f"{list(cfg.data.training_sets.values())[0].metadata}")
     metrics = _metrics(cfg, device)
     task.metric_keys = [m.name for m in metrics]
     task.criterion = build_loss(cfg.model.internal_params.loss).to(device)

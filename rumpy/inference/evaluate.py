@@ -89,7 +89,8 @@ def _merge_averages(path: Path, rows: list[dict], columns: list[str]) -> None:
 def evaluate_node(path: str | Path, epoch: int | str = "best", data: str | Path | None = None,
                   save_images: bool = False, self_ensemble: bool = False,
                   tile: int | None = None, tile_overlap: int = 32,
-                  device: str | torch.device = "cpu", only_task: str | None = None) -> EvalReport:
+                  device: str | torch.device = "cpu", only_task: str | None = None,
+                  metadata_from: str | Path | None = None) -> EvalReport:
     model = load_experiment(path, epoch=epoch, device=device)
     info = model.rumpy
     if only_task is not None and info.task != only_task:
@@ -100,10 +101,18 @@ def evaluate_node(path: str | Path, epoch: int | str = "best", data: str | Path 
     cfg = eval_config(info, data)
     device = torch.device(device)
     task, order = eval_task(info, cfg, device, own_sets=data is None)
+    if metadata_from is not None:
+        if not getattr(task, "takes_metadata", False):
+            raise InferenceError(f"{info.path}: {info.model_name} takes no degradation metadata; "
+                                 f"--metadata-from is for conditioned models")
+        from .blind import use_predicted_metadata
+        use_predicted_metadata(task, cfg, metadata_from, device)
     if not order:
         raise InferenceError(f"{info.path} has no eval sets; pass a data TOML (--data) with "
                              f"[data.eval_sets.NAME] tables")
     folder = eval_folder(info.path, info.epoch, tile, self_ensemble)
+    if metadata_from is not None:  # other numbers than with the recorded metadata
+        folder = folder.with_name(f"{folder.name}_metadata_from_{Path(metadata_from).name}")
     if (info.path / EVAL_DIR / "config.toml").is_file():
         raise InferenceError(f"{info.path / EVAL_DIR} is a branch named '{EVAL_DIR}'; rumpy eval "
                              f"cannot write its results there")

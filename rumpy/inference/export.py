@@ -80,6 +80,9 @@ class RegressionNetwork(nn.Module):
 
 
 def export_network(model: nn.Module, info: LoadedModel) -> nn.Module:
+    from .prediction import refuse_metadata_model
+
+    refuse_metadata_model(info, "export-model (its contract is image in, image out)")
     if info.task == "sisr":
         return SRNetwork(model, info.scale, info.pre_upsampled).eval()
     return RegressionNetwork(model, info.stats, info.normalize_inputs,
@@ -253,8 +256,8 @@ def _contract(info: LoadedModel, network: nn.Module, fmt: str, how: str) -> dict
                        "range": "nominally [0, 1], not clamped; rumpy clamps to [0, 1], "
                                 "multiplies by 255 and rounds to get the 8-bit image"},
             "scale": info.scale,
-            "pre_upsampling": ("inside the network: bicubic, torch.nn.functional.interpolate("
-                               "mode='bicubic', align_corners=False)" if info.pre_upsampled
+            "pre_upsampling": ("inside the network: bicubic as MATLAB's imresize (a = -0.5, "
+                               "mirrored borders), in float, not rounded" if info.pre_upsampled
                                else "none: the network takes the LR image"),
         }
     else:

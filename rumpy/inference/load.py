@@ -110,6 +110,9 @@ def load_node_config(node: Node) -> RunConfig:
 
 
 def _sr_kwargs(cfg: RunConfig, task_state: dict) -> dict:
+    if getattr(MODELS.get(cfg.model.name), "takes_metadata", False):
+        from ..data.metadata import metadata_length
+        return {"scale": cfg.scale, "num_metadata": metadata_length(cfg)}
     return {"scale": cfg.scale}
 
 

@@ -54,6 +54,14 @@ def _resolve_model(model_or_path, epoch, device) -> nn.Module:
     return model_or_path
 
 
+def refuse_metadata_model(info, what: str) -> None:
+    if getattr(MODELS.get(info.model_name), "takes_metadata", False):
+        raise InferenceError(f"{info.path}: {info.model_name} is conditioned on each "
+                             f"image's degradation metadata, which {what} cannot supply; "
+                             f"evaluate it with `rumpy eval` on sets with degradation_metadata "
+                             f"and metadata")
+
+
 def predict(model_or_path: nn.Module | str | Path, inputs, *, epoch: int | str = "best",
             device: str | torch.device | None = None, tile: int | None = None,
             tile_overlap: int = 32, self_ensemble: bool = False):
@@ -66,6 +74,7 @@ def predict(model_or_path: nn.Module | str | Path, inputs, *, epoch: int | str =
     array N x T (or T) in original units."""
     model = _resolve_model(model_or_path, epoch, device)
     info = info_of(model)
+    refuse_metadata_model(info, "rumpy.predict")
     runner = Runner(model, info, tile=tile, overlap=tile_overlap, ensemble=self_ensemble)
     task = make_task(info, model_device(model))
     if info.task == "sisr":

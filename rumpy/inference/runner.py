@@ -58,9 +58,9 @@ class Runner:
         self.ensemble = ensemble
         self.on_output = on_output
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.model(x)
+            out = self.model(x, *extra)
         return out.float()
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +69,17 @@ class Runner:
         return tiled(self._forward, x, self.tile, self.overlap, self.out_scale)
 
     @torch.no_grad()
-    def infer(self, inputs: torch.Tensor) -> torch.Tensor:
+    def infer(self, inputs: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        """`extra`: a conditioned model's metadata (whole images only: one vector per image)."""
         self.model.eval()
+        if extra:
+            if self.tile or self.ensemble:
+                raise InferenceError("tiling and self-ensemble are not available for models "
+                                     "conditioned on degradation metadata")
+            out = self._forward(inputs, *extra)
+            if self.on_output is not None:
+                self.on_output(out)
+            return out
         out = self_ensemble(self._tiled, inputs) if self.ensemble else self._tiled(inputs)
         if self.on_output is not None:
             self.on_output(out)

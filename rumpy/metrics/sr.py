@@ -118,6 +118,9 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 255.0, window: 
     keeps E[x^2] - E[x]^2 free of cancellation, so results agree with float64 to ~1e-6. Large
     images are processed in bands of `band` output rows (default: about BAND_PIXELS output
     pixels of the batch, at least 64 rows) so the intermediates stay in cache."""
+    if sr.shape[-2] < window or sr.shape[-1] < window:  # no valid position: the mean would be 0/0
+        raise ValueError(f"SSIM needs at least {window}x{window} pixels after the border crop, got "
+                         f"{sr.shape[-2]}x{sr.shape[-1]}")
     taps = _gaussian_window(window, sigma, "cpu", torch.float64).tolist()
     centre = data_range / 2
     out_h = sr.shape[-2] - window + 1

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..data.images import bicubic, to_float
 from ..data.loaders import Loaders
+from ..data.metadata import check_use as check_metadata_use, metadata_length
 from ..data.paired import build_loaders, check_data
 from ..metrics import METRICS
 from ..metrics.lpips import LPIPSWeightsError
@@ -16,14 +17,14 @@ from ..models import MODELS
 from ..results.samples import sample_strip
 from ..training.losses import build_loss
 from .base import IP, TASKS, EvalResult, Task
-from .sisr_eval import Evaluator
+from .sisr_eval import Evaluator, ssim_too_small
 
 
 @TASKS.register("sisr")
 class SISRTask(Task):
     name = "sisr"
     dataset_kinds = ("paired",)
-    model_inputs = ("scale",)
+    model_inputs = ("scale", "num_metadata")
     baseline_name = "bicubic"
     per_sample_file = "per_image"
 
@@ -35,9 +36,16 @@ class SISRTask(Task):
             self.fail(f"{IP}.scale", f"{self.cfg.model.name} supports scales "
                                      f"{', '.join(map(str, scales))}, got {self.cfg.scale}")
         self.pre_upsampled = bool(getattr(cls, "pre_upsampled", False))
+        self.takes_metadata = bool(getattr(cls, "takes_metadata", False))
 
     def check_data(self) -> None:
         self._train_sets, self._eval_sets = check_data(self.cfg)
+        if "ssim" in [m.lower() for m in self.cfg.training.metrics]:
+            too_small = ssim_too_small(self._eval_sets, self.cfg.scale,
+                                       bool(self.cfg.training.metric_crop_border))
+            if too_small:
+                self.fail(*too_small)
+        check_metadata_use(self.cfg, self._train_sets, self._eval_sets, self.takes_metadata)
 
     def training_samples(self) -> dict[str, int]:
         return {s.name: len(s.keys) * s.config.repeat for s in self._train_sets}
@@ -73,7 +81,15 @@ class SISRTask(Task):
                                    {"overfit": keys}, e.device, e.num_samples)
 
     def model_kwargs(self) -> dict:
+        if getattr(self, "takes_metadata", False):
+            return {"scale": self.cfg.scale, "num_metadata": metadata_length(self.cfg)}
         return {"scale": self.cfg.scale}
+
+    def extra_inputs(self, metadata: torch.Tensor | None) -> tuple:
+        """What a conditioned model takes besides the image: the batch's metadata."""
+        if not getattr(self, "takes_metadata", False):
+            return ()
+        return (metadata.to(self.device, non_blocking=True).float(),)
 
     def describe(self) -> str:
         return f"x{self.cfg.scale}"
@@ -92,11 +108,14 @@ class SISRTask(Task):
         return x
 
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        return self.criterion(model(self.model_input(batch["lr"])), to_float(batch["hr"]))
+        return self.criterion(model(self.model_input(batch["lr"]),
+                                    *self.extra_inputs(batch.get("metadata"))),
+                              to_float(batch["hr"]))
 
     def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
-        return self.evaluator.evaluate(lambda lr: handler.infer(self.model_input(lr)),
-                                       self.criterion, with_outputs)
+        return self.evaluator.evaluate(
+            lambda lr, meta=None: handler.infer(self.model_input(lr), *self.extra_inputs(meta)),
+            self.criterion, with_outputs)
 
     def baseline(self) -> dict[str, dict[str, float]]:
         return self.evaluator.bicubic_baseline().means

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.images import bicubic, quantize, to_float
+from ..data.images import bicubic, bicubic_uint8, quantize, to_float
 from ..metrics import Metric
 from ..metrics.sr import prepare
 from ..training.distributed import SINGLE
@@ -19,6 +19,24 @@ class Sample:
     bicubic: torch.Tensor  # 3xHxW uint8, HR size
     sr: torch.Tensor
     hr: torch.Tensor
+
+
+def ssim_too_small(sets, scale: int, crop_border: bool, window: int = 11
+                   ) -> tuple[str, str] | None:
+    """(key path, message) for the first eval image SSIM cannot score (smaller than its window
+    once the border is cropped), or None: found before training rather than as 0/0 later."""
+    border = scale if crop_border else 0
+    for s in sets:
+        crop = getattr(s.config, "crop", 0) or 0
+        for key, (h, w) in zip(s.keys, s.hr_sizes):
+            if crop:
+                h, w = min(h, crop * scale), min(w, crop * scale)
+            if min(h, w) - 2 * border < window:
+                return (f"data.eval_sets.{s.name}",
+                        f"image {key} is {w}x{h} HR pixels, {w - 2 * border}x{h - 2 * border} after "
+                        f"the {border}-pixel border crop: SSIM needs at least {window}x{window}; "
+                        f"drop SSIM from training.metrics or use larger images")
+    return None
 
 
 class Evaluator:
@@ -67,7 +85,7 @@ class Evaluator:
                     continue
                 lr, hr, index = batch["lr"], batch["hr"], batch["index"]
                 hr_dev = hr.to(self.device)
-                sr = predict(lr)
+                sr = predict(lr, batch.get("metadata"))
                 sr_q = quantize(sr)
                 scores = self._score(sr_q, hr_dev.float())
                 if loss_fn is not None:
@@ -104,9 +122,9 @@ class Evaluator:
         return result
 
     def bicubic_baseline(self) -> EvalResult:
-        def upsample(lr: torch.Tensor) -> torch.Tensor:
-            x = to_float(lr.to(self.device))
-            return bicubic(x, (x.shape[-2] * self.scale, x.shape[-1] * self.scale))
+        def upsample(lr: torch.Tensor, metadata=None) -> torch.Tensor:  # MATLAB's bicubic row
+            lr = lr.to(self.device)
+            return bicubic_uint8(lr, (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale))
         return self._run(upsample)
 
     def evaluate(self, predict, loss_fn, with_samples: bool = True) -> EvalResult:

@@ -168,11 +168,12 @@ class NetworkHandler:
             self.scheduler.step(value)
 
     @torch.no_grad()
-    def infer(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The model's float output for prepared inputs, in eval mode (unclamped)."""
+    def infer(self, inputs: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        """The model's float output for prepared inputs (and a conditioned model's metadata),
+        in eval mode (unclamped)."""
         self.model.eval()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.model(inputs)
+            out = self.model(inputs, *extra)
         return out.float()
 
     def parts(self) -> dict:
