@@ -348,7 +348,7 @@ def test_builtin_blur_quickstart_beats_the_mean_predictor(tmp_path):
     it, the quickstart's model, fewer epochs."""
     root = Path(__file__).resolve().parents[1]
     text = (root / "args" / "blur_regression.toml").read_text()
-    text = text.replace("num_epochs = 20", "num_epochs = 10").replace(
+    text = text.replace("num_epochs = 20", "num_epochs = 14").replace(
         'experiment_save_loc = "../Results"', f'experiment_save_loc = "{tmp_path / "Results"}"')
     text = text.replace("[data]", f'[data]\ncache_dir = "{tmp_path / "cache"}"')
     path = tmp_path / "blur.toml"
