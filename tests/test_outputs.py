@@ -164,8 +164,8 @@ def test_a_superseded_job_is_skipped_and_a_dead_worker_only_warns(tmp_path, capl
     worker.drain()
     drawn = log.read_text().split()
     # the newest is always drawn; of the others at most the one the worker had already taken
-    # (0, unless the worker started after all five were queued)
-    assert drawn in (["0", "4"], ["4"])
+    # when the next arrived (which one depends on when the worker process got going)
+    assert drawn[-1] == "4" and len(drawn) <= 2 and drawn == sorted(drawn)
     dead = OutputWorker()
     dead.submit(None, _record, str(log), 9)
     os.kill(dead._proc.pid, signal.SIGKILL)

@@ -37,7 +37,7 @@ def starts(cell: Path) -> int:
 
 
 def test_grid_times_seeds_runs_every_cell_and_tables_mean_and_std(write_config, tmp_path,
-                                                                  capsys):
+                                                                  capsys, caplog):
     path = sweep_file(write_config, GRID)
     assert rumpy_main(["sweep", str(path)]) == 0
     folder = tmp_path / "Results" / "sw"
@@ -83,8 +83,9 @@ def test_grid_times_seeds_runs_every_cell_and_tables_mean_and_std(write_config, 
     assert sorted(by_seed["training.seed"]) == [1, 2] and set(by_seed["n"]) == {4}
     assert len(pd.read_csv(folder / "sweep_table.csv")) == 4  # the sweep's own table stays
     # a typo in --by; a table of one run folder is printed, never written into the run
+    caplog.clear()
     assert rumpy_main(["table", str(folder), "--by", "training.sed"]) == 2
-    assert "did you mean 'training.seed'?" in capsys.readouterr().err
+    assert "did you mean 'training.seed'?" in caplog.text
     one = folder / names[0]
     assert rumpy_main(["table", str(one), "--by", "training.seed"]) == 0
     assert not list(one.glob("sweep_table*"))
