@@ -9,7 +9,6 @@ The manifest, <sweep folder>/sweep.json, lists the cells and how to build their 
 worker needs nothing else."""
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -186,10 +185,6 @@ def submitit_worker(folder: str) -> int:
 
     setup_console()
     return run_cells(Path(folder))
-
-
-def manifest_json(folder: Path) -> str:
-    return json.dumps(read_json(folder / MANIFEST), indent=2)
 
 
 if __name__ == "__main__":
