@@ -130,7 +130,7 @@ def test_relative_paths_resolve_against_toml_folder(tmp_path, tiny_sets):
     assert cfg.data.training_sets["a"].lr == str(tmp_path / "data" / "lr")
     # defaults are filled in, with the section name as the set's name
     assert cfg.training.num_epochs == 100 and cfg.data.batch_size == 16
-    assert cfg.data.training_sets["a"].name == "a" and cfg.data.training_sets["a"].crop == 48
+    assert cfg.data.training_sets["a"].name == "a" and cfg.data.training_sets["a"].crop == 0
 
 
 def test_cli_overrides_only_when_given(write_config, tmp_path):

@@ -14,6 +14,7 @@ from ..registry import did_you_mean
 from ..utils.names import MAX_BYTES, name_problem
 from .compose import Composed, compose, read_toml
 from .errors import ConfigError
+from .legacy import log_notes, translate
 from .placeholders import expand_placeholders
 from .schema import InternalParams, RunConfig
 
@@ -259,6 +260,7 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     raw = composed.table
     for name in ignore:
         raw.pop(name, None)
+    legacy = translate(raw, composed.origins)
     source = str(path)
     toml_dir = path.resolve().parent
     task = raw.get("task", RunConfig.task)
@@ -271,12 +273,15 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
                           f"(registered: {', '.join(TASKS.names())})")
     task = raw["task"] = task.lower()
     builder = _Builder(source, task, TASKS.get(task).dataset_kinds[0], composed)
+    for key_path, message in legacy.problems:
+        builder.problems.append(ConfigError(composed.origin(key_path, source), key_path, message))
     cfg: RunConfig = builder.build(RunConfig, raw, "")
     if builder.problems:
         raise ConfigError.report(builder.problems)
     cfg.source = source
     cfg.origins = dict(composed.origins)
     cfg.chain = [c for c in composed.chain if not c.startswith("--")]
+    log_notes(legacy.notes)
     try:
         return _finish(cfg, composed, source, toml_dir)
     except ConfigError as exc:

@@ -33,6 +33,14 @@ def _epoch_choice(value: Any) -> str | None:
     return None
 
 
+def _cutoff_check(value: Any) -> str | None:
+    if isinstance(value, int) and value < 0:
+        return f"expected an integer >= 0 or [start, end], got {value!r}"
+    if isinstance(value, list) and not (len(value) == 2 and 0 <= value[0] < value[1]):
+        return f"expected [start, end] with 0 <= start < end, got {value!r}"
+    return None
+
+
 SR_METRICS = ["PSNR", "SSIM"]
 REGRESSION_METRICS = ["MAE", "RMSE", "R2", "Pearson"]
 
@@ -90,6 +98,10 @@ class TrainingConfig:
                                     needs="new_branch")
     skip_scheduler_load: bool = opt(False, "a new branch starts its scheduler from step 0",
                                     action=True, needs="new_branch")
+    new_params_override_load: bool | None = opt(
+        None, "continuing with model settings that differ from the node's config.toml: unset = "
+              "an error; true = the file's settings win, in a new branch; false = the node's "
+              "own settings win (the original tool's key)", action=True)
     best_load_metric: str | None = opt(
         None, "summary column that defines the 'best' epoch ('PSNR' means val-PSNR)",
         tasks={"sisr": "val-PSNR", "regression": "val-RMSE"})
@@ -164,11 +176,18 @@ class DatasetConfig:
     name: str = opt("", "standard or built-in set name (DIV2K, Set5, quickstart, blur_regression, "
                         "...) or any label; default: the section name")
     type: str = opt("", "dataset kind (`rumpy tasks` lists them); default: the task's own")
-    cutoff: int = opt(0, "use only the first N images or samples (sorted by name); 0 = all",
-                      minimum=0)
+    cutoff: int | list[int] = opt(0, "use only the first N images or samples (sorted by name), "
+                                     "or [start, end]: those from index start up to end "
+                                     "(exclusive); 0 = all", check=_cutoff_check)
     test_indices: list[int] = opt([], "training sets: these samples (0-based, after cutoff) are "
                                       "held out of training and validated as the eval set "
                                       "<name>_test")
+
+    def selected(self, items: list) -> list:
+        """The items `cutoff` keeps."""
+        if isinstance(self.cutoff, list):
+            return items[self.cutoff[0]: self.cutoff[1]]
+        return items[: self.cutoff] if self.cutoff else items
 
 
 @dataclass
@@ -178,6 +197,8 @@ class DataConfig:
                                minimum=1)
     dataloader_threads: int = opt(2, "DataLoader worker processes; 0 = load in the main process",
                                   minimum=0, maximum=256)
+    drop_last_training_batch: bool = opt(True, "an epoch's last, incomplete training batch is "
+                                              "dropped (every step sees batch_size samples)")
     cache: str = opt("auto", "decoded-image cache: 'memory', 'disk' (memory-mapped arrays), "
                              "'off', or 'auto' (memory up to cache_memory_limit_gb, else disk)",
                      choices=("auto", "memory", "disk", "off"))

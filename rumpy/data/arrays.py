@@ -103,8 +103,7 @@ def check_arrays_set(cfg: RunConfig, section: str, label: str, ds: ArraysSet) ->
     if suffix not in (".npz", ".csv"):
         fail("file", f"expected a .npz or .csv file, got {path.name}")
     inputs, targets, names = (_from_npz if suffix == ".npz" else _from_csv)(fail, path, ds)
-    if ds.cutoff:
-        inputs, targets = inputs[: ds.cutoff], targets[: ds.cutoff]
+    inputs, targets = ds.selected(inputs), ds.selected(targets)
     if not len(inputs):
         raise ConfigError(cfg.source, where, f"no samples in {path.name}")
     inputs = inputs.astype(np.float32)  # the model's precision: too large a value becomes inf

@@ -49,16 +49,24 @@ def with_metadata(sample: dict, images: PairedImages, i: int) -> dict:
     return sample
 
 
-def augment(imgs: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    hflip, vflip, transpose = rng.integers(0, 2, size=3)
+ALL_AUGMENTS = (True, True, True)
+
+
+def augment(imgs: tuple[np.ndarray, ...], rng: np.random.Generator,
+            allowed: tuple[bool, bool, bool] = ALL_AUGMENTS) -> tuple[np.ndarray, ...]:
+    """Random flips and rotation; `allowed` = (use_hflip, use_vflip, use_rotation). The three
+    draws are made whatever is allowed, so turning one off changes no other sample."""
+    hflip, vflip, turn = rng.integers(0, 2, size=3)
     out = []
     for img in imgs:
-        if hflip:
+        if hflip and allowed[0]:
             img = img[:, ::-1]
-        if vflip:
+        if vflip and allowed[1]:
             img = img[::-1]
-        if transpose:  # with the flips, all 8 rotations/reflections of the square
-            img = img.transpose(1, 0, 2)
+        if turn and allowed[2]:
+            # With both flips, a transposition reaches the same 8 orientations; alone, only a
+            # true 90-degree rotation keeps the image unmirrored.
+            img = img.transpose(1, 0, 2) if allowed[:2] == (True, True) else np.rot90(img)
         out.append(img)
     return tuple(out)
 
@@ -66,12 +74,14 @@ def augment(imgs: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[np.
 class TrainPatches(Dataset):
     """Random aligned LR/HR patches from one or more sets, concatenated."""
 
-    def __init__(self, sets: list[PairedImages], crop: int, augment: list[bool], repeat: list[int],
-                 seed: int):
+    def __init__(self, sets: list[PairedImages], crop: int, augment: list, repeat: list[int],
+                 seed: int, request_crops: int = 1):
         self.sets = sets
         self.crop = crop
-        self.augment = augment
+        # per set: None (no augmentation) or (use_hflip, use_vflip, use_rotation)
+        self.augment = [ALL_AUGMENTS if a is True else (a or None) for a in augment]
         self.seed = seed
+        self.request_crops = request_crops
         self.index = concat_index([len(ds) for ds in sets], repeat)
 
     def __len__(self) -> int:
@@ -81,9 +91,16 @@ class TrainPatches(Dataset):
         epoch, idx = key
         s, i = self.index[idx]
         rng = np.random.default_rng([self.seed, epoch, idx])
+        if self.request_crops == 1:
+            return self._patch(s, i, rng, np.random.default_rng([self.seed, epoch, idx, 1]))
+        patches = [self._patch(s, i, rng, np.random.default_rng([self.seed, epoch, idx, 1, k]))
+                   for k in range(self.request_crops)]
+        return {k: torch.stack([p[k] for p in patches]) for k in patches[0]}
+
+    def _patch(self, s: int, i: int, rng: np.random.Generator,
+               degrade_rng: np.random.Generator) -> dict[str, torch.Tensor]:
         if self.sets[s].online is not None:
-            return self._online(self.sets[s], i, rng, np.random.default_rng([self.seed, epoch, idx, 1]),
-                                self.augment[s])
+            return self._online(self.sets[s], i, rng, degrade_rng, self.augment[s])
         lr, hr = self.sets[s].pair(i)
         if self.crop:
             scale = self.sets[s].scale
@@ -91,18 +108,18 @@ class TrainPatches(Dataset):
             lr = lr[top: top + self.crop, left: left + self.crop]
             hr = hr[top * scale: (top + self.crop) * scale, left * scale: (left + self.crop) * scale]
         if self.augment[s]:
-            lr, hr = augment((lr, hr), rng)
+            lr, hr = augment((lr, hr), rng, self.augment[s])
         return with_metadata({"lr": to_tensor(lr), "hr": to_tensor(hr)}, self.sets[s], i)
 
 
     def _online(self, images: PairedImages, i: int, rng: np.random.Generator,
-                degrade_rng: np.random.Generator, augmented: bool) -> dict[str, torch.Tensor]:
+                degrade_rng: np.random.Generator, augmented) -> dict[str, torch.Tensor]:
         hr = images.hr[i]
         size = self.crop * images.scale
         top, left = random_crop(rng, hr.shape[0], hr.shape[1], size)
         hr = hr[top: top + size, left: left + size]
         if augmented:  # before degrading: the recorded kernel angle is the one applied
-            (hr,) = augment((hr,), rng)
+            (hr,) = augment((hr,), rng, augmented)
         hr = np.ascontiguousarray(hr)
         lr, meta = images.online(hr, degrade_rng)
         sample = {"lr": to_tensor(lr), "hr": to_tensor(hr)}

@@ -75,8 +75,7 @@ def check_images_set(cfg: RunConfig, section: str, label: str,
     if table["image"].duplicated().any():
         fail("targets", f"{csv_path.name} lists {table['image'][table['image'].duplicated()].iloc[0]!r} "
                         f"twice")
-    if ds.cutoff:
-        table = table.iloc[: ds.cutoff]
+    table = table.iloc[ds.selected(list(range(len(table))))]
     if table.empty:
         fail("targets", f"{csv_path.name} has no rows")
     values = table[chosen].apply(pd.to_numeric, errors="coerce")

@@ -38,13 +38,25 @@ class PairedSet(DatasetConfig):
                                   "sftmd, qedsr, qrcan) with each image, normalised to [0, 1]: "
                                   "CSV columns, in full or by parameter name ('sigma_x', "
                                   "'jpeg_quality', ...)")
+    image_shortlist: str = opt("", "a text file naming the images to use, one per line (with or "
+                                   "without extension); others in the folder are left out",
+                               path=True)
+    lr_interp: str = opt("", "the original tool's folder of pre-upscaled LR images: accepted "
+                             "and not read (srcnn/vdsr upscale the LR input themselves, with "
+                             "MATLAB's bicubic)")
 
 
 @dataclass
 class PairedTrainSet(PairedSet):
-    crop: int = opt(48, "LR patch size in pixels (the HR patch is crop * scale); 0 = whole image",
-                    minimum=0)
+    crop: int = opt(0, "LR patch size in pixels (the HR patch is crop * scale); 0 = whole "
+                       "images (then batch_size > 1 needs images of one size)", minimum=0)
     random_augment: bool = opt(True, "random flips and 90-degree rotations")
+    use_hflip: bool = opt(True, "random_augment includes horizontal flips")
+    use_vflip: bool = opt(True, "random_augment includes vertical flips")
+    use_rotation: bool = opt(True, "random_augment includes 90-degree rotations")
+    request_crops: int = opt(1, "patches cut from each image per visit, all in the same batch "
+                                "(a batch holds batch_size x request_crops patches)", minimum=1,
+                             maximum=1024)
     repeat: int = opt(1, "times each image is visited per epoch (for small sets)", minimum=1)
     degradations: dict = opt({}, "online degradation instead of an `lr` folder: a rumpy degrade "
                                  "pipeline (`pipeline`, `deg_configs`) applied to each HR patch "

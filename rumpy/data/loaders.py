@@ -11,7 +11,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..config import RunConfig
 from ..utils.process import die_with_parent
@@ -100,8 +100,10 @@ def train_loader(cfg: RunConfig, dataset: Dataset, pin_memory: bool) -> tuple[Da
     sampler = EpochSampler(len(dataset), cfg.training.seed)
     workers = cfg.data.dataloader_threads
     batch = cfg.data.batch_size
+    several = getattr(dataset, "request_crops", 1) > 1
     loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
-                        drop_last=True, pin_memory=pin_memory,
+                        drop_last=cfg.data.drop_last_training_batch, pin_memory=pin_memory,
+                        collate_fn=flatten_crops if several else None,
                         persistent_workers=workers > 0,
                         worker_init_fn=functools.partial(_worker_init, os.getpid()),
                         # its own generator: loading never draws from the global RNG
@@ -115,10 +117,17 @@ def shard_train_loader(loaders: "Loaders", rank: int, world: int, batch: int) ->
     old = loaders.train
     loaders.sampler.shard(rank, world, batch)
     loaders.train = DataLoader(old.dataset, batch_size=batch // world, sampler=loaders.sampler,
-                               num_workers=old.num_workers, drop_last=True,
+                               num_workers=old.num_workers, drop_last=old.drop_last,
+                               collate_fn=old.collate_fn,
                                pin_memory=old.pin_memory,
                                persistent_workers=old.num_workers > 0,
                                worker_init_fn=old.worker_init_fn, generator=old.generator)
+
+
+def flatten_crops(samples: list[dict]) -> dict:
+    """`request_crops` patches per image: B items of P patches become one batch of B x P."""
+    batch = default_collate(samples)
+    return {k: v.flatten(0, 1) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def eval_loader(dataset: Dataset, sizes: list, batch_size: int, pin_memory: bool) -> DataLoader:

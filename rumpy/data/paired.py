@@ -64,6 +64,11 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> Check
     if unmatched:
         log.warning("%s: %d files without a partner ignored (e.g. %s)", where, len(unmatched),
                     ", ".join(unmatched[:3]))
+    if ds.lr_interp and ds.lr_interp != "N/A":
+        log.info("%s.lr_interp is not read: srcnn and vdsr upscale the LR images themselves",
+                 where)
+    if ds.image_shortlist:
+        pairs = _shortlisted(cfg, where, ds.image_shortlist, pairs)
     keys, note = select_split(ds.name, role, [p.key for p in pairs])
     if note:
         log.info("%s", note)
@@ -72,8 +77,7 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> Check
         log.warning("%s: %s", where, warning)
     by_key = {p.key: p for p in pairs}
     chosen = [by_key[k] for k in keys]
-    if ds.cutoff:
-        chosen = chosen[: ds.cutoff]
+    chosen = ds.selected(chosen)
     if not chosen:
         raise ConfigError(src, where, "no images left after the standard split and cutoff")
     lr_sizes, hr_sizes = [], []
@@ -104,6 +108,27 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> Check
                       read_metadata(cfg, where, ds, [p.lr for p in chosen]))
 
 
+def _shortlisted(cfg: RunConfig, where: str, shortlist: str, pairs: list) -> list:
+    """The pairs whose images the shortlist file names (by file name or stem, LR or HR)."""
+    path = Path(shortlist)
+    try:
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(cfg.source, f"{where}.image_shortlist",
+                          f"cannot read {path}: {exc.__class__.__name__}") from None
+    index = {}
+    for p in pairs:
+        for name in (p.key, p.lr.name, p.lr.stem, p.hr.name, p.hr.stem):
+            index.setdefault(name, p)
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise ConfigError(cfg.source, f"{where}.image_shortlist",
+                          f"{path} names {missing[0]!r}, which has no LR/HR pair here"
+                          f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}")
+    wanted = {id(index[n]) for n in names}
+    return [p for p in pairs if id(p) in wanted]
+
+
 def _check_online_set(cfg: RunConfig, where: str, ds) -> CheckedSet:
     src, scale = cfg.source, cfg.scale
     if ds.lr:
@@ -113,7 +138,7 @@ def _check_online_set(cfg: RunConfig, where: str, ds) -> CheckedSet:
         raise ConfigError(src, f"{where}.hr", f"folder not found: {ds.hr}" if ds.hr else
                           "missing: give the HR image folder")
     online = check_online(cfg, where, ds)
-    paths = list_images(Path(ds.hr))[: ds.cutoff or None]
+    paths = ds.selected(list_images(Path(ds.hr)))
     if not paths:
         raise ConfigError(src, f"{where}.hr", f"no images (png/jpg/bmp/tif) in {ds.hr}")
     sizes = []
@@ -149,12 +174,16 @@ def _check_scorable(cfg: RunConfig, where: str, side: int, cropped: bool) -> Non
 
 def check_data(cfg: RunConfig) -> tuple[list[CheckedSet], list[CheckedSet]]:
     train = [_check_set(cfg, "training_sets", k, v) for k, v in cfg.data.training_sets.items()]
-    crops = {s.config.crop for s in train}
-    if len(crops) > 1:
-        raise ConfigError(cfg.source, "data.training_sets",
-                          f"every training set needs the same crop (patches share a batch), got "
-                          f"{sorted(crops)}")
-    if 0 in crops and cfg.data.batch_size > 1 and len({s for t in train for s in t.lr_sizes}) > 1:
+    for key in ("crop", "request_crops"):
+        values = {getattr(s.config, key) for s in train}
+        if len(values) > 1:
+            raise ConfigError(cfg.source, "data.training_sets",
+                              f"every training set needs the same {key} (patches share a "
+                              f"batch), got {sorted(values)}")
+    if train[0].config.request_crops > 1 and not train[0].config.crop:
+        raise ConfigError(cfg.source, f"data.training_sets.{train[0].name}.request_crops",
+                          "needs crop: several patches of one image are cut with crop = N")
+    if not train[0].config.crop and cfg.data.batch_size > 1 and len({s for t in train for s in t.lr_sizes}) > 1:
         raise ConfigError(cfg.source, "data.batch_size",
                           "expected 1 when crop = 0 and training images differ in size")
     evals = [_check_set(cfg, "eval_sets", k, v) for k, v in cfg.data.eval_sets.items()]
@@ -185,8 +214,11 @@ def build_loaders(cfg: RunConfig, train: list[CheckedSet], evals: list[CheckedSe
                   pin_memory: bool) -> Loaders:
     sets = [_load(cfg, s) for s in train]
     dataset = TrainPatches(sets, crop=train[0].config.crop,
-                           augment=[s.config.random_augment for s in train],
-                           repeat=[s.config.repeat for s in train], seed=cfg.training.seed)
+                           augment=[s.config.random_augment and (
+                               s.config.use_hflip, s.config.use_vflip, s.config.use_rotation)
+                               for s in train],
+                           repeat=[s.config.repeat for s in train], seed=cfg.training.seed,
+                           request_crops=train[0].config.request_crops)
     loader, sampler = train_loader(cfg, dataset, pin_memory)
     eval_loaders = {}
     for checked in evals:

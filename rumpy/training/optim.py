@@ -37,9 +37,12 @@ class SchedulerSpec:
 
 SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler")
 SCHEDULERS.register("none")(SchedulerSpec(None, "epoch", lambda e, s, lr: {}))
+# `interval = "batch"` steps it once per batch (T_0 then counts batches, as in the original tool,
+# whose restart_period is translated to it: config/legacy.py).
 SCHEDULERS.register("cosine_annealing_warm_restarts", limits={
     "T_0": count(1), "T_mult": count(1), "eta_min": NON_NEGATIVE})(SchedulerSpec(
-        lr_scheduler.CosineAnnealingWarmRestarts, "epoch", lambda e, s, lr: {"T_0": e}))
+        lr_scheduler.CosineAnnealingWarmRestarts, "epoch", lambda e, s, lr: {"T_0": e},
+        own=("interval",)))
 SCHEDULERS.register("cosine", limits={"T_max": count(1), "eta_min": NON_NEGATIVE})(SchedulerSpec(
     lr_scheduler.CosineAnnealingLR, "epoch", lambda e, s, lr: {"T_max": e}))
 SCHEDULERS.register("multi_step_lr", limits={
@@ -135,9 +138,17 @@ def build_scheduler(name: str, optimizer: torch.optim.Optimizer, params: dict, n
     spec = SCHEDULERS.get(name)
     if spec.cls is None:
         return None, spec.interval
-    kwargs = {**spec.derived(num_epochs, steps_per_epoch, lr),
-              **{k: v for k, v in params.items() if k not in spec.own}}
+    interval = spec.interval
+    if "interval" in spec.own and "interval" in params:
+        interval = params["interval"]
+        if interval not in ("epoch", "batch"):
+            raise ValueError(f"interval: expected 'epoch' or 'batch', got {interval!r}")
+    if interval != spec.interval:  # the derived length counts steps of the chosen interval
+        derived = spec.derived(num_epochs * steps_per_epoch, 1, lr)
+    else:
+        derived = spec.derived(num_epochs, steps_per_epoch, lr)
+    kwargs = {**derived, **{k: v for k, v in params.items() if k not in spec.own}}
     missing = [k for k in spec.required if k not in kwargs]
     if missing:
         raise ValueError(f"{name} needs scheduler_params.{missing[0]}")
-    return spec.cls(optimizer, **kwargs), spec.interval
+    return spec.cls(optimizer, **kwargs), interval

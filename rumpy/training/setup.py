@@ -132,7 +132,8 @@ def check_semantics(cfg: RunConfig) -> Task:
                 raise ConfigError(src, f"{IP}.scheduler_params.{key}",
                                   f"missing: scheduler '{p.scheduler}' needs it")
         _at(src, f"{IP}.scheduler_params", scheduler_problem(
-            p.scheduler, p.lr, {k: v for k, v in p.scheduler_params.items() if k not in spec.own},
+            p.scheduler, p.lr, {k: v for k, v in p.scheduler_params.items()
+                                if k not in spec.own or k == "interval"},
             cfg.training.num_epochs))
     for key, message in check_loss(p.loss):
         raise ConfigError(src, f"{IP}.loss{key}", message)
@@ -261,12 +262,12 @@ def _check_batch_size(cfg: RunConfig, samples: dict[str, int]) -> None:
     """Every batch is whole (an incomplete last batch is dropped, so that each step averages the
     same number of samples): a set smaller than one batch would train on nothing."""
     total = sum(samples.values())
-    if cfg.data.batch_size > total:
+    if cfg.data.batch_size > total and cfg.data.drop_last_training_batch:
         sets = ", ".join(f"{name}: {n}" for name, n in samples.items())
         raise ConfigError(cfg.source, "data.batch_size",
                           f"{cfg.data.batch_size} > {total} training samples per epoch in "
-                          f"data.training_sets ({sets}, repeats included); lower batch_size or "
-                          f"raise repeat")
+                          f"data.training_sets ({sets}, repeats included); lower batch_size, "
+                          f"raise repeat or set drop_last_training_batch = false")
 
 
 def _one_line(exc: BaseException) -> str:

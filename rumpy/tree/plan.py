@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError, RunConfig
-from ..config.load import config_text, stored_config, to_toml_dict
+from ..config.load import config_text, load_config, stored_config, to_toml_dict
 from ..config.schema import InternalParams, TrainingConfig
 from ..results.run_folder import RunFolder
 from ..training.checkpoint import (CorruptCheckpoint, is_weights_only, link_checkpoint,
@@ -79,6 +79,26 @@ def flatten(table: dict, prefix: str = "") -> dict:
         else:
             out[path] = value
     return out
+
+
+def _override_model(cfg: RunConfig, node: Node, diff: dict) -> dict:
+    """`new_params_override_load` (the original tool's key) when the model settings differ from
+    the node's: false keeps the node's own, true takes the file's -- in a new branch, since a
+    node's settings never change in place."""
+    t = cfg.training
+    changed = [k for k in diff if k.startswith("model.")]
+    if not changed or t.new_params_override_load is None:
+        return diff
+    if t.new_params_override_load is False:
+        cfg.model = load_config(node.folder.config).model
+        log.warning("new_params_override_load = false: %s keeps its own model settings (%s)",
+                    node.path, ", ".join(changed))
+        return config_diff(stored_config(node.folder.config), to_toml_dict(cfg))
+    if not t.new_branch:
+        t.new_branch = True
+        log.warning("new_params_override_load = true: the changed model settings (%s) go to a "
+                    "new branch of %s", ", ".join(changed), node.path)
+    return diff
 
 
 def config_diff(old: dict, new: dict) -> dict[str, list]:
@@ -274,6 +294,7 @@ def plan_run(cfg: RunConfig) -> Plan:
     node = _node_for(cfg, root)
     new = to_toml_dict(cfg)
     diff = config_diff(stored_config(node.folder.config), new)
+    diff = _override_model(cfg, node, diff)
     arch = _architecture_keys(diff)
     if arch:
         changes = "; ".join(f"{k}: {diff[k][0]!r} -> {diff[k][1]!r}" for k in arch)

@@ -1,0 +1,204 @@
+"""The original tool's keys (RUMpy's TOML schema) that rumpy reads with their original meaning but
+does not keep under that name. Each is translated into rumpy's own key on the composed table,
+before it is typed, so a shipped RUMpy config trains unchanged and every later check (types,
+ranges, the continue rules) sees one vocabulary. Keys the original schema shares with rumpy's
+(seed, metrics, use_hflip, request_crops, ...) are ordinary fields of the config classes.
+
+Keys that only configure a feature rumpy does not have are accepted with one warning when the
+config does not use that feature, and refused in the same report when it does.
+
+This table is the one place that lists them (docs/config.md, "The original tool's keys")."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Face-recognition metrics of the original (they need a VGG-Face gallery and weights).
+FACE_METRICS = ("VGG_FR_Rank", "face_PSNR", "true_face_PSNR")
+
+
+@dataclass
+class Translation:
+    """What the translation did: problems (key path, message) join the config's report; notes
+    are logged once each when the config is used."""
+
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)  # rumpy key -> the original key
+
+
+def _given_by_user(origin: str) -> bool:
+    """A CLI flag or key=value override wins over a key of any file."""
+    return origin.startswith("--") or "=" in origin
+
+
+def _move(table: dict, section: str, old: str, new: str, out: Translation, value: Any = None,
+          origins: dict | None = None) -> None:
+    """section.old -> section.new (unless the user set section.new on the command line); both
+    in files with different values is a problem."""
+    sec = table[section]
+    given = sec.pop(old)
+    value = given if value is None else value
+    if new in sec and sec[new] != value:
+        origin = (origins or {}).get(f"{section}.{new}", "")
+        if _given_by_user(origin):
+            return
+        out.problems.append((f"{section}.{old}", f"{old} = {given!r} (the original tool's name "
+                                                 f"for {new}) contradicts {new} = {sec[new]!r}: "
+                                                 f"give one of them"))
+        return
+    sec[new] = value
+    out.renamed[f"{section}.{new}"] = f"{section}.{old}"
+
+
+def _training(table: dict, out: Translation, origins: dict) -> None:
+    t = table.get("training")
+    if not isinstance(t, dict):
+        return
+    if "epoch_cutoff" in t:  # the last epoch to train, counting earlier ones: num_epochs here
+        _move(table, "training", "epoch_cutoff", "num_epochs", out, origins=origins)
+    if t.get("gpu") == "multi":
+        t["gpu"] = "multiple"
+    if "model_cleanup_frequency" in t:
+        # The original wiped every model but the best and the last every N epochs; retention
+        # does the same after every epoch (fork points are kept too).
+        every = t.pop("model_cleanup_frequency")
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            out.problems.append(("training.model_cleanup_frequency",
+                                 f"expected an integer >= 1, got {every!r}"))
+        else:
+            t.setdefault("keep_every_n_epochs", 0)
+            t.setdefault("keep_last_n", 1)
+            out.notes.append("training.model_cleanup_frequency: kept are the best and the last "
+                             "epoch (and fork points), pruned after every epoch")
+    if "cleanup_metric" in t:
+        _move(table, "training", "cleanup_metric", "best_load_metric", out, origins=origins)
+    for key in ("id_source", "vgg_gallery"):
+        if key not in t:
+            continue
+        t.pop(key)
+        used = [m for m in t.get("metrics") or [] if m in FACE_METRICS]
+        if used:
+            out.problems.append((f"training.metrics", f"{used[0]} (face recognition) is not "
+                                                     f"supported by rumpy: it needs a VGG-Face "
+                                                     f"model and gallery; remove it"))
+        else:
+            out.notes.append(f"training.{key}: configures face-recognition metrics, which rumpy "
+                             f"does not have; ignored (no metric here uses it)")
+    if "run_lpips_on_gpu" in t:
+        t.pop("run_lpips_on_gpu")
+        out.notes.append("training.run_lpips_on_gpu: ignored; LPIPS runs on the training device")
+    if "full_loss_logging" in t:
+        t.pop("full_loss_logging")
+        out.notes.append("training.full_loss_logging: ignored; every loss term is logged")
+    if "max_im_val" in t:
+        value = t.pop("max_im_val")
+        if value != 1:
+            out.problems.append(("training.max_im_val", f"expected 1 (images are read as values "
+                                                        f"in [0, 1]), got {value!r}"))
+
+
+# Per model: the original's parameter name -> rumpy's, and parameters with the one value rumpy
+# implements (the original's other values select variants rumpy does not have).
+_MODEL_RENAMES = {"srmd": {"nc": "num_features", "nb": "num_layers"},
+                  "sftmd": {}, "qrcan": {}, "qedsr": {}}
+_MODEL_FIXED = {
+    "qrcan": {"style": ("standard", "meta-attention as in Aquilina et al. 2021"),
+              "include_q_layer": (True, "false is plain RCAN: use name = 'rcan'")},
+    "qedsr": {"include_q_layer": (True, "false is plain EDSR: use name = 'edsr'")},
+}
+
+
+def _model(table: dict, out: Translation) -> None:
+    model = table.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("internal_params"), dict):
+        return
+    params = model["internal_params"]
+    name = str(model.get("name", "")).lower()
+    where = "model.internal_params"
+    for old, new in _MODEL_RENAMES.get(name, {}).items():
+        if old in params:
+            if new in params:
+                out.problems.append((f"{where}.{old}", f"{old} (the original tool's name for "
+                                                       f"{new}) and {new} are both given"))
+                continue
+            params[new] = params.pop(old)
+            out.renamed[f"{where}.{new}"] = f"{where}.{old}"
+    for key, (value, why) in _MODEL_FIXED.get(name, {}).items():
+        if key in params:
+            given = params.pop(key)
+            if given != value:
+                out.problems.append((f"{where}.{key}", f"only {value!r} is supported ({why}), "
+                                                       f"got {given!r}"))
+    if "in_nc" in params:  # input channels: rumpy's SR models read RGB
+        given = params.pop("in_nc")
+        if given != 3:
+            out.problems.append((f"{where}.in_nc", f"expected 3 (RGB input), got {given!r}"))
+    if "metadata" in params:
+        # The original model was told its metadata again; here it comes from the data sets,
+        # which must say the same.
+        given = params.pop("metadata")
+        sets = (table.get("data") or {}).get("training_sets") or {}
+        wanted = [s.get("metadata") for s in sets.values() if isinstance(s, dict)]
+        if wanted and any(w != given for w in wanted):
+            out.problems.append((f"{where}.metadata", f"{given!r} differs from the training sets' "
+                                                      f"metadata {wanted[0]!r}; the model takes "
+                                                      f"what the data sets deliver"))
+    sched = params.get("scheduler_params")
+    if params.get("scheduler") == "cosine_annealing_warm_restarts" and isinstance(sched, dict):
+        # The original stepped it once per batch: restart_period counts batches.
+        for old, new in (("restart_period", "T_0"), ("t_mult", "T_mult"), ("lr_min", "eta_min")):
+            if old in sched:
+                if new in sched:
+                    out.problems.append((f"{where}.scheduler_params.{old}",
+                                         f"{old} (the original tool's name for {new}) and {new} "
+                                         f"are both given"))
+                    continue
+                sched[new] = sched.pop(old)
+                out.renamed[f"{where}.scheduler_params.{new}"] = f"{where}.scheduler_params.{old}"
+                if old == "restart_period":
+                    sched.setdefault("interval", "batch")
+    if params.get("perceptual"):
+        out.problems.append((f"{where}.perceptual", "a perceptual (VGG) loss is not supported: "
+                                                    "it needs pretrained VGG weights; remove it"))
+    params.pop("perceptual", None)
+
+
+def _data(table: dict, out: Translation) -> None:
+    data = table.get("data")
+    if not isinstance(data, dict):
+        return
+    for section in ("training_sets", "eval_sets"):
+        for name, ds in (data.get(section) or {}).items():
+            if not isinstance(ds, dict):
+                continue
+            if "qpi_values" in ds:  # the original's older name
+                where = f"data.{section}.{name}"
+                if "degradation_metadata" in ds:
+                    out.problems.append((f"{where}.qpi_values", "qpi_values (the original tool's "
+                                                                 "older name for "
+                                                                 "degradation_metadata) and "
+                                                                 "degradation_metadata are both "
+                                                                 "given"))
+                else:
+                    ds["degradation_metadata"] = ds.pop("qpi_values")
+
+
+def translate(table: dict, origins: dict) -> Translation:
+    """Rewrites the composed table in place; returns the problems and notes."""
+    out = Translation()
+    _training(table, out, origins)
+    _model(table, out)
+    _data(table, out)
+    for new, old in out.renamed.items():  # errors about the new key name the file that set it
+        if old in origins:
+            origins.setdefault(new, origins[old])
+    return out
+
+
+def log_notes(notes: list[str]) -> None:
+    for note in dict.fromkeys(notes):
+        log.warning("%s", note)
