@@ -274,8 +274,14 @@ def test_request_crops_cutoff_shortlist_drop_last(data, tmp_path):
     # 19 images in batches of 4 (the last one short): 4 x 3 patches each
     assert batches == [(12, 3, 4, 4)] * 4 + [(9, 3, 4, 4)]
 
-    shortlist.write_text("0002.png\n0099\n")
-    with pytest.raises(ConfigError, match="image_shortlist: .* names '0099', which has no"):
+    # lines may be paths (the original wrote them so); names without a pair are left out with a
+    # warning, none found is an error
+    shortlist.write_text(f"{data['hr'] / '0002.png'}\n0099\n0003\n0004\n0005\n")
+    task = TASKS.get("sisr")(load_config(write(tmp_path, text, "m.toml")))
+    task.check_data()
+    assert task._train_sets[1].keys == ["0005"]
+    shortlist.write_text("0099\n0098.png\n")
+    with pytest.raises(ConfigError, match="image_shortlist: none of the 2 images .* has an LR/HR"):
         TASKS.get("sisr")(load_config(write(tmp_path, text, "m.toml"))).check_data()
 
 

@@ -112,7 +112,9 @@ def _shortlisted(cfg: RunConfig, where: str, shortlist: str, pairs: list) -> lis
     """The pairs whose images the shortlist file names (by file name or stem, LR or HR)."""
     path = Path(shortlist)
     try:
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        # a line is a name or a path (the original tool wrote paths): the file name counts
+        names = [Path(line.strip()).name for line in path.read_text().splitlines()
+                 if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(cfg.source, f"{where}.image_shortlist",
                           f"cannot read {path}: {exc.__class__.__name__}") from None
@@ -121,11 +123,15 @@ def _shortlisted(cfg: RunConfig, where: str, shortlist: str, pairs: list) -> lis
         for name in (p.key, p.lr.name, p.lr.stem, p.hr.name, p.hr.stem):
             index.setdefault(name, p)
     missing = [n for n in names if n not in index]
-    if missing:
+    if len(missing) == len(names):
         raise ConfigError(cfg.source, f"{where}.image_shortlist",
-                          f"{path} names {missing[0]!r}, which has no LR/HR pair here"
-                          f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}")
-    wanted = {id(index[n]) for n in names}
+                          f"none of the {len(names)} images {path} names (e.g. "
+                          f"{names[0] if names else 'none'!r}) has an LR/HR pair here")
+    if missing:  # a shortlist of a whole split, of which this folder holds a part
+        log.warning("%s.image_shortlist: %d of the %d images %s names have no LR/HR pair here "
+                    "(e.g. %s); using the other %d", where, len(missing), len(names), path,
+                    missing[0], len(names) - len(missing))
+    wanted = {id(index[n]) for n in names if n in index}
     return [p for p in pairs if id(p) in wanted]
 
 
