@@ -23,8 +23,9 @@ def covariance(x: torch.Tensor) -> torch.Tensor:
     """B x C x H x W -> the B x C x C covariance of the channels over the H x W positions
     (normalised by their number, as the paper's covariance pooling)."""
     flat = x.flatten(2)
-    centred = flat - flat.mean(dim=2, keepdim=True)
-    return centred @ centred.transpose(1, 2) / flat.shape[2]
+    # scaled before the product, whose sums would overflow float16 (AMP) on large maps
+    centred = (flat - flat.mean(dim=2, keepdim=True)) / flat.shape[2] ** 0.5
+    return centred @ centred.transpose(1, 2)
 
 
 def sqrtm_newton_schulz(a: torch.Tensor, iterations: int) -> torch.Tensor:
