@@ -11,6 +11,8 @@ TINY = {
     "vdsr": {"num_features": 8, "num_layers": 3},
     "edsr": {"num_features": 8, "num_blocks": 2},
     "rcan": {"num_groups": 2, "num_blocks": 2, "num_features": 16, "reduction": 4},
+    "han": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
+    "san": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
     "safmn": {"dim": 8, "num_blocks": 2},
     # conditioned on degradation metadata (forward(x, metadata)); tests/test_blind_models.py
     "srmd": {"num_layers": 3, "num_features": 8},

@@ -1,6 +1,7 @@
 """Architectures are plain nn.Modules registered by name; importing this package registers them."""
 from .registry import MODELS, build_model, check_model_params, model_params, model_tasks
 from . import srcnn, vdsr, edsr, rcan, safmn, mlp, cnn_regressor  # noqa: F401  (registration)
+from . import han, san  # noqa: F401  (registration)
 from . import srmd, sftmd, qedsr, qrcan  # noqa: F401  (conditioned on degradation metadata)
 
 __all__ = ["MODELS", "build_model", "check_model_params", "model_params", "model_tasks"]
