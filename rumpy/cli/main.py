@@ -1,5 +1,5 @@
 """rumpy: train any task, and the commands around training (prepare-data, models, tasks, tree,
-export, plot) and around trained models (eval, export-model)."""
+export, plot, clean) and around trained models (eval, export-model, extract)."""
 from __future__ import annotations
 
 import argparse
@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     add_sweep_parsers(sub)
     from .degrade import add_parsers as add_degrade_parsers  # degrade
     add_degrade_parsers(sub)
+    from . import clean, extract  # extract, clean: models out of the tree, retention after it
+    extract.add_parsers(sub)
+    clean.add_parsers(sub)
     args = parser.parse_args(argv)
     setup_console()
     return args.func(args)
