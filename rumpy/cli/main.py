@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     export.set_defaults(func=_export)
     plot = sub.add_parser("plot", help="overlay nodes' curves of one metric in a PNG")
     plot.add_argument("experiment", help="the run folder, e.g. Results/my_run")
-    plot.add_argument("--metric", default="val-PSNR", help="summary column (default val-PSNR)")
+    plot.add_argument("--metric", default="val-PSNR",
+                      help="summary column; PSNR means val-PSNR (default val-PSNR)")
     plot.add_argument("--nodes", nargs="+", metavar="BRANCH",
                       help="nodes to draw ('.' = the root); default: all")
     plot.add_argument("-o", "--output", default="compare.png")
