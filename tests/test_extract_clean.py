@@ -77,6 +77,16 @@ def test_extract_best_is_loaded_and_evaluated_as_the_nodes_best(tree, tmp_path, 
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "extracted" and status["epoch"] == best
     assert status["extracted_from"] == str(tree)
+    assert rumpy_main(["export-model", str(out), "--format", "torchscript"]) == 0
+    # a new run starts from the extracted weights
+    path = tmp_path / "from_copy.toml"
+    path.write_text((tree.parent.parent / "cfg.toml").read_text().replace(
+        'experiment = "tiny"', 'experiment = "from_copy"').replace(
+        "[training]", f'[training]\ninit_weights_path = "{out}"').replace(
+        f'experiment_save_loc = "{tree.parent}"', f'experiment_save_loc = "{tmp_path}"'))
+    train(path, "--num_epochs", "1")
+    lineage = json.loads((tmp_path / "from_copy" / "lineage.json").read_text())
+    assert lineage["init_weights"]["epoch"] == best
 
 
 def test_extract_an_inherited_epoch_of_a_branch_of_a_branch(tree, tmp_path, caplog):
