@@ -139,7 +139,7 @@ def test_metric_names_resolve_alike_in_plot_and_export_and_errors_list_columns(
     # the compare plot has the bicubic baseline, as the single-node plots do
     fig, drawn = compare_figure(root, "PSNR")
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
-    baseline = next(csv_row for csv_row in rows_of(root / "result_outputs" / "bicubic_baseline.csv"))
+    baseline = rows_of(root / "result_outputs" / "bicubic_baseline.csv")[0]
     assert drawn == [".", "b"]
     assert f"bicubic {float(baseline['PSNR']):.4f}" in labels
     fig, _ = compare_figure(root, "train-loss")  # no baseline for the training loss
@@ -171,4 +171,5 @@ def test_sample_strips_label_their_panels(write_config, tmp_path):
     assert strip.size == (3 * 200 + 8, 120 + LABEL)
     assert all(_band_has_text(strip, x, 200) for x in (0, 204, 408))
     without = sample_strip(Sample("x", big, big, big))
-    assert np.asarray(without)[:LABEL, 204:404].tobytes() != np.asarray(strip)[:LABEL, 204:404].tobytes()
+    assert np.asarray(without)[:LABEL, 204:404].tobytes() != \
+        np.asarray(strip)[:LABEL, 204:404].tobytes()

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..utils.atomic import atomic_open
-from .samples import LABEL, labelled_strip  # noqa: F401 (LABEL: the strips' label band)
+from .samples import LABEL, labelled_strip  # noqa: F401 (LABEL: tests read it here)
 
 PANEL = 192        # centre crop per panel, in HR pixels: detail over context
 MAX_EPOCHS = 12    # panels between bicubic and HR

@@ -1,5 +1,5 @@
-"""Visual outputs on disk: SR sample strips (bicubic | SR | HR side by side, labelled, centre-cropped
-to at most 384 px a panel), and any task's images saved per validation epoch."""
+"""Visual outputs on disk: SR sample strips (bicubic | SR | HR side by side, labelled,
+centre-cropped to at most 384 px a panel), and any task's images saved per validation epoch."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,11 +45,12 @@ def sample_strip(sample) -> Image.Image:
     """bicubic | output | HR, labelled; the output's label carries the image's PSNR (as in
     per_image_epoch_<N>.csv) when it was measured."""
     psnr = getattr(sample, "psnr", None)
-    output = ("output",) if psnr is None else (f"output, PSNR {psnr:.2f} dB", f"output {psnr:.2f} dB",
-                                               f"{psnr:.2f} dB", f"{psnr:.1f}")
-    return labelled_strip([(("LR, bicubic", "bicubic", "bic."), Image.fromarray(_centre(sample.bicubic))),
-                           (output, Image.fromarray(_centre(sample.sr))),
-                           (("HR",), Image.fromarray(_centre(sample.hr)))])
+    output = ("output",) if psnr is None else (
+        f"output, PSNR {psnr:.2f} dB", f"output {psnr:.2f} dB", f"{psnr:.2f} dB", f"{psnr:.1f}")
+    return labelled_strip([
+        (("LR, bicubic", "bicubic", "bic."), Image.fromarray(_centre(sample.bicubic))),
+        (output, Image.fromarray(_centre(sample.sr))),
+        (("HR",), Image.fromarray(_centre(sample.hr)))])
 
 
 def save_images(folder: Path, set_name: str, images: list[tuple[str, Image.Image]]) -> None:
