@@ -104,8 +104,8 @@ def test_size_mismatch(write_config, tiny_sets, tmp_path):
     text = re.sub(r'lr = ".*?train/LR_x2"', f'lr = "{lr3}"', text)
     text = re.sub(r'hr = ".*?train/HR"', f'hr = "{hr3}"', text)
     msg = _fails(write_config(text=text))
-    assert "data.training_sets.tiles: 0001.png is 16x16 and 0001.png is 48x48: expected HR = LR x 2 " \
-           "(32x32)" in msg
+    assert f"data.training_sets.tiles: LR {lr3 / '0001.png'} (16x16) and HR {hr3 / '0001.png'} " \
+           f"(48x48): expected HR = LR x 2 (32x32)" in msg
 
 
 def test_crop_larger_than_images(write_config):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from rumpy.cli.train import main as train_main
 from rumpy.config import load_config
+from rumpy.results.samples import LABEL
 from rumpy.results.summary import TIMING_COLUMNS
 from rumpy.training.checkpoint import CorruptCheckpoint, load_checkpoint
 from rumpy.training.setup import prepare
@@ -45,8 +46,8 @@ def test_short_training_writes_the_whole_run_folder(write_config, tmp_path):
     for epoch in (1, 2):
         samples = list((out / f"epoch_{epoch}_samples").glob("*.png"))
         assert [p.name for p in samples] == ["chelsea_0001.png"]
-        with Image.open(samples[0]) as img:  # bicubic | SR | HR, each 40 px wide
-            assert img.size == (3 * 40 + 2 * 4, 40)
+        with Image.open(samples[0]) as img:  # bicubic | SR | HR, each 40 px wide, labelled
+            assert img.size == (3 * 40 + 2 * 4, 40 + LABEL)
         per_image = list(csv.DictReader(open(out / f"per_image_epoch_{epoch}.csv")))
         assert [r["image"] for r in per_image] == ["0001", "0002"]
         mean = sum(float(r["PSNR"]) for r in per_image) / 2

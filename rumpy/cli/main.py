@@ -1,5 +1,5 @@
 """rumpy: train any task, and the commands around training (prepare-data, models, tasks, tree,
-export, plot) and around trained models (eval, export-model)."""
+export, plot, clean) and around trained models (eval, export-model, extract)."""
 from __future__ import annotations
 
 import argparse
@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     export.set_defaults(func=_export)
     plot = sub.add_parser("plot", help="overlay nodes' curves of one metric in a PNG")
     plot.add_argument("experiment", help="the run folder, e.g. Results/my_run")
-    plot.add_argument("--metric", default="val-PSNR", help="summary column (default val-PSNR)")
+    plot.add_argument("--metric", default="val-PSNR",
+                      help="summary column; PSNR means val-PSNR (default val-PSNR)")
     plot.add_argument("--nodes", nargs="+", metavar="BRANCH",
                       help="nodes to draw ('.' = the root); default: all")
     plot.add_argument("-o", "--output", default="compare.png")
@@ -191,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     add_sweep_parsers(sub)
     from .degrade import add_parsers as add_degrade_parsers  # degrade
     add_degrade_parsers(sub)
+    from . import clean, extract  # extract, clean: models out of the tree, retention after it
+    extract.add_parsers(sub)
+    clean.add_parsers(sub)
     args = parser.parse_args(argv)
     setup_console()
     return args.func(args)

@@ -87,7 +87,7 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> Check
         except (OSError, ValueError) as exc:
             raise ConfigError(src, where, f"cannot use image: {exc}") from None
         if not (lh * scale <= hh < (lh + 1) * scale and lw * scale <= hw < (lw + 1) * scale):
-            raise ConfigError(src, where, f"{p.lr.name} is {lw}x{lh} and {p.hr.name} is {hw}x{hh}: "
+            raise ConfigError(src, where, f"LR {p.lr} ({lw}x{lh}) and HR {p.hr} ({hw}x{hh}): "
                                           f"expected HR = LR x {scale} ({lw * scale}x{lh * scale})")
         lr_sizes.append((lh, lw))
         hr_sizes.append((lh * scale, lw * scale))

@@ -93,3 +93,26 @@ def resolve(name: str, columns: list[str]) -> str:
     if name not in columns and f"val-{name}" in columns:
         return f"val-{name}"
     return name
+
+
+# Not metrics: left out of the columns an error lists.
+_NOT_METRICS = {"epoch", "inherited"}
+
+
+def find_column(name: str, columns: list[str]) -> str:
+    """The summary column a user means by `name`, for every command that takes one (plot,
+    export --best): exact, 'PSNR' for the first eval set's 'val-PSNR', or a unique match that
+    differs only in case. KeyError listing the columns when there is none."""
+    name = resolve(name, columns)
+    if name in columns:
+        return name
+    folded = [c for c in columns if c.lower() in (name.lower(), f"val-{name}".lower())]
+    if len(folded) == 1:
+        return folded[0]
+    from ..registry import did_you_mean
+
+    shown = [c for c in columns if c not in _NOT_METRICS]
+    hint = did_you_mean(name, shown) or did_you_mean(f"val-{name}", shown)
+    raise KeyError(f"no column {name!r}{hint} (columns: "
+                   f"{', '.join(shown) or 'none'})")
+

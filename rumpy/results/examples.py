@@ -8,13 +8,13 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ..utils.atomic import atomic_open
+from .samples import LABEL, labelled_strip  # noqa: F401 (LABEL: tests read it here)
 
 PANEL = 192        # centre crop per panel, in HR pixels: detail over context
 MAX_EPOCHS = 12    # panels between bicubic and HR
-LABEL = 14         # pixel rows above each panel for its label
 _EPOCH = re.compile(r"epoch_(\d+)\.png")
 
 
@@ -45,17 +45,10 @@ def save_example(folder: Path, epoch: int, sample) -> Path:
             _save(own / f"{name}.png", Image.fromarray(_centre(image)))
     _save(own / f"epoch_{epoch}.png", Image.fromarray(_centre(sample.sr)))
     epochs = sorted(int(m.group(1)) for p in own.iterdir() if (m := _EPOCH.fullmatch(p.name)))
-    panels = [("bicubic", own / "bicubic.png")]
-    panels += [(f"epoch {e}", own / f"epoch_{e}.png") for e in _spread(epochs)]
-    panels.append(("HR", own / "hr.png"))
-    images = [(label, Image.open(path).convert("RGB")) for label, path in panels]
-    height = max(im.height for _, im in images) + LABEL
-    strip = Image.new("RGB", (sum(im.width + 4 for _, im in images) - 4, height), "white")
-    draw, x = ImageDraw.Draw(strip), 0
-    for label, im in images:
-        draw.text((x + 2, 1), label, fill="black")
-        strip.paste(im, (x, LABEL))
-        x += im.width + 4
+    panels = [(("bicubic", "bic."), own / "bicubic.png")]
+    panels += [((f"epoch {e}", f"ep {e}", str(e)), own / f"epoch_{e}.png") for e in _spread(epochs)]
+    panels.append((("HR",), own / "hr.png"))
+    strip = labelled_strip([(labels, Image.open(path).convert("RGB")) for labels, path in panels])
     path = folder / f"{sample.key}.png"
     _save(path, strip)
     return path

@@ -7,6 +7,7 @@ import pandas as pd
 
 from ..tree.node import Node, read_summary
 from ..training.monitor import infer_mode
+from .columns import find_column
 
 ID_COLUMNS = ["experiment", "branch", "parent", "fork_epoch", "inherited", "epoch"]
 
@@ -59,10 +60,7 @@ def long_table(wide: pd.DataFrame) -> pd.DataFrame:
 
 def best_table(wide: pd.DataFrame, metric: str, include_inherited: bool = False) -> pd.DataFrame:
     """One row per node: its best epoch by `metric` (own epochs unless include_inherited)."""
-    if metric not in wide.columns and f"val-{metric}" in wide.columns:
-        metric = f"val-{metric}"
-    if metric not in wide.columns:
-        raise KeyError(f"no column {metric!r}; columns: {', '.join(c for c in wide.columns if c not in ID_COLUMNS)}")
+    metric = find_column(metric, [c for c in wide.columns if c not in ID_COLUMNS])
     higher = infer_mode(metric) == "max"
     pool = wide if include_inherited else wide[~wide["inherited"]]
     groups = pool.dropna(subset=[metric]).groupby(["experiment", "branch"], sort=False)[metric]

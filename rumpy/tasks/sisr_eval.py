@@ -19,6 +19,7 @@ class Sample:
     bicubic: torch.Tensor  # 3xHxW uint8, HR size
     sr: torch.Tensor
     hr: torch.Tensor
+    psnr: float | None = None  # the image's PSNR by the metric protocol, shown on its strip
 
 
 def ssim_too_small(sets, scale: int, crop_border: bool, window: int = 11
@@ -99,7 +100,7 @@ class Evaluator:
                     if len(samples) < num_samples or i in wanted:
                         up = quantize(bicubic(to_float(lr[j:j + 1].to(self.device)), hr.shape[-2:]))
                         sample = Sample(self.keys[set_name][i], up[0].byte().cpu(),
-                                        sr_q[j].byte().cpu(), hr[j])
+                                        sr_q[j].byte().cpu(), hr[j], row.get("PSNR"))
                         if len(samples) < num_samples:
                             samples.append((i, sample))
                         if i in wanted:

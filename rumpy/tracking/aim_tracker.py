@@ -37,6 +37,25 @@ def _init_lock(home: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class _DropForceRelease(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Force-releasing locks")
+
+
+@contextlib.contextmanager
+def _quiet_force_release():
+    """Aim warns "Force-releasing locks ... Data corruption may occur" whenever a run is
+    reopened with force_resume. rumpy reopens a node's run only while it holds that node's lock,
+    so no other process can be writing it: the warning would only alarm (rumpy logs its own
+    line instead)."""
+    logger, drop = logging.getLogger("aim.sdk.lock_manager"), _DropForceRelease()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
 @TRACKERS.register("aim")
 class AimTracker(Tracker):
     name = "Aim"
@@ -84,8 +103,11 @@ class AimTracker(Tracker):
             run = None
             if run_hash:
                 try:
-                    run = Run(run_hash=run_hash, repo=str(home), force_resume=True,
-                              capture_terminal_logs=False)
+                    with _quiet_force_release():
+                        run = Run(run_hash=run_hash, repo=str(home), force_resume=True,
+                                  capture_terminal_logs=False)
+                    log.info("Aim run %s reopened (its lock from the previous process released: "
+                             "this one holds the node's lock, so no other writes to it)", run_hash)
                 except Exception as exc:  # deleted or unreadable: start a new run instead
                     log.warning("Aim run %s could not be reopened (%s); starting a new one",
                                 run_hash, exc)

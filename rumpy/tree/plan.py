@@ -134,7 +134,11 @@ def _node_for(cfg: RunConfig, root: Path) -> Node:
         known = [n.rel for n in Node(root, "").walk() if n.rel] if Node(root, "").exists() else []
         where = f"branch {rel!r} of {root}" if rel else str(root)
         hint = f"; branches: {', '.join(known)}" if known else ""
-        raise TreeError(f"training.continue_from_epoch: there is no run at {where}{hint}")
+        origin = cfg.origins.get("experiment_save_loc")
+        how = f"set by {origin}" if origin else "the default"
+        raise TreeError(f"training.continue_from_epoch: there is no run at {where}{hint} "
+                        f"(experiment_save_loc resolved to {cfg.experiment_save_loc}, {how}; a "
+                        f"relative path resolves against the folder of the TOML that sets it)")
     return node
 
 

@@ -27,8 +27,14 @@ def name_problem(name: str, branch: bool = False) -> str | None:
     if size > MAX_BYTES:
         return (f"expected a name of at most {MAX_BYTES} bytes (file systems allow 255), got "
                 f"{size}")
-    if name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
-        return f"expected a plain folder name (no '/', not starting with '.'), got {name!r}"
+    if name in (".", ".."):
+        return (f"expected a plain folder name, got {name!r}: '.' and '..' are not allowed "
+                f"(they mean a folder itself and its parent), nor names starting with '.'")
+    if "/" in name or "\\" in name:
+        return f"expected a plain folder name (no '/' or '\\'), got {name!r}"
+    if name.startswith("."):
+        return f"expected a plain folder name not starting with '.' (hidden), got {name!r}"
     if branch and not BRANCH_NAME.fullmatch(name):
-        return f"expected a branch name of letters, digits, '_', '-', '.', got {name!r}"
+        return (f"expected a branch name of letters, digits, '_', '-' and '.' that starts with a "
+                f"letter or digit, got {name!r}")
     return None
