@@ -206,6 +206,9 @@ def test_same_config_same_basis_and_older_folders_refit(tmp_path, hr, folders):
     assert (old / PCA_FILE).read_bytes() == (folders["train"] / PCA_FILE).read_bytes()
     other = degrade(tmp_path, hr["train"], "other", PIPELINE.replace("seed = 4", "seed = 5"))
     assert (other / PCA_FILE).read_bytes() != (folders["train"] / PCA_FILE).read_bytes()
+    # the original tool's switch turns it off
+    assert not (degrade(tmp_path, hr["val"], "off", extra="request_pca_kernels = false")
+                / PCA_FILE).exists()
 
 
 def test_kernel_code_with_named_parameters(tmp_path, hr, folders):

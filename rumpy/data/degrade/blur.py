@@ -66,7 +66,7 @@ class RealESRGANBlur(_Blur):
                 "random_selection": True, "selected_kernel": "iso", "sigma_x": 1.0,
                 "sigma_y": 1.0, "rotation": 0.0, "beta_g": 1.0, "beta_p": 1.0,
                 "omega_c": math.pi / 2, "normalize_metadata": True, "use_kernel_code": False,
-                "request_kernel_metadata": True, "request_pca_kernels": False,
+                "request_kernel_metadata": True, "request_pca_kernels": True,
                 "request_full_kernels": False, "pca_length": 10, "pca_batch_len": 30000}
     ignored = ("device", "load_pca_matrix")
     columns = {"kernel_type": str, "kernel_size": int, "sigma_x": float, "sigma_y": float,
@@ -150,7 +150,7 @@ class SRMDGaussianBlur(_Blur):
     name = "srmdgaussianblur"
     defaults = {"random": False, "sig": 2.6, "sig_min": 0.2, "sig_max": 4.0, "rate_iso": 1.0,
                 "scaling": 3.0, "kernel_size": 21, "normalize_metadata": True,
-                "request_kernel_metadata": True, "request_pca_kernels": False,
+                "request_kernel_metadata": True, "request_pca_kernels": True,
                 "request_full_kernels": False, "pca_length": 10, "pca_batch_len": 30000}
     ignored = ("device", "load_pca_matrix", "noise", "rate_cln", "noise_high")
     columns = {"kernel_size": int, "isotropic_sigma": float, "anisotropic_x": float,

@@ -137,17 +137,20 @@ def run(p: Pipeline) -> int:
     atomic_write_text(p.out / CONFIG_FILE, resolved_toml(p))
     if pca is not None:
         pca.save(p.out / PCA_FILE)
-    log.info("wrote %d degraded images (%d HR x %d) to %s, with %s and %s", len(rows),
-             len(images), p.multiples, p.out, METADATA_FILE, CONFIG_FILE)
+    log.info("wrote %d degraded images (%d HR x %d) to %s, with %s and %s%s", len(rows),
+             len(images), p.multiples, p.out, METADATA_FILE, CONFIG_FILE,
+             f" ({PCA_FILE} too)" if pca is not None else "")
     return len(rows)
 
 
 def _kernel_pca(p: Pipeline) -> KernelPCA | None:
     """The basis of the pipeline's kernel distribution, for `metadata = ["blur_kernel"]`; none
     when there is no single blur step drawing its kernels at random (a data set asking for the
-    code then says why)."""
+    code then says why) or when the step sets request_pca_kernels = false (the original tool's
+    switch; here it defaults to true)."""
     blurs = [s for s in p.steps if isinstance(s.op, _Blur)]
-    if len(blurs) != 1 or not blurs[0].op.varies():
+    if (len(blurs) != 1 or not blurs[0].op.varies()
+            or not blurs[0].op.options["request_pca_kernels"]):
         return None
     return fit(blurs[0], p.seed, p.source, f"pipeline[{blurs[0].index}]")
 
