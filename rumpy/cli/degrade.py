@@ -11,8 +11,15 @@ log = logging.getLogger("rumpy")
 
 def _degrade(args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..data.degrade import read_pipeline, run
+    from ..data.degrade import fit_folder, read_pipeline, run
 
+    if args.fit_kernel_pca:
+        try:
+            fit_folder(Path(args.fit_kernel_pca).expanduser().resolve())
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 2
+        return 0
     if not args.pipeline_config and not args.pipeline:
         log.error("rumpy degrade: expected --pipeline_config FILE or --pipeline a-b-c")
         return 2
@@ -44,4 +51,8 @@ def add_parsers(sub) -> None:
     deg.add_argument("--recursive", action="store_true", help="also read sub-folders")
     deg.add_argument("--output_extension", "--output-extension", dest="output_extension",
                      help="LR file format (default .png)")
+    deg.add_argument("--fit-kernel-pca", "--fit_kernel_pca", dest="fit_kernel_pca",
+                     metavar="LR_DIR", help="only (re)write LR_DIR/kernel_pca.npz, the blur "
+                                            "kernel PCA of a folder rumpy degrade wrote, from its "
+                                            "degradation_config.toml")
     deg.set_defaults(func=_degrade)

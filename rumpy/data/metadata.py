@@ -1,9 +1,13 @@
 """Per-image degradation metadata for paired sets (`degradation_metadata`, `metadata`): values
 read from a `rumpy degrade` CSV (degradation_metadata.csv, one row per LR image), each named
 parameter normalised to [0, 1] over its configured range (from degradation_config.toml beside
-the CSV; without it, over the CSV's own minimum and maximum). Every problem (no CSV, an unknown
-or ambiguous column, an image without a row, a value that is not a number) is a one-line
-ConfigError naming the set and, where it is about one image, the image."""
+the CSV; without it, over the CSV's own minimum and maximum). `blur_kernel` is the image's blur
+kernel as its PCA code (`pca_length` values, degrade/kernel_pca.py): the kernel rebuilt exactly
+from the CSV's parameters, encoded with the first training set's basis (the one the model learns
+the codes of; kernel_pca.npz beside its CSV, or fitted from its online pipeline). Every problem
+(no CSV, an unknown or ambiguous column, an image without a row, a value that is not a number, no
+blur step, no basis) is a one-line ConfigError naming the set and, where it is about one image,
+the image."""
 from __future__ import annotations
 
 import csv
@@ -21,6 +25,11 @@ log = logging.getLogger(__name__)
 ON_SITE = "on_site"
 CSV_NAME = "degradation_metadata.csv"
 CONFIG_NAME = "degradation_config.toml"
+KERNEL = "blur_kernel"
+# the seed an online pipeline's kernel PCA is drawn with: rumpy degrade's default, so the same
+# blur options give the basis of a folder degraded with the default seed, whatever the run's seed
+ONLINE_PCA_SEED = 8
+_LOADED: dict[tuple, object] = {}
 
 
 def metadata_csv(cfg: RunConfig, ds) -> Path:
@@ -53,10 +62,6 @@ def _column(src: str, where: str, name: str, columns: list[str], csv_path: Path)
     if matches:
         raise ConfigError(src, f"{where}.metadata", f"{name!r} matches {', '.join(matches)} in "
                                                     f"{csv_path}: name one of them in full")
-    if name == "blur_kernel":
-        raise ConfigError(src, f"{where}.metadata", "'blur_kernel' (the kernel's PCA code) is not "
-                                                    "written by rumpy degrade; name the kernel's "
-                                                    "parameters instead (sigma_x, sigma_y, rotation)")
     short = sorted({c.split("-", 2)[-1] for c in columns if c != "image"})
     raise ConfigError(src, f"{where}.metadata", f"no column {name!r} in {csv_path}"
                                                 f"{did_you_mean(name, short)} (columns: "
@@ -82,18 +87,22 @@ def read_metadata(cfg: RunConfig, where: str, ds, lr_paths: list[Path]) -> np.nd
     if "image" not in columns:
         raise ConfigError(src, f"{where}.degradation_metadata",
                           f"{csv_path} has no 'image' column (a rumpy degrade CSV expected)")
-    chosen = [_column(src, where, name, columns, csv_path) for name in ds.metadata]
+    chosen = [_column(src, where, name, columns, csv_path) for name in ds.metadata
+              if name != KERNEL]
     by_name = {}
     for row in rows:
         by_name[row["image"]] = row
         by_name.setdefault(Path(row["image"]).stem, row)
-    ranges = _column_ranges(rows, chosen, _ranges(csv_path))
-    values = np.zeros((len(lr_paths), len(chosen)), dtype=np.float64)
-    for i, path in enumerate(lr_paths):
+    image_rows = []
+    for path in lr_paths:
         row = by_name.get(path.name) or by_name.get(path.stem)
         if row is None:
             raise ConfigError(src, f"{where}.degradation_metadata",
                               f"image {path.name} has no row in {csv_path}")
+        image_rows.append(row)
+    ranges = _column_ranges(rows, chosen, _ranges(csv_path))
+    values = np.zeros((len(lr_paths), len(chosen)), dtype=np.float64)
+    for i, (path, row) in enumerate(zip(lr_paths, image_rows)):
         for j, column in enumerate(chosen):
             try:
                 values[i, j] = float(row[column])
@@ -101,7 +110,120 @@ def read_metadata(cfg: RunConfig, where: str, ds, lr_paths: list[Path]) -> np.nd
                 raise ConfigError(src, f"{where}.metadata",
                                   f"image {path.name}: {column} is {row[column]!r} in "
                                   f"{csv_path}, not a number") from None
-    return normalise(values, [ranges[c] for c in chosen])
+    scalars = iter(normalise(values, [ranges[c] for c in chosen]).T)
+    parts = []
+    for name in ds.metadata:
+        if name == KERNEL:
+            basis = kernel_basis(cfg, where, ds)
+            kernels = _csv_kernels(src, where, csv_path, columns, lr_paths, image_rows,
+                                   basis.kernel_size)
+            parts.append(basis.normalise(basis.encode(kernels)))
+        else:
+            parts.append(next(scalars)[:, None])
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _csv_kernels(src: str, where: str, csv_path: Path, columns: list[str], lr_paths: list[Path],
+                 rows: list[dict], size: int) -> np.ndarray:
+    """Each image's blur kernel, rebuilt from the parameters its CSV row records."""
+    from .degrade.blur import _Blur
+    from .degrade.config import Step
+    from .degrade.registry import DEGRADATIONS
+    from .degrade.run import row_params
+
+    steps = {}
+    for column in columns:
+        m = _DEGRADE_COLUMN.match(column)
+        if m and m[2] in DEGRADATIONS and issubclass(DEGRADATIONS.get(m[2]), _Blur):
+            steps[int(m[1])] = m[2]
+    if len(steps) != 1:
+        found = ", ".join(f"{i}-{n}" for i, n in sorted(steps.items()))
+        raise ConfigError(src, f"{where}.metadata",
+                          f"'blur_kernel' needs one blur step (realesrganblur or "
+                          f"srmdgaussianblur) in the pipeline that made {csv_path}; it has "
+                          f"{found or 'none'}")
+    (index, name), = steps.items()
+    step = Step(index, name, name, DEGRADATIONS.get(name)({}, 1, src, f"{where}.metadata"))
+    kernels = np.empty((len(rows), size, size))
+    for i, (path, row) in enumerate(zip(lr_paths, rows)):
+        try:
+            kernel = step.op.kernel(row_params(step, row))
+        except KeyError as exc:
+            raise ConfigError(src, f"{where}.metadata",
+                              f"{csv_path} has no column {exc.args[0]!r}: the kernels of its "
+                              f"{name} step cannot be rebuilt") from None
+        except (TypeError, ValueError, IndexError, np.linalg.LinAlgError) as exc:
+            raise ConfigError(src, f"{where}.metadata",
+                              f"image {path.name}: its kernel cannot be rebuilt from {csv_path} "
+                              f"({exc})") from None
+        if kernel.shape != (size, size):
+            raise ConfigError(src, f"{where}.metadata",
+                              f"image {path.name}: its kernel is {kernel.shape[0]}x"
+                              f"{kernel.shape[1]}, the kernel PCA is for {size}x{size} kernels "
+                              f"(blur every set with the same kernel_size)")
+        kernels[i] = kernel
+    return kernels
+
+
+def _basis_set(cfg: RunConfig, where: str, ds) -> tuple[str, object]:
+    """The set whose kernel PCA codes mean something to the model: the first training set when
+    it asks for blur_kernel, else the set itself."""
+    name, first = next(iter(cfg.data.training_sets.items()))
+    if KERNEL in (getattr(first, "metadata", []) or []):
+        return f"data.training_sets.{name}", first
+    return where, ds
+
+
+def _online_blur_step(cfg: RunConfig, where: str, ds):
+    from .degrade.config import steps_from_table
+    from .degrade.kernel_pca import blur_step
+
+    try:
+        steps = steps_from_table(cfg.source, ds.degradations, cfg.scale)
+    except ConfigError as exc:
+        raise ConfigError(cfg.source, f"{where}.degradations.{exc.key_path}", exc.message) from None
+    return blur_step(steps, cfg.source, f"{where}.metadata")
+
+
+def kernel_basis(cfg: RunConfig, where: str, ds):
+    """The KernelPCA a set's kernels are encoded with (degrade/kernel_pca.py)."""
+    from .degrade.kernel_pca import PCA_FILE, blur_step, fit, load
+
+    src = cfg.source
+    where, ds = _basis_set(cfg, where, ds)
+    if getattr(ds, "degradations", None):
+        return fit(_online_blur_step(cfg, where, ds), ONLINE_PCA_SEED, src, f"{where}.metadata")
+    folder = metadata_csv(cfg, ds).parent
+    path = folder / PCA_FILE
+    if not path.is_file():
+        config = folder / CONFIG_NAME
+        if config.is_file():  # say what is wrong with the pipeline before offering to fit it
+            from .degrade import read_pipeline
+
+            try:
+                steps = read_pipeline(config, overrides={"hr": ".", "out": "."}).steps
+            except ConfigError:
+                steps = None
+            if steps is not None:
+                step = blur_step(steps, src, f"{where}.metadata")
+                if not step.op.varies():
+                    fit(step, 0, src, f"{where}.metadata")  # raises: a fixed kernel
+        raise ConfigError(src, f"{where}.metadata",
+                          f"'blur_kernel' needs {path}, the kernel PCA rumpy degrade writes "
+                          f"beside {CSV_NAME} (this folder predates it); make it with: rumpy "
+                          f"degrade --fit-kernel-pca {folder}")
+    key = (str(path), path.stat().st_mtime_ns)
+    if key not in _LOADED:
+        _LOADED[key] = load(path, src, f"{where}.metadata")
+    return _LOADED[key]
+
+
+def pca_length(cfg: RunConfig, where: str, ds) -> int:
+    """How many values blur_kernel gives in this set (its basis's pca_length)."""
+    basis_where, basis_ds = _basis_set(cfg, where, ds)
+    if getattr(basis_ds, "degradations", None):  # the option, without fitting
+        return int(_online_blur_step(cfg, basis_where, basis_ds).op.options["pca_length"])
+    return kernel_basis(cfg, where, ds).pca_length
 
 
 def normalise(values: np.ndarray, ranges: list[tuple[float, float]]) -> np.ndarray:
@@ -127,6 +249,11 @@ def metadata_ranges(cfg: RunConfig, where: str, ds) -> list[tuple[float, float]]
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         columns, rows = list(reader.fieldnames or []), list(reader)
+    if KERNEL in ds.metadata:
+        raise ConfigError(cfg.source, f"{where}.metadata",
+                          "'blur_kernel' (a kernel's PCA code) has no range in the parameters' "
+                          "units: name the kernel's parameters (sigma_x, ...) to use predicted "
+                          "metadata")
     chosen = [_column(cfg.source, where, name, columns, csv_path) for name in ds.metadata]
     ranges = _column_ranges(rows, chosen, _ranges(csv_path))
     return [ranges[c] for c in chosen]
@@ -157,9 +284,16 @@ def _is_number(value) -> bool:
 
 
 def metadata_length(cfg: RunConfig) -> int:
-    """How many metadata values a conditioned model takes: the training sets' `metadata`."""
-    sets = list(cfg.data.training_sets.values())
-    return len(getattr(sets[0], "metadata", []) or []) if sets else 0
+    """How many metadata values a conditioned model takes: the training sets' `metadata`, with
+    `pca_length` values for blur_kernel."""
+    sets = list(cfg.data.training_sets.items())
+    if not sets:
+        return 0
+    name, ds = sets[0]
+    names = list(getattr(ds, "metadata", []) or [])
+    if KERNEL not in names:
+        return len(names)
+    return len(names) - 1 + pca_length(cfg, f"data.training_sets.{name}", ds)
 
 
 def check_use(cfg: RunConfig, train: list, evals: list, takes_metadata: bool) -> None:

@@ -3,7 +3,8 @@ pipeline) and no `lr` makes each LR patch on the fly from its HR patch. The HR p
 and augmented first, then degraded, so a kernel's recorded angle is the one applied. Every
 random choice comes from a generator seeded by (seed, epoch, index), so an epoch is the same
 whichever worker loads it and a resumed run repeats exactly what an uninterrupted one does.
-Conditioned models get the applied parameters, normalised over the configured ranges."""
+Conditioned models get the applied parameters, normalised over the configured ranges, and for
+`blur_kernel` the applied kernel's PCA code (degrade/kernel_pca.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,13 +14,16 @@ import numpy as np
 from ..config import ConfigError, RunConfig
 from ..registry import did_you_mean
 from .degrade.config import Step, steps_from_table
+from .degrade.kernel_pca import KernelPCA, blur_step
+from .metadata import KERNEL, kernel_basis
 
 
 @dataclass
 class OnlineDegradation:
     steps: list[Step]
-    columns: list[tuple[int, str]]            # metadata: (step position, parameter)
-    ranges: list[tuple[float, float]]
+    columns: list[tuple[int, str | None]]     # metadata: (step position, parameter); None: the
+    ranges: list[tuple[float, float]]         # step's kernel as its PCA code
+    pca: KernelPCA | None = None
 
     def __call__(self, hr: np.ndarray, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -32,6 +36,10 @@ class OnlineDegradation:
             return img, None
         values = []
         for (i, key), (low, high) in zip(self.columns, self.ranges):
+            if key is None:
+                kernel = self.steps[i].op.kernel(applied[i])[None]
+                values.extend(self.pca.normalise(self.pca.encode(kernel))[0])
+                continue
             v = float(applied[i][key])
             values.append((v - low) / (high - low) if high > low else 0.0)
         return img, np.asarray(values, dtype=np.float32)
@@ -63,9 +71,21 @@ def check_online(cfg: RunConfig, where: str, ds) -> OnlineDegradation:
         except ValueError as exc:
             raise ConfigError(cfg.source, f"{where}.crop",
                               f"an HR patch of {ds.crop * cfg.scale} pixels {exc}") from None
-    columns, ranges = [], []
+    columns, ranges, pca = [], [], None
     named = {f"{s.column(k)}": (i, k) for i, s in enumerate(steps) for k in s.op.columns}
     for name in ds.metadata:
+        if name == KERNEL:
+            step = blur_step(steps, cfg.source, f"{where}.metadata")
+            pca = kernel_basis(cfg, where, ds)
+            if pca.kernel_size != step.op.options["kernel_size"]:
+                raise ConfigError(cfg.source, f"{where}.degradations.deg_configs",
+                                  f"kernel_size {step.op.options['kernel_size']}: the kernel PCA "
+                                  f"the model's codes come from is for {pca.kernel_size}x"
+                                  f"{pca.kernel_size} kernels (blur every set with the same "
+                                  f"kernel_size)")
+            columns.append((steps.index(step), None))
+            ranges.append((0.0, 1.0))
+            continue
         matches = [c for c in named if c == name or c.endswith(f"-{name}")]
         if len(matches) != 1:
             short = sorted({c.split("-", 2)[-1] for c in named})
@@ -78,4 +98,4 @@ def check_online(cfg: RunConfig, where: str, ds) -> OnlineDegradation:
             raise ConfigError(cfg.source, f"{where}.metadata", f"{name!r} is not a number")
         columns.append((i, key))
         ranges.append(steps[i].op.ranges().get(key, (0.0, 1.0)))
-    return OnlineDegradation(steps, columns, ranges)
+    return OnlineDegradation(steps, columns, ranges, pca)

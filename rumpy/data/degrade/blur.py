@@ -23,12 +23,36 @@ def _check_size(op: Operation) -> None:
 
 
 class _Blur(Operation):
+    """What the kernel PCA (`metadata = ["blur_kernel"]`, kernel_pca.py) needs of a blur step:
+    its kernel rebuilt from recorded parameters, and whether its kernels vary at all."""
+
     def out_size(self, h: int, w: int) -> tuple[int, int]:
         k = self.options["kernel_size"]
         if min(h, w) <= k // 2:
             raise ValueError(f"is {w}x{h} at the {self.name} step, too small for its {k}x{k} "
                              f"kernel (sides of at least {k // 2 + 1} pixels)")
         return h, w
+
+    def check_pca(self) -> None:
+        o, size = self.options, self.options["kernel_size"]
+        for key in ("pca_length", "pca_batch_len"):
+            if not isinstance(o[key], int) or isinstance(o[key], bool) or o[key] < 1:
+                self.fail(key, f"expected a positive integer, got {o[key]!r}")
+        if o["pca_length"] > size * size:
+            self.fail("pca_length", f"expected at most kernel_size**2 = {size * size} (a "
+                                    f"{size}x{size} kernel has that many values), got "
+                                    f"{o['pca_length']}")
+        if o["pca_batch_len"] < o["pca_length"]:
+            self.fail("pca_batch_len", f"expected at least pca_length = {o['pca_length']} "
+                                       f"kernels to fit the PCA on, got {o['pca_batch_len']}")
+
+    def kernel(self, params: dict[str, Any]) -> np.ndarray:
+        """The k x k kernel `apply` uses for these (sampled or recorded) parameters."""
+        raise NotImplementedError
+
+    def varies(self) -> bool:
+        """Whether the kernels are drawn at random (else every image has the same one)."""
+        raise NotImplementedError
 
 
 @DEGRADATIONS.register("realesrganblur")
@@ -42,11 +66,16 @@ class RealESRGANBlur(_Blur):
                 "random_selection": True, "selected_kernel": "iso", "sigma_x": 1.0,
                 "sigma_y": 1.0, "rotation": 0.0, "beta_g": 1.0, "beta_p": 1.0,
                 "omega_c": math.pi / 2, "normalize_metadata": True, "use_kernel_code": False,
-                "request_kernel_metadata": True, "request_pca_kernels": False,
-                "request_full_kernels": False, "pca_length": 10}
-    ignored = ("device", "pca_batch_len", "load_pca_matrix")
+                "request_kernel_metadata": True, "request_pca_kernels": True,
+                "request_full_kernels": False, "pca_length": 10, "pca_batch_len": 30000}
+    ignored = ("device", "load_pca_matrix")
     columns = {"kernel_type": str, "kernel_size": int, "sigma_x": float, "sigma_y": float,
                "rotation": float, "beta_g": float, "beta_p": float, "omega_c": float}
+
+    def _check_type(self, key: str, value: Any, default: Any) -> None:
+        if key == "kernel_range" and value == "all":  # the original's shorthand, expanded below
+            return
+        super()._check_type(key, value, default)
 
     def check(self) -> None:
         o = self.options
@@ -70,10 +99,11 @@ class RealESRGANBlur(_Blur):
                        "beta_g": self.range_option("betag_range", 1e-3),
                        "beta_p": self.range_option("betap_range", 1e-3),
                        "omega_c": self.range_option("omega_c_range", 1e-3, math.pi)}
-        if o["request_pca_kernels"] or o["request_full_kernels"]:
-            key = "request_pca_kernels" if o["request_pca_kernels"] else "request_full_kernels"
-            self.fail(key, "kernel PCA codes and full kernels are not written by rumpy degrade; "
-                           "the kernel's parameters are (set it to false)")
+        if o["request_full_kernels"]:
+            self.fail("request_full_kernels", "full kernels are not written by rumpy degrade: "
+                                              "each is rebuilt exactly from its recorded "
+                                              "parameters (set it to false)")
+        self.check_pca()
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         o = self.options
@@ -94,12 +124,17 @@ class RealESRGANBlur(_Blur):
         p = {k: (v if k in used else 0.0) for k, v in p.items()}
         return {"kernel_type": kind, "kernel_size": o["kernel_size"], **p}
 
-    def apply(self, img: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    def kernel(self, params: dict[str, Any]) -> np.ndarray:
         kind = params["kernel_type"]
         if isinstance(kind, (int, float)):
             kind = KERNEL_TYPES[int(kind)]
-        kernel = make_kernel(kind, int(params["kernel_size"]), params)
-        return to_uint8(filter2d(img, kernel))
+        return make_kernel(kind, int(params["kernel_size"]), params)
+
+    def varies(self) -> bool:
+        return bool(self.options["random_selection"])
+
+    def apply(self, img: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        return to_uint8(filter2d(img, self.kernel(params)))
 
     def ranges(self) -> dict[str, tuple[float, float]]:
         return dict(self.bounds)
@@ -115,9 +150,9 @@ class SRMDGaussianBlur(_Blur):
     name = "srmdgaussianblur"
     defaults = {"random": False, "sig": 2.6, "sig_min": 0.2, "sig_max": 4.0, "rate_iso": 1.0,
                 "scaling": 3.0, "kernel_size": 21, "normalize_metadata": True,
-                "request_kernel_metadata": True, "request_pca_kernels": False,
-                "request_full_kernels": False, "pca_length": 10}
-    ignored = ("device", "pca_batch_len", "load_pca_matrix", "noise", "rate_cln", "noise_high")
+                "request_kernel_metadata": True, "request_pca_kernels": True,
+                "request_full_kernels": False, "pca_length": 10, "pca_batch_len": 30000}
+    ignored = ("device", "load_pca_matrix", "noise", "rate_cln", "noise_high")
     columns = {"kernel_size": int, "isotropic_sigma": float, "anisotropic_x": float,
                "anisotropic_y": float, "anisotropic_pi": float}
 
@@ -131,9 +166,11 @@ class SRMDGaussianBlur(_Blur):
             self.fail("rate_iso", f"expected a probability in [0, 1], got {o['rate_iso']}")
         if o["sig"] <= 0:
             self.fail("sig", f"expected a positive sigma, got {o['sig']}")
-        if o["request_pca_kernels"] or o["request_full_kernels"]:
-            self.fail("request_pca_kernels", "kernel PCA codes and full kernels are not written "
-                                             "by rumpy degrade; set it to false")
+        if o["request_full_kernels"]:
+            self.fail("request_full_kernels", "full kernels are not written by rumpy degrade: "
+                                              "each is rebuilt exactly from its recorded "
+                                              "parameters (set it to false)")
+        self.check_pca()
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         o = self.options
@@ -152,16 +189,20 @@ class SRMDGaussianBlur(_Blur):
         return {"kernel_size": o["kernel_size"], "isotropic_sigma": 0.0, "anisotropic_x": sx,
                 "anisotropic_y": sy, "anisotropic_pi": angle}
 
-    def apply(self, img: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    def kernel(self, params: dict[str, Any]) -> np.ndarray:
         size = int(params["kernel_size"])
         if params["isotropic_sigma"] > 0:
             s = params["isotropic_sigma"]
-            kernel = make_kernel("iso", size, {"sigma_x": s, "sigma_y": s, "rotation": 0.0})
-        else:
-            kernel = make_kernel("aniso", size, {"sigma_x": params["anisotropic_x"],
-                                                 "sigma_y": params["anisotropic_y"],
-                                                 "rotation": params["anisotropic_pi"]})
-        return to_uint8(filter2d(img, kernel))
+            return make_kernel("iso", size, {"sigma_x": s, "sigma_y": s, "rotation": 0.0})
+        return make_kernel("aniso", size, {"sigma_x": params["anisotropic_x"],
+                                           "sigma_y": params["anisotropic_y"],
+                                           "rotation": params["anisotropic_pi"]})
+
+    def varies(self) -> bool:
+        return bool(self.options["random"])
+
+    def apply(self, img: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        return to_uint8(filter2d(img, self.kernel(params)))
 
     def ranges(self) -> dict[str, tuple[float, float]]:
         o = self.options

@@ -2,7 +2,8 @@
 generator seeded by (seed, the image's relative path, the copy's number), so the same config
 gives identical files whatever the image order. Writes the LR images, degradation_metadata.csv
 (one row per LR image, one column per parameter of every step, the values actually applied) and
-degradation_config.toml (the resolved pipeline); all checks run before the first write."""
+degradation_config.toml (the resolved pipeline), and with a blur step drawing random kernels,
+kernel_pca.npz (kernel_pca.py); all checks run before the first write."""
 from __future__ import annotations
 
 import csv
@@ -18,7 +19,9 @@ from PIL import Image
 from ...config.errors import ConfigError
 from ...utils.atomic import atomic_open, atomic_write_text
 from ..images import IMAGE_EXTENSIONS, image_size, read_rgb
-from .config import Pipeline, Step
+from .blur import _Blur
+from .config import Pipeline, Step, read_pipeline
+from .kernel_pca import PCA_FILE, KernelPCA, blur_step, fit
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +44,23 @@ def degrade(img: np.ndarray, steps: list[Step], rng: np.random.Generator
     return img, applied
 
 
+def row_params(step: Step, row: dict[str, str]) -> dict[str, Any]:
+    """A step's parameters as a metadata row records them (KeyError: a column is missing;
+    ValueError: a value is not of its column's type)."""
+    params = {}
+    for key, kind in step.op.columns.items():
+        value = row[step.column(key)]
+        if kind is str and value.lstrip("-").isdigit():  # kernel_type as a code
+            params[key] = int(value)
+        else:
+            params[key] = kind(float(value)) if kind is int else kind(value)
+    return params
+
+
 def reapply(img: np.ndarray, steps: list[Step], row: dict[str, str]) -> np.ndarray:
     """HR image -> the LR image a metadata row describes (its parameters, no randomness)."""
     for step in steps:
-        params = {}
-        for key, kind in step.op.columns.items():
-            value = row[step.column(key)]
-            try:
-                params[key] = kind(float(value)) if kind is int else kind(value)
-            except ValueError:  # kernel_type as a code
-                params[key] = int(value)
-            if kind is str and value.lstrip("-").isdigit():
-                params[key] = int(value)
-        img = step.op.apply(img, params)
+        img = step.op.apply(img, row_params(step, row))
     return img
 
 
@@ -104,6 +111,7 @@ def _format(value: Any) -> str:
 def run(p: Pipeline) -> int:
     """Degrade the folder; returns how many LR images were written."""
     images = check(p)
+    pca = _kernel_pca(p)
     p.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for path in images:
@@ -127,9 +135,40 @@ def run(p: Pipeline) -> int:
     writer.writerows(rows)
     atomic_write_text(p.out / METADATA_FILE, text.getvalue())
     atomic_write_text(p.out / CONFIG_FILE, resolved_toml(p))
-    log.info("wrote %d degraded images (%d HR x %d) to %s, with %s and %s", len(rows),
-             len(images), p.multiples, p.out, METADATA_FILE, CONFIG_FILE)
+    if pca is not None:
+        pca.save(p.out / PCA_FILE)
+    log.info("wrote %d degraded images (%d HR x %d) to %s, with %s and %s%s", len(rows),
+             len(images), p.multiples, p.out, METADATA_FILE, CONFIG_FILE,
+             f" ({PCA_FILE} too)" if pca is not None else "")
     return len(rows)
+
+
+def _kernel_pca(p: Pipeline) -> KernelPCA | None:
+    """The basis of the pipeline's kernel distribution, for `metadata = ["blur_kernel"]`; none
+    when there is no single blur step drawing its kernels at random (a data set asking for the
+    code then says why) or when the step sets request_pca_kernels = false (the original tool's
+    switch; here it defaults to true)."""
+    blurs = [s for s in p.steps if isinstance(s.op, _Blur)]
+    if (len(blurs) != 1 or not blurs[0].op.varies()
+            or not blurs[0].op.options["request_pca_kernels"]):
+        return None
+    return fit(blurs[0], p.seed, p.source, f"pipeline[{blurs[0].index}]")
+
+
+def fit_folder(folder: Path) -> KernelPCA:
+    """`rumpy degrade --fit-kernel-pca FOLDER`: (re)write the kernel PCA of a folder rumpy
+    degrade wrote (before kernel_pca.npz existed), from its degradation_config.toml."""
+    config = folder / CONFIG_FILE
+    if not config.is_file():
+        raise ConfigError(str(folder), "", f"no {CONFIG_FILE}: --fit-kernel-pca takes a folder "
+                                           f"written by rumpy degrade")
+    p = read_pipeline(config, overrides={"hr": ".", "out": "."})
+    step = blur_step(p.steps, str(config), "pipeline")
+    pca = fit(step, p.seed, str(config), f"pipeline[{step.index}]")
+    pca.save(folder / PCA_FILE)
+    log.info("wrote %s (%d components of %dx%d kernels)", folder / PCA_FILE, pca.pca_length,
+             pca.kernel_size, pca.kernel_size)
+    return pca
 
 
 def resolved_toml(p: Pipeline) -> str:
