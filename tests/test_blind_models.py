@@ -179,7 +179,6 @@ def test_missing_row_is_a_one_line_error_naming_the_image(degraded, tmp_path, ca
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"metadata": '["sigma_z"]'}, "no column 'sigma_z'"),
-    ({"metadata": '["blur_kernel"]'}, "PCA code"),
     ({"metadata": "[]", "eval_metadata": "[]"}, "is conditioned on degradation metadata"),
     ({"eval_metadata": '["sigma_x"]'}, "set chelsea gives ['sigma_x']"),
     ({"train_csv": '"missing.csv"'}, "file not found"),

@@ -31,10 +31,14 @@ pipeline = [['srmdgaussianblur', 'b-config'], ['downsample', 'd-config']]
 [deg_configs.d-config]
 scale = 4
 [deg_configs.b-config]
+request_pca_kernels = true
+request_full_kernels = false
+request_kernel_metadata = true
+random = true
 kernel_size = 7
 """
 
-META = "'isotropic_sigma'"
+META = "'blur_kernel'"
 
 # [model] of each shipped sample config: name and internal parameters, as shipped but for the
 # values of size keys.
@@ -278,11 +282,12 @@ def test_request_crops_cutoff_shortlist_drop_last(data, tmp_path):
     # warning, none found is an error
     shortlist.write_text(f"{data['hr'] / '0002.png'}\n0099\n0003\n0004\n0005\n")
     task = TASKS.get("sisr")(load_config(write(tmp_path, text, "m.toml")))
+    task.check_config()
     task.check_data()
     assert task._train_sets[1].keys == ["0005"]
     shortlist.write_text("0099\n0098.png\n")
     with pytest.raises(ConfigError, match="image_shortlist: none of the 2 images .* has an LR/HR"):
-        TASKS.get("sisr")(load_config(write(tmp_path, text, "m.toml"))).check_data()
+        TASKS_check(write(tmp_path, text, "m.toml"))
 
 
 def test_model_cleanup_keeps_best_and_last(data, tmp_path):
