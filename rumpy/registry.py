@@ -52,8 +52,8 @@ def did_you_mean(name: str, options: list[str]) -> str:
     """'; did you mean 'x'?' for the closest option, or '' when nothing is really close."""
     lowered = {o.lower(): o for o in options}
     key = name.lower()
-    close = [o for o in difflib.get_close_matches(key, list(lowered), n=len(lowered), cutoff=0.6)
-             if _similar(key, o)]
+    close = [o for o in difflib.get_close_matches(key, list(lowered), n=max(1, len(lowered)),
+                                                  cutoff=0.6) if _similar(key, o)]
     if not close:  # `hr_dir` for `hr`, `metric` for `metrics`: one name inside the other
         close = sorted((o for o in lowered if len(o) >= 2 and o != key and
                         (key.startswith(o) or o.startswith(key)) and

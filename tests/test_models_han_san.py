@@ -68,13 +68,14 @@ def test_paper_sizes():
 
 
 def test_layer_attention_sees_every_group():
+    torch.manual_seed(0)  # the size of the change depends on the weights: fixed, not by chance
     model = build_model("han", SMALL["han"], scale=2)
     seen = []
     model.layer_attention.register_forward_hook(lambda m, args, out: seen.append(args[0]))
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         plain = model(x)
-        hook = model.groups[0].register_forward_hook(lambda m, args, out: out + 0.5)
+        hook = model.groups[0].register_forward_hook(lambda m, args, out: out * 3 + 1)
         model(x)
         hook.remove()
     assert seen[0].shape == (1, 3, 16, 8, 8)  # 2 groups and the body's closing conv
