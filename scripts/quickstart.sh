@@ -50,6 +50,7 @@ PY
         --experiment_name "blind_quick_sftmd_$stamp" "$@"
     exec .venv/bin/train_sisr --parameters args/blind_quick.toml --gpu off \
         --experiment_name "blind_quick_edsr_$stamp" 'model.name="edsr"' \
+        'model.internal_params.num_blocks=15' \
         'data.training_sets.train.metadata=[]' 'data.eval_sets.val.metadata=[]' "$@"
 fi
 exec .venv/bin/train_sisr --parameters args/quickstart.toml --gpu off \

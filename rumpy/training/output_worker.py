@@ -35,7 +35,7 @@ import weakref
 log = logging.getLogger(__name__)
 
 MAX_BACKLOG = 8     # queued jobs (~3 epochs' outputs) before training waits: bounded memory
-NICE = 5            # below training, but not starved by other users' jobs (it must still drain)
+NICE = 19           # only idle CPU: on a machine training saturates, outputs wait (they drain at the end)
 PATIENCE_S = 120.0  # a drain gives up (and kills the worker) after this long without progress
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
