@@ -62,7 +62,7 @@ def shipped(data: dict, model: str, params: str, batch_size: int, *, extra_train
             extra_data: str = "", epoch_cutoff: int = 1300) -> str:
     """A config in the shipped layout (same keys, same order, same comments)."""
     def data_set(role: str) -> str:
-        lines = [f"name = 'div2k'", f"lr = '{data['lr']}'",
+        lines = ["name = 'div2k'", f"lr = '{data['lr']}'",
                  "lr_interp = 'N/A'  # low res data pre-scaled using bicubic interpolation",
                  f"hr = '{data['hr']}'", "degradation_metadata = 'on_site'"]
         if role == "train":

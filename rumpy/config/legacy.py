@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +34,21 @@ def _given_by_user(origin: str) -> bool:
     return origin.startswith("--") or "=" in origin
 
 
-def _move(table: dict, section: str, old: str, new: str, out: Translation, value: Any = None,
-          origins: dict | None = None) -> None:
+def _move(table: dict, section: str, old: str, new: str, out: Translation,
+          origins: dict) -> None:
     """section.old -> section.new (unless the user set section.new on the command line); both
     in files with different values is a problem."""
     sec = table[section]
     given = sec.pop(old)
-    value = given if value is None else value
-    if new in sec and sec[new] != value:
-        origin = (origins or {}).get(f"{section}.{new}", "")
+    if new in sec and sec[new] != given:
+        origin = origins.get(f"{section}.{new}", "")
         if _given_by_user(origin):
             return
         out.problems.append((f"{section}.{old}", f"{old} = {given!r} (the original tool's name "
                                                  f"for {new}) contradicts {new} = {sec[new]!r}: "
                                                  f"give one of them"))
         return
-    sec[new] = value
+    sec[new] = given
     out.renamed[f"{section}.{new}"] = f"{section}.{old}"
 
 
@@ -82,7 +80,7 @@ def _training(table: dict, out: Translation, origins: dict) -> None:
         t.pop(key)
         used = [m for m in t.get("metrics") or [] if m in FACE_METRICS]
         if used:
-            out.problems.append((f"training.metrics", f"{used[0]} (face recognition) is not "
+            out.problems.append(("training.metrics", f"{used[0]} (face recognition) is not "
                                                      f"supported by rumpy: it needs a VGG-Face "
                                                      f"model and gallery; remove it"))
         else:
