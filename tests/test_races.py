@@ -243,7 +243,7 @@ def test_interrupted_fork_leaves_nothing_behind(write_config, tmp_path, monkeypa
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("rumpy.tree.plan.write_json", ctrl_c)  # mid-way through the branch
+    monkeypatch.setattr("rumpy.tree.apply.write_json", ctrl_c)  # mid-way through the branch
     with pytest.raises(KeyboardInterrupt):
         start(run)
     assert Node(parent, "").children() == [] and _hidden(parent) == []

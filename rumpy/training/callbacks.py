@@ -8,7 +8,7 @@ import logging
 from ..results.columns import eval_columns
 from ..results.summary import write_table
 from ..tree.node import INTERRUPTED
-from ..tree.plan import finish_replacement
+from ..tree.apply import finish_replacement
 from ..tree.retention import prune_checkpoints
 from .output_worker import OutputWorker
 from .saving import CheckpointWriter

@@ -25,7 +25,8 @@ from ..tasks.base import IP
 from ..tracking import TRACKERS
 from ..tree.lock import NodeLock, NodeLockedError, check_unlocked, file_lock
 from ..tree.node import LINEAGE, DamagedNode, Node, write_json
-from ..tree.plan import Plan, TreeError, apply_plan, plan_run, undo_creation
+from ..tree.apply import apply_plan, undo_creation
+from ..tree.plan import Plan, TreeError, plan_run
 from ..utils.folders import folder_problem
 from .checkpoint import WEIGHTLESS_PARTS, assemble, rng_state, set_rng_state
 from .distributed import SINGLE, Dist

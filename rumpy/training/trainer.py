@@ -14,7 +14,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..results.columns import eval_columns
 from ..results.summary import SummaryLog
 from ..tree.node import INTERRUPTED
-from ..tree.plan import finish_replacement, restore_replaced
+from ..tree.apply import finish_replacement, restore_replaced
 from .callbacks import Callback, default_callbacks
 from .checkpoint import save_checkpoint
 from .distributed import SINGLE, Dist
