@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rumpy.config import load_config
+from rumpy.catalog import load_config
 from rumpy.config.schema import (DataConfig, InternalParams, ModelConfig, RunConfig,
                                  TrainingConfig)
 from rumpy.data.kinds import DATASET_KINDS

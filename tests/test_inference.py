@@ -17,7 +17,7 @@ from inference_nodes import image_regression_node, regression_node, sr_nodes
 import rumpy
 from rumpy.cli.main import main as rumpy_main
 from rumpy.data.images import read_rgb, to_float
-from rumpy.inference.cli import eval_sisr_main
+from rumpy.cli.evaluate import eval_sisr_main
 from rumpy.inference.load import InferenceError, load_experiment, saved_epochs
 from rumpy.inference.runner import Runner
 
@@ -159,7 +159,7 @@ def test_predict_regression_gives_original_units(reg):
     assert np.allclose(rumpy.predict(model, x[3]), pred[3])   # one sample -> (T,)
     with pytest.raises(InferenceError, match=r"takes samples of shape \[6\]"):
         rumpy.predict(model, x[:, :5])
-    with pytest.raises(InferenceError, match="super-resolution models only"):
+    with pytest.raises(InferenceError, match="for image outputs"):
         rumpy.predict(model, x, tile=8)
 
 

@@ -114,7 +114,7 @@ def test_online_training_resumes_exactly(tmp_path, tiny_sets, val_set):
 
 
 def test_online_patches_and_their_metadata(tmp_path, tiny_sets, val_set):
-    from rumpy.config.load import load_config
+    from rumpy.catalog import load_config
     from rumpy.data.paired import build_loaders, check_data
 
     cfg = load_config(online_toml(tmp_path, tiny_sets, val_set))

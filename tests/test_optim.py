@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rumpy.config import load_config
+from rumpy.catalog import load_config
 from rumpy.training.optim import OPTIMIZERS, SCHEDULERS
 from rumpy.training.setup import prepare
 

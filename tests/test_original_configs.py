@@ -17,7 +17,8 @@ import torch
 
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
 from rumpy.data.datasets import augment
 from rumpy.data.images import write_png
 from conftest import rows

@@ -20,7 +20,8 @@ from conftest import no_timing, rows, same_weights, weights
 
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
 from rumpy.data.blur_set import build_blur_set
 from rumpy.training.checkpoint import load_checkpoint
 from rumpy.training.setup import prepare

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="nodes to draw ('.' = the root); default: all")
     plot.add_argument("-o", "--output", default="compare.png")
     plot.set_defaults(func=_plot)
-    from ..inference.cli import add_parsers as add_inference_parsers  # eval, export-model
+    from .evaluate import add_parsers as add_inference_parsers  # eval, export-model
     add_inference_parsers(sub)
     from .sweep import add_parsers as add_sweep_parsers  # sweep, table
     add_sweep_parsers(sub)

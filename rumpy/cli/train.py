@@ -10,7 +10,8 @@ import logging.handlers
 import shlex
 import sys
 
-from ..config import ConfigError, load_config
+from ..catalog import load_config
+from ..config import ConfigError
 from .args import Parser, epoch, integer
 from ..logs import attach_file, detach_file, setup_console
 from ..results.run_folder import RunExistsError

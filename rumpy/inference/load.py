@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ConfigError, RunConfig, load_config
-from ..models import MODELS, build_model
-from ..tasks import TASKS
+from ..catalog import load_config
+from ..config import ConfigError, RunConfig
+from ..tasks import TASKS, InferenceError, Task
 from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
 from ..tree.node import Node
 from ..tree.plan import best_saved_epoch
@@ -24,13 +24,11 @@ from ..tree.plan import best_saved_epoch
 log = logging.getLogger(__name__)
 
 
-class InferenceError(ValueError):
-    """Bad input to load, predict, eval or export: one line saying what and where."""
-
-
 @dataclass
 class LoadedModel:
-    """What a loaded model's weights alone do not say: attached to the model as `.rumpy`."""
+    """What a loaded model's weights alone do not say: attached to the model as `.rumpy`.
+    The task's own facts (sisr: scale, pre_upsampled; regression: stats, target_names) are
+    read as attributes too (`model.rumpy.scale`)."""
 
     node: Node
     epoch: int
@@ -39,18 +37,21 @@ class LoadedModel:
     task: str
     model_name: str
     model_kwargs: dict                       # the constructor arguments the task supplied
-    scale: int | None = None                 # sisr
-    pre_upsampled: bool = False              # sisr: the model takes bicubic-upsampled LR
-    stats: dict | None = None                # regression: input/target mean and std (tensors)
-    target_names: list[str] = field(default_factory=list)
-    normalize_inputs: bool = False
-    normalize_targets: bool = False
     task_state: dict = field(default_factory=dict)   # the checkpoint's parts["task"]
     summary_row: dict = field(default_factory=dict)  # the epoch's summary.csv row
+    facts: dict = field(default_factory=dict)        # Task.loaded_info()
+    task_object: object = None                       # the node's Task, set up for nothing yet
 
     @property
     def path(self) -> Path:
         return self.node.path
+
+    def __getattr__(self, name: str):
+        facts = self.__dict__.get("facts") or {}
+        if name in facts:
+            return facts[name]
+        raise AttributeError(f"{type(self).__name__} of task {self.__dict__.get('task')!r} "
+                             f"has no {name!r}")
 
 
 def find_node(path: str | Path) -> Node:
@@ -109,25 +110,17 @@ def load_node_config(node: Node) -> RunConfig:
         raise InferenceError(str(exc)) from None
 
 
-def _sr_kwargs(cfg: RunConfig, task_state: dict) -> dict:
-    if getattr(MODELS.get(cfg.model.name), "takes_metadata", False):
-        from ..data.metadata import metadata_length
-        return {"scale": cfg.scale, "num_metadata": metadata_length(cfg)}
-    return {"scale": cfg.scale}
-
-
-def _regression_kwargs(cfg: RunConfig, task_state: dict) -> dict:
-    kwargs = task_state.get("model_kwargs")
-    if not kwargs or not task_state.get("stats"):
-        raise InferenceError("the checkpoint holds no model_kwargs/normalisation statistics "
-                             "(written by an older rumpy); continue the run one epoch to get a "
-                             "checkpoint that does")
-    return dict(kwargs)
-
-
-# The constructor arguments each task supplies, from the config or the checkpoint (never from
-# the data: the training sets need not be on this machine).
-MODEL_KWARGS = {"sisr": _sr_kwargs, "regression": _regression_kwargs}
+def make_task(cfg: RunConfig, task_state: dict, device: torch.device) -> Task:
+    """The node's task on `cfg`, checked against the registries (this fills the architecture's
+    defaults), on `device`, with the checkpoint's task state loaded. Its data is not set up."""
+    task = TASKS.get(cfg.task)(cfg)
+    try:
+        task.check_config()
+    except ConfigError as exc:
+        raise InferenceError(str(exc)) from None
+    task.device = torch.device(device)
+    task.load_state_dict(task_state)
+    return task
 
 
 def load_experiment(path: str | Path, epoch: int | str = "best", device: str | torch.device = "cpu"
@@ -137,8 +130,6 @@ def load_experiment(path: str | Path, epoch: int | str = "best", device: str | t
     node = find_node(path)
     choice = parse_epoch(epoch)
     cfg = load_node_config(node)
-    if cfg.task not in MODEL_KWARGS:
-        raise InferenceError(f"{node.path}: task {cfg.task!r} has no inference support yet")
     try:
         saved = saved_epochs(node)
     except ValueError as exc:  # a branch whose lineage cannot be read
@@ -158,15 +149,11 @@ def load_experiment(path: str | Path, epoch: int | str = "best", device: str | t
         state = load_checkpoint(path_)
     except CorruptCheckpoint as exc:
         raise InferenceError(str(exc)) from None
-    task = TASKS.get(cfg.task)(cfg)
-    try:
-        task.check_config()  # fills the architecture's defaults; sisr: pre_upsampled
-    except ConfigError as exc:
-        raise InferenceError(str(exc)) from None
     task_state = state["parts"].get("task") or {}
-    kwargs = MODEL_KWARGS[cfg.task](cfg, task_state)
+    task = make_task(cfg, task_state, torch.device(device))
+    kwargs = task.model_kwargs()  # from the config and the checkpoint, never from the data
     try:
-        model = build_model(cfg.model.name, cfg.model.internal_params.arch, **kwargs)
+        model = task.build_model()
         model.load_state_dict(state["parts"]["model"])
     except (ValueError, TypeError, RuntimeError, KeyError) as exc:
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -177,14 +164,10 @@ def load_experiment(path: str | Path, epoch: int | str = "best", device: str | t
                state.get("summary_row") or {})
     model.rumpy = LoadedModel(
         node=node, epoch=choice, checkpoint=path_, cfg=cfg, task=cfg.task,
-        model_name=cfg.model.name, model_kwargs=kwargs, scale=cfg.scale,
-        pre_upsampled=bool(getattr(MODELS.get(cfg.model.name), "pre_upsampled", False)),
-        stats=task_state.get("stats"), target_names=list(task_state.get("target_names") or []),
-        normalize_inputs=bool(cfg.data.normalize_inputs),
-        normalize_targets=bool(cfg.data.normalize_targets), task_state=task_state,
-        summary_row=dict(row))
+        model_name=cfg.model.name, model_kwargs=kwargs, task_state=task_state,
+        summary_row=dict(row), facts=task.loaded_info(), task_object=task)
     log.info("loaded %s epoch %d (%s%s)", node.path, choice, cfg.model.name,
-             f", x{cfg.scale}" if cfg.scale else "")
+             f", {task.describe()}" if task.describe() else "")
     return model
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, RunConfig, load_config
+from ..catalog import load_config
+from ..config import ConfigError, RunConfig
 from ..config.compose import compose
 from ..registry import did_you_mean
 

@@ -18,15 +18,27 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 from ..utils.atomic import atomic_write_text
+from .declared import reserved_names, writer_of
 from .lock import lock_holder
 
 LINEAGE = "lineage.json"
 STATUS = "status.json"
 INTERRUPTED = "interrupted.pt"
 LAST, BEST = "last.pt", "best.pt"
-# Names inside a node folder that are not branches (and so cannot be branch names).
-RESERVED = {"config.toml", "train.log", "result_outputs", "saved_models", "tensorboard", "eval",
-            "export", LINEAGE, STATUS, ".lock"}
+
+
+class _Reserved:
+    """Names inside a node folder that are not branches (and so cannot be branch names): what
+    the writers declared (tree/declared.py), read when asked, so later declarations count."""
+
+    def __contains__(self, name: str) -> bool:
+        return writer_of("node", name) is not None
+
+    def __iter__(self):
+        return iter(sorted(reserved_names()))
+
+
+RESERVED = _Reserved()
 
 
 log = logging.getLogger(__name__)
@@ -304,13 +316,6 @@ def _recover_lineage(node: "Node") -> dict:
     return found
 
 
-# What rumpy writes inside a node (besides branches and hidden temp/lock files).
-_MODEL_FILE = re.compile(r"(epoch_\d+|weights_\d+|interrupted|last|best)\.pt(\.sha256)?"
-                         r"(\.corrupt)?")
-_OUTPUT_FILE = re.compile(r"summary\.csv|\w+_baseline\.csv|per_(image|sample)_epoch_\d+\.csv|"
-                          r"[\w.-]+\.png|epoch_\d+_samples|examples")
-
-
 def foreign_content(folder: Path) -> str | None:
     """Why `folder` is not recognisably a rumpy node made by rumpy (None when it is): anything
     overwrite_data would delete must be rumpy's own."""
@@ -325,17 +330,13 @@ def foreign_content(folder: Path) -> str | None:
         return "its config.toml is not a rumpy config"
     for entry in folder.iterdir():
         name = entry.name
-        if name.startswith(".") or name in ("config.toml", "train.log", LINEAGE, STATUS,
-                                             "tensorboard", "eval", "export"):
-            continue  # (eval/ and export/ are written by rumpy eval and rumpy export-model)
         if entry.is_symlink():
             return f"it holds a symbolic link, {name}"
-        if name == "saved_models" and entry.is_dir():
+        if name in ("saved_models", "result_outputs") and entry.is_dir():
             stray = [e.name for e in entry.iterdir()
-                     if not e.name.startswith(".") and not _MODEL_FILE.fullmatch(e.name)]
-        elif name == "result_outputs" and entry.is_dir():
-            stray = [e.name for e in entry.iterdir()
-                     if not e.name.startswith(".") and not _OUTPUT_FILE.fullmatch(e.name)]
+                     if not e.name.startswith(".") and writer_of(name, e.name) is None]
+        elif name.startswith(".") or writer_of("node", name) is not None:
+            continue  # a hidden temp/lock file, or what a declared writer makes (declared.py)
         elif entry.is_dir() and (entry / "config.toml").is_file():
             problem = foreign_content(entry)  # a branch: the same rules
             if problem:
