@@ -10,11 +10,10 @@ from .config.load import install_catalog, load_config as _load_config
 from .data.kinds import DATASET_KINDS
 from .plugins import PluginError, load_entry_points, load_plugins
 from .tasks import TASKS
-# Modules whose writers declare the files they put in a node (tree/declared.py): loaded with
+# Modules whose writers declare the files they put in a node (core/declared.py): loaded with
 # the catalog, so every command that checks a node knows them.
-from . import tracking, results  # noqa: F401
-from .inference import folders  # noqa: F401
-from .results import run_folder  # noqa: F401
+from . import tracking  # noqa: F401
+from .core import run_folder  # noqa: F401
 
 
 class PackageCatalog:

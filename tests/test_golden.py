@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from rumpy.cli.train import main as train_main
-from rumpy.results.summary import TIMING_COLUMNS
-from rumpy.training.checkpoint import load_checkpoint
+from rumpy.core.summary import TIMING_COLUMNS
+from rumpy.core.checkpoint import load_checkpoint
 
 GOLDEN = Path(__file__).parent / "golden"
 

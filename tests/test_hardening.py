@@ -476,7 +476,7 @@ def test_full_disk_ends_the_run_with_one_line_and_continuing_is_exact(write_conf
     import subprocess
     import sys
     from conftest import no_timing
-    from rumpy.training.checkpoint import load_checkpoint
+    from rumpy.core.checkpoint import load_checkpoint
     text = write_config(num_epochs=25, aim=True).read_text()
     whole = write_config(name="whole.toml", text=text)
     assert train_main(["--parameters", str(whole), "--experiment_name", "whole"]) == 0

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rumpy.catalog import load_config
-from rumpy.training.optim import OPTIMIZERS, SCHEDULERS
+from rumpy.core.optim import OPTIMIZERS, SCHEDULERS
 from rumpy.training.setup import prepare
 
 SCHEDULER_PARAMS = {

@@ -19,7 +19,7 @@ from rumpy.cli.train import main as train_main
 from rumpy.catalog import load_config
 from rumpy.config import ConfigError
 from rumpy.registry import did_you_mean
-from rumpy.results.columns import find_column
+from rumpy.core.columns import find_column
 from rumpy.results.compare import compare_figure
 from rumpy.results.export import best_table, epochs_table
 from rumpy.results.samples import LABEL, sample_strip

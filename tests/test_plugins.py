@@ -164,6 +164,9 @@ def test_a_plugin_model_next_to_the_toml_trains_evaluates_exports_and_is_missed_
     (tmp_path / "my_models.py").write_text(MODEL_PLUGIN + "\n# edited\n")
     changed = _ok(_run("rumpy", "eval", str(node)))
     assert "changed since the node was trained" in changed.stderr
+    went_on = _ok(_run("train_sisr", "--parameters", str(node / "config.toml"),
+                       "--continue_from_epoch", "last", "--num_epochs", "2"))
+    assert "changed since the node was trained" in went_on.stderr
     (tmp_path / "my_models.py").unlink()
     gone = _run("rumpy", "eval", str(node))
     assert gone.returncode == 2 and "Traceback" not in gone.stderr
@@ -184,3 +187,21 @@ def test_a_plugin_that_fails_to_import_is_one_line_before_anything_is_written(wr
     result = _run("train_sisr", "--parameters", str(path))
     assert result.returncode == 2 and "'not_a_module_anywhere': no module of this name" in \
         result.stderr
+
+
+def test_an_installed_package_registers_through_the_entry_point_group(tmp_path):
+    """A package installed with an entry point in `rumpy.plugins` is imported the first time
+    a listing or a config needs the registries, and its components name their origin."""
+    site = tmp_path / "site"
+    (site / "mylab_rumpy-0.1.dist-info").mkdir(parents=True)
+    (site / "mylab_rumpy-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: mylab-rumpy\nVersion: 0.1\n")
+    (site / "mylab_rumpy-0.1.dist-info" / "entry_points.txt").write_text(
+        "[rumpy.plugins]\nmylab = mylab_models\n")
+    (site / "mylab_models.py").write_text(MODEL_PLUGIN.replace("my_espcn", "lab_espcn"))
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    listed = subprocess.run([str(BIN / "rumpy"), "models"], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    line = next(x for x in listed.stdout.splitlines() if x.startswith("lab_espcn"))
+    assert "[plugin mylab (mylab_models)]" in line

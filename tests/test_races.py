@@ -20,7 +20,7 @@ from conftest import rows
 from rumpy.cli.train import main as train_main
 from rumpy.catalog import load_config
 from rumpy.config import ConfigError
-from rumpy.training.checkpoint import load_checkpoint
+from rumpy.core.checkpoint import load_checkpoint
 from rumpy.training.setup import prepare, start
 from rumpy.tree.lock import NodeLock, NodeLockedError, check_unlocked, lock_holder
 from rumpy.tree.node import Node

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from ..data.images import quantize
-from ..results.summary import write_table
+from ..core.summary import write_table
 from ..utils.atomic import atomic_open
 from ..utils.folders import folder_problem, nearest_existing
 from .eval_data import eval_config, eval_task
@@ -29,7 +29,7 @@ from .runner import Runner
 
 log = logging.getLogger(__name__)
 
-from .folders import EVAL_DIR
+from ..core.run_folder import EVAL_DIR
 
 
 @dataclass

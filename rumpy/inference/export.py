@@ -34,7 +34,7 @@ from .runner import Runner, task_for
 log = logging.getLogger(__name__)
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
-from .folders import EXPORT_DIR
+from ..core.run_folder import EXPORT_DIR
 
 
 def export_network(model: nn.Module, info: LoadedModel) -> nn.Module:

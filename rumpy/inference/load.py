@@ -17,9 +17,9 @@ from torch import nn
 from ..catalog import load_config
 from ..config import ConfigError, RunConfig
 from ..tasks import TASKS, InferenceError, Task
-from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
+from ..core.checkpoint import CorruptCheckpoint, load_checkpoint
+from ..tree.find import _listing, best_epoch, find_node, load_node_config, parse_epoch, saved_epochs
 from ..tree.node import Node
-from ..tree.plan import best_saved_epoch
 
 log = logging.getLogger(__name__)
 
@@ -54,62 +54,6 @@ class LoadedModel:
                              f"has no {name!r}")
 
 
-def find_node(path: str | Path) -> Node:
-    """The node at `path`: a run folder, or a branch folder inside one. A branch is a node
-    folder inside another (its parent holds a config.toml too); walking up to the root makes
-    its inherited epochs resolve through its parents."""
-    folder = Path(path).expanduser().resolve()
-    if not folder.is_dir():
-        raise InferenceError(f"{path}: no such run folder")
-    if not (folder / "config.toml").is_file():
-        raise InferenceError(f"{path}: not a run folder (no config.toml); give "
-                             f"Results/<experiment> or a branch folder inside it")
-    root, rel = folder, []
-    while (root.parent / "config.toml").is_file():
-        rel.insert(0, root.name)
-        root = root.parent
-    return Node(root, "/".join(rel))
-
-
-def saved_epochs(node: Node) -> dict[int, Path]:
-    """Every epoch the node can load: its own files and those it inherits up to each fork."""
-    return node.saved_epochs()
-
-
-def _listing(epochs) -> str:
-    return ", ".join(map(str, sorted(epochs))) or "none"
-
-
-def parse_epoch(value) -> int | str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    if isinstance(value, str) and value.isdigit() and int(value) >= 1:
-        return int(value)
-    if value in ("best", "last"):
-        return value
-    raise InferenceError(f"epoch: expected 'best', 'last' or an epoch number >= 1, got {value!r}")
-
-
-def best_epoch(node: Node, cfg: RunConfig, saved: dict[int, Path]) -> int:
-    """The best saved epoch by the config's training.best_load_metric, chosen as a continue
-    from 'best' chooses it."""
-    try:
-        epoch, metric, _ = best_saved_epoch(node, cfg.training.best_load_metric)
-    except ValueError as exc:
-        raise InferenceError(f"{node.path}: training.best_load_metric: {exc}") from None
-    if epoch is None:
-        raise InferenceError(f"{node.path}: no saved epoch has a {metric} value; pass an epoch "
-                             f"(saved epochs: {_listing(saved)})")
-    return epoch
-
-
-def load_node_config(node: Node) -> RunConfig:
-    try:
-        return load_config(node.folder.config)
-    except ConfigError as exc:
-        raise InferenceError(str(exc)) from None
-
-
 def make_task(cfg: RunConfig, task_state: dict, device: torch.device) -> Task:
     """The node's task on `cfg`, checked against the registries (this fills the architecture's
     defaults), on `device`, with the checkpoint's task state loaded. Its data is not set up."""
@@ -123,13 +67,42 @@ def make_task(cfg: RunConfig, task_state: dict, device: torch.device) -> Task:
     return task
 
 
-def load_experiment(path: str | Path, epoch: int | str = "best", device: str | torch.device = "cpu"
+def _node_path(path: str | Path, save_loc: str | Path | None) -> Path:
+    """A node folder, or a run name (or name/branch) under `save_loc` (default ./Results)."""
+    given = Path(path).expanduser()
+    if given.is_dir() or given.is_absolute():
+        return given
+    under = Path(save_loc if save_loc is not None else "Results").expanduser() / given
+    if under.is_dir():
+        return under
+    if save_loc is not None:
+        raise InferenceError(f"{path}: no such run folder, nor a run of that name in {save_loc}")
+    return given
+
+
+def _accept_batches(model: nn.Module, task: Task) -> None:
+    """model(batch_dict) runs the task's own conversion of a batch into model inputs, so a
+    loaded model takes what the data sets give as well as tensors."""
+    def convert(module, args, kwargs):
+        if len(args) == 1 and not kwargs and isinstance(args[0], dict):
+            return task.batch_inputs(args[0]), {}
+        return None
+
+    if not task.model_takes_batch:  # else the model takes the batch dict itself
+        model.register_forward_pre_hook(convert, with_kwargs=True)
+
+
+def load_experiment(path: str | Path, epoch: int | str = "best", device: str | torch.device = "cpu",
+                    overrides: dict | None = None, save_loc: str | Path | None = None
                     ) -> nn.Module:
-    """The model of `epoch` ('best', 'last' or a number) of the node at `path`, in eval mode on
-    `device`, with a LoadedModel as its `.rumpy` attribute."""
-    node = find_node(path)
+    """The model of `epoch` ('best', 'last' or a number) of the node at `path` (a folder, or a
+    run name under `save_loc`, default ./Results), in eval mode on `device`, with a LoadedModel
+    as its `.rumpy` attribute. `overrides` ({"section.key": value}) change the stored config at
+    test time (as pixlib's test_conf), checked like any config; the model then also accepts a
+    batch dict as the data sets give it."""
+    node = find_node(_node_path(path, save_loc))
     choice = parse_epoch(epoch)
-    cfg = load_node_config(node)
+    cfg = load_node_config(node, overrides)
     try:
         saved = saved_epochs(node)
     except ValueError as exc:  # a branch whose lineage cannot be read
@@ -166,6 +139,7 @@ def load_experiment(path: str | Path, epoch: int | str = "best", device: str | t
         node=node, epoch=choice, checkpoint=path_, cfg=cfg, task=cfg.task,
         model_name=cfg.model.name, model_kwargs=kwargs, task_state=task_state,
         summary_row=dict(row), facts=task.loaded_info(), task_object=task)
+    _accept_batches(model, task)
     log.info("loaded %s epoch %d (%s%s)", node.path, choice, cfg.model.name,
              f", {task.describe()}" if task.describe() else "")
     return model

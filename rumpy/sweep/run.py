@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..config import ConfigError
-from ..results.run_folder import RunExistsError
+from ..core.run_folder import RunExistsError
 from ..tree.lock import NodeLockedError, file_lock
 from ..tree.node import Node, read_json, write_json
 from ..utils.process import die_with_parent

@@ -13,18 +13,16 @@ from PIL import Image
 from torch import nn
 
 from ..config import ConfigError, RunConfig
+from ..core.errors import InferenceError  # noqa: F401  (tasks raise it; re-exported)
 from ..data.loaders import Loaders
 from ..metrics import METRICS, metric_names
 from ..models import MODELS, check_model_params, model_params, model_tasks
 from ..models.registry import TASK_INPUTS
 from ..registry import Registry, did_you_mean
-from ..tree.declared import declare
+from ..core.declared import declare
 
 TASKS: Registry[type["Task"]] = Registry("task")
 
-
-class InferenceError(ValueError):
-    """Bad input to load, predict, eval or export: one line saying what and where."""
 IP = "model.internal_params"
 
 
@@ -59,7 +57,7 @@ class Task:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.device = torch.device("cpu")
-        from ..training.distributed import SINGLE
+        from ..core.distributed import SINGLE
         self.dist = SINGLE  # data parallel: evaluation is sharded over the ranks and gathered
         self.loaders: Loaders | None = None
 
@@ -89,7 +87,9 @@ class Task:
                                                self.model_inputs, self.scopes()):
             self.fail(f"{IP}.{key}", message)
         metrics = cfg.training.metrics
-        if not metrics:
+        if "training.metrics" not in self.config_defaults:  # the model scores itself ('model')
+            metrics = []
+        elif not metrics:
             self.fail("training.metrics", f"expected at least one of {', '.join(self.metric_names())}")
         for name in metrics:
             if not METRICS.serves(name, self.scopes()):
@@ -173,6 +173,15 @@ class Task:
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
+    def batch_inputs(self, batch: dict) -> tuple:
+        """A batch dict (as the loaders give it) -> the model's positional inputs: a loaded
+        model accepts the task's batch dict as well as tensors."""
+        raise NotImplementedError(f"task {self.name!r} does not map a batch to model inputs")
+
+    def column_directions(self) -> dict[str, str]:
+        """Directions ('max'/'min') of metrics the registry does not know (a model's own)."""
+        return {}
+
     def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
         raise NotImplementedError
 
@@ -196,6 +205,7 @@ class Task:
 
     # -- after training: rumpy eval, predict, export-model ----------------------------------------
     sample_unit: ClassVar[str] = "samples"      # what eval reports count ("images")
+    model_takes_batch: ClassVar[bool] = False   # the model's forward takes the batch dict
     image_outputs: ClassVar[bool] = False       # outputs are images: eval --save-images, tiling
 
     def loaded_info(self) -> dict:

@@ -14,12 +14,11 @@ from ..data.images import to_float
 from ..data.images_with_targets import check_images_set
 from ..data.loaders import Loaders
 from ..data.holdout import hold_out, with_held_out
-from ..data.loaders import eval_loader
-from ..data.regression import (EvalSamples, RegressionSet, build_loaders, check_consistent, input_statistics,
+from ..data.regression import (RegressionSet, eval_loaders, build_loaders, check_consistent, input_statistics,
                                target_statistics)
 from ..metrics import METRICS
 from ..models import MODELS
-from ..training.losses import build_loss
+from ..core.losses import build_loss
 from .base import TASKS, EvalResult, InferenceError, Task
 from .regression_infer import RegressionNetwork, export_contract, export_examples, predict_samples
 
@@ -108,14 +107,8 @@ class RegressionTask(Task):
         self.criterion = build_loss(cfg.model.internal_params.loss).to(device)
         if stage != "fit":  # statistics, targets and input shape come from the checkpoint
             self._evals = self._check_eval_sets(held_out) if stage == "evaluate" else []
-            loaders = {}
-            for ds in self._evals:
-                ds.load(cfg)
-                sizes = ([tuple(ds.sample_shape()) if ds.crop() else s for s in ds.sizes]
-                         if ds.is_image else [0] * len(ds))
-                loaders[ds.name] = eval_loader(EvalSamples(ds), sizes, cfg.data.eval_batch_size,
-                                               device.type == "cuda")
-            self.loaders = Loaders(None, None, loaders)
+            self.loaders = Loaders(None, None, eval_loaders(cfg, self._evals,
+                                                            device.type == "cuda"))
             self._place_stats()
             return self.loaders
         self.loaders = build_loaders(cfg, self._train, self._evals, device.type == "cuda")
@@ -221,6 +214,9 @@ class RegressionTask(Task):
 
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         return self._loss(model(self.model_input(batch["inputs"])), batch["targets"])
+
+    def batch_inputs(self, batch: dict) -> tuple:
+        return (self.model_input(batch["inputs"].to(self.device)),)
 
     # -- evaluation ----------------------------------------------------------------------------
     def _scores(self, pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:

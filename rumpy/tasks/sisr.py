@@ -1,5 +1,5 @@
 """Task 'sisr': single-image super-resolution from paired LR/HR images. Batches are
-{"lr", "hr"} uint8 tensors; the loss compares the model's output with HR in [0, 1]; evaluation is
+{"lq", "gt"} uint8 tensors (LR and HR); the loss compares the model's output with HR in [0, 1]; evaluation is
 the SR protocol (metrics.sr); the baseline is bicubic upscaling; visuals are bicubic | SR | HR
 strips."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from ..data.paired import build_eval_loaders, build_loaders, check_data, check_e
 from ..metrics.lpips import LPIPSWeightsError
 from ..models import MODELS
 from ..results.samples import sample_strip
-from ..training.losses import build_loss
+from ..core.losses import build_loss
 from .base import IP, TASKS, EvalResult, InferenceError, Task
 from .sisr_infer import SRNetwork, export_contract, export_examples, predict_images
 from .sisr_eval import Evaluator, ssim_too_small
@@ -97,7 +97,7 @@ class SISRTask(Task):
         return [(s.name, s.keys) for s in self._eval_sets]
 
     def overfit(self, batch: dict) -> None:
-        size = len(batch["lr"])
+        size = len(batch["lq"])
         keys = [f"patch_{i}" for i in range(size)]
         loader = [{**batch, "index": torch.arange(size)}]
         self.loaders.evals.clear()
@@ -133,10 +133,14 @@ class SISRTask(Task):
             x = bicubic(x, (x.shape[-2] * s, x.shape[-1] * s))
         return x
 
+    def batch_inputs(self, batch: dict) -> tuple:
+        lq = batch["lq"] if "lq" in batch else batch["lr"]  # "lr": the key before "lq"
+        return (self.model_input(lq), *self.extra_inputs(batch.get("metadata")))
+
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        return self.criterion(model(self.model_input(batch["lr"]),
+        return self.criterion(model(self.model_input(batch["lq"]),
                                     *self.extra_inputs(batch.get("metadata"))),
-                              to_float(batch["hr"]))
+                              to_float(batch["gt"]))
 
     def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
         return self.evaluator.evaluate(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from ..tree.declared import declare
+from ..core.declared import declare
 from .registry import TRACKERS, Tracker, context
 
 log = logging.getLogger(__name__)

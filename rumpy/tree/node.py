@@ -11,14 +11,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..results.run_folder import RunFolder
+from ..core.run_folder import RunFolder
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 from ..utils.atomic import atomic_write_text
-from .declared import reserved_names, writer_of
+from ..core.declared import reserved_names, writer_of
 from .lock import lock_holder
 
 LINEAGE = "lineage.json"
@@ -139,6 +139,15 @@ class Node:
     @property
     def status(self) -> dict:
         return read_json(self.path / STATUS) or {}
+
+    def directions(self) -> dict[str, str]:
+        """The node's own metric directions ('model' task), recorded when it trained; a branch
+        that has none yet uses its parent's."""
+        found = self.status.get("directions")
+        if isinstance(found, dict):
+            return {k: v for k, v in found.items() if v in ("max", "min")}
+        parent = self.parent() if self.rel else None
+        return parent.directions() if parent is not None else {}
 
     def set_status(self, **fields) -> None:
         status = self.status
@@ -288,7 +297,7 @@ def _recover_lineage(node: "Node") -> dict:
     key = str(node.path)
     if key in _RECOVERED:
         return _RECOVERED[key]
-    from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
+    from ..core.checkpoint import CorruptCheckpoint, load_checkpoint
 
     parent = node.rel.rsplit("/", 1)[0] if "/" in node.rel else ""
     found = None

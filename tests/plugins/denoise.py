@@ -16,7 +16,7 @@ from rumpy.data.paired import build_eval_loaders, build_loaders, check_data, che
 from rumpy.metrics.sr import prepare
 from rumpy.models import MODELS
 from rumpy.tasks import TASKS, EvalResult, Task
-from rumpy.training.losses import build_loss
+from rumpy.core.losses import build_loss
 
 
 @MODELS.register("tiny_dncnn", tasks=("denoise",))
@@ -88,8 +88,8 @@ class DenoiseTask(Task):
         return to_float(noisy.to(self.device))
 
     def training_loss(self, model, batch):
-        return self.criterion(model(self.model_input(batch["lr"])),
-                              to_float(batch["hr"].to(self.device)))
+        return self.criterion(model(self.model_input(batch["lq"])),
+                              to_float(batch["gt"].to(self.device)))
 
     def _scores(self, out: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
         a = prepare(quantize(out), "rgb", 0)
@@ -102,8 +102,8 @@ class DenoiseTask(Task):
         for name, keys in self.eval_order():
             rows = []
             for batch in self.loaders.evals[name]:
-                clean = batch["hr"].to(self.device)
-                out = predict(batch["lr"])
+                clean = batch["gt"].to(self.device)
+                out = predict(batch["lq"])
                 scores = self._scores(out, clean)
                 if with_loss:
                     scores["loss"] = torch.stack([self.criterion(o[None], c[None]) for o, c in
