@@ -16,15 +16,23 @@ from . import tracking  # noqa: F401
 from .core import run_folder  # noqa: F401
 
 
+def _entry_points() -> None:
+    """Installed packages' plugins; one that fails to import is a config problem of its own."""
+    try:
+        load_entry_points()
+    except PluginError as exc:
+        raise ConfigError("entry point group rumpy.plugins", "", str(exc)) from None
+
+
 class PackageCatalog:
     kinds = DATASET_KINDS
 
     def task(self, name: str):
-        load_entry_points()
+        _entry_points()
         return TASKS.get(name) if name in TASKS else None
 
     def task_names(self) -> list[str]:
-        load_entry_points()
+        _entry_points()
         return TASKS.names()
 
     def tasks_using(self, key_path: str) -> list[str]:

@@ -139,8 +139,8 @@ def test_bicubic_baseline_is_matlabs_bicubic_row(scale):
 
     hr = _photo("chelsea", 30 * scale, 32 * scale)
     lr = matlab_imresize(hr, 1 / scale)
-    batch = {"lr": torch.from_numpy(lr).permute(2, 0, 1)[None],
-             "hr": torch.from_numpy(hr).permute(2, 0, 1)[None], "index": torch.tensor([0])}
+    batch = {"lq": torch.from_numpy(lr).permute(2, 0, 1)[None],
+             "gt": torch.from_numpy(hr).permute(2, 0, 1)[None], "index": torch.tensor([0])}
     from rumpy.metrics.sr import PSNR
     ev = Evaluator([PSNR()], scale, "y", True, {"s": [batch]}, {"s": ["cat"]},
                    torch.device("cpu"), 0)
@@ -154,7 +154,7 @@ def test_bicubic_baseline_is_matlabs_bicubic_row(scale):
 def test_pre_upsampling_scripts_with_dynamic_sizes():
     """The exported srcnn/vdsr carry the resampler inside: it scripts, and the scripted network
     gives the same result at sizes other than any example's."""
-    from rumpy.inference.export import SRNetwork
+    from rumpy.tasks.sisr_infer import SRNetwork
 
     net = SRNetwork(torch.nn.Identity(), 3, True).eval()
     scripted = torch.jit.script(net)

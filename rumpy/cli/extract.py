@@ -134,7 +134,9 @@ def extract(path, choice="best", output: Path | None = None, weights_only: bool 
         copied = tmp / "saved_models" / name
         load_checkpoint(copied)  # the copy verifies against its checksum
         write_table(tmp / "result_outputs" / "summary.csv", [row], list(row))
+        directions = node.directions()  # a 'model' task's own metric directions
         write_json(tmp / "status.json", {
+            **({"directions": directions} if directions else {}),
             "state": "extracted", "extracted_from": str(node.path), "epoch": epoch,
             "checkpoint": str(source), "weights_only": name.startswith("weights_"),
             "sha256": copied.with_name(name + ".sha256").read_text().split()[0]})

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..logs import setup_console
+from . import interrupts_raise
 from .args import Parser, integer
 from .args import positive as epoch_number
 
@@ -159,6 +160,15 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+def _dispatch(argv: list[str] | None) -> int:
+    interrupts_raise()
     in_script = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:

@@ -10,8 +10,8 @@ import logging.handlers
 import shlex
 import sys
 
-from ..catalog import load_config
 from ..config import ConfigError
+from . import interrupts_raise
 from .args import Parser, epoch, integer
 from ..logs import attach_file, detach_file, setup_console
 from ..core.run_folder import RunExistsError
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None, prog: str = "train_sisr") -> int:
     args = parse_args(argv, prog)
     setup_console()
     try:
+        interrupts_raise()
         return _main(args)
     except KeyboardInterrupt:  # Ctrl+C while importing or between start-up and training
         log.error("interrupted before training started; no run or branch folder was left "
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None, prog: str = "train_sisr") -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    # Imported after argument parsing so that --help answers instantly.
+    # Imported after argument parsing so that --help answers instantly, and inside main()'s
+    # Ctrl+C handling (torch's import is the longest moment of start-up).
+    from ..catalog import load_config
     from ..config.load import CLI_OVERRIDES, attribute
     from ..core import distributed
     from ..core.distributed import SINGLE

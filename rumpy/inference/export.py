@@ -41,6 +41,9 @@ def export_network(model: nn.Module, info: LoadedModel) -> nn.Module:
     from .prediction import refuse_metadata_model
 
     refuse_metadata_model(info, "export-model (its contract is image in, image out)")
+    if info.batch_hook is not None:  # Python-side convenience; TorchScript would compile it
+        info.batch_hook.remove()
+        info.batch_hook = None
     return info.task_object.export_network(model)
 
 

@@ -41,6 +41,7 @@ class LoadedModel:
     summary_row: dict = field(default_factory=dict)  # the epoch's summary.csv row
     facts: dict = field(default_factory=dict)        # Task.loaded_info()
     task_object: object = None                       # the node's Task, set up for nothing yet
+    batch_hook: object = None    # the hook that converts a batch dict (export removes it)
 
     @property
     def path(self) -> Path:
@@ -89,7 +90,7 @@ def _accept_batches(model: nn.Module, task: Task) -> None:
         return None
 
     if not task.model_takes_batch:  # else the model takes the batch dict itself
-        model.register_forward_pre_hook(convert, with_kwargs=True)
+        model.rumpy.batch_hook = model.register_forward_pre_hook(convert, with_kwargs=True)
 
 
 def load_experiment(path: str | Path, epoch: int | str = "best", device: str | torch.device = "cpu",

@@ -146,7 +146,7 @@ class Node:
         found = self.status.get("directions")
         if isinstance(found, dict):
             return {k: v for k, v in found.items() if v in ("max", "min")}
-        parent = self.parent() if self.rel else None
+        parent = self.parent if self.rel else None
         return parent.directions() if parent is not None else {}
 
     def set_status(self, **fields) -> None:
