@@ -35,6 +35,7 @@ from .handler import NetworkHandler, select_device
 from .init_weights import load_init_weights
 from .losses import check_loss
 from .monitor import Monitor, infer_mode
+from .precision import checkpoint_precision, configure_backends, resolve_precision
 from .optim import OPTIMIZERS, SCHEDULERS, check_params, optimizer_problem, scheduler_problem
 
 log = logging.getLogger(__name__)
@@ -164,8 +165,7 @@ def prepare(cfg: RunConfig, dist: Dist = SINGLE) -> Run:
         raise ConfigError(src, "data.batch_size", f"expected a multiple of the {dist.world} "
                                                   f"processes (the global batch is split evenly), "
                                                   f"got {cfg.data.batch_size}")
-    if cfg.training.amp and device.type != "cuda":
-        raise ConfigError(src, "training.amp", "mixed precision needs a CUDA device (gpu = 'single')")
+    resolve_precision(cfg)  # amp = true and a different precision: refused here
     # Only a disk cache surely writes there; 'auto' may not, and reports a failure when it does.
     problem = folder_problem(Path(cfg.data.cache_dir), try_writing=cfg.data.cache == "disk")
     if problem:
@@ -229,11 +229,7 @@ def prepare(cfg: RunConfig, dist: Dist = SINGLE) -> Run:
                                    f"(tried one step and the schedule before writing anything): "
                                    f"{type(exc).__name__}: {_one_line(exc)}") from None
     handler.distribute(dist, cfg.training.sync_bn)
-    if cfg.training.deterministic:
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    configure_backends(cfg, device)
     run = Run(cfg, plan, device, task, handler, loaders, columns, best, early,
               config_table=to_toml_dict(cfg), init_weights=init_info, dist=dist)
     _restore_monitors(run)
@@ -387,7 +383,11 @@ def _restore(run: Run) -> None:
     else:
         handler.restart_schedule(0 if run.cfg.training.skip_scheduler_load else plan.start_epoch,
                                  plan.rows)
-    if parts.get("scaler"):
+    saved_precision = checkpoint_precision(parts)
+    if saved_precision != handler.precision:
+        log.info("precision: the checkpoint was trained in %s, this run goes on in %s",
+                 saved_precision, handler.precision)
+    if parts.get("scaler") and handler.amp:  # a scaler only means something to fp16
         handler.scaler.load_state_dict(parts["scaler"])
     handler.step = parts["loop"]["step"]
     ranks = state.get("rng_ranks")
