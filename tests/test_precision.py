@@ -128,3 +128,44 @@ def test_summary_reports_the_wait_for_data(write_config, tmp_path):
     assert _train(_config(write_config, "")) == 0
     for row in rows(tmp_path / "Results" / "tiny"):
         assert 0.0 <= float(row["data-wait"]) <= float(row["epoch-time"])
+
+
+@pytest.mark.slow
+def test_compile_trains_or_falls_back_with_one_line(write_config, tmp_path, caplog):
+    """torch.compile on the CPU (inductor needs a C++ compiler): it trains compiled, or after one
+    warning eagerly; either way the checkpoint holds the plain module's names."""
+    path = _config(write_config, "compile = true", epochs=2)
+    with caplog.at_level("WARNING", logger="rumpy"):
+        assert _train(path) == 0
+    failed = [r for r in caplog.records if "torch.compile failed" in r.getMessage()]
+    assert len(failed) <= 1 and all("\n" not in r.getMessage() for r in failed)
+    names = list(weights(tmp_path / "Results" / "tiny", 2))
+    assert names and not any("_orig_mod" in n for n in names)
+    plain = _config(write_config, "", "plain.toml", epochs=3)
+    assert _train(plain, "--continue_from_epoch", "last") == 0  # continues without compile
+
+
+def test_a_model_that_cannot_compile_trains_eagerly_after_one_warning(write_config, tmp_path,
+                                                                      monkeypatch, caplog):
+    """A compiler failure at the first step (simulated: the compiled callable raises, as inductor
+    does without a C++ compiler): one warning, and the run equals an eager one exactly."""
+    class Broken(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self._orig_mod = module
+
+        def forward(self, *args):
+            raise RuntimeError("BackendCompilerFailed: no C++ compiler\nsecond line")
+
+    monkeypatch.setattr(torch, "compile", lambda module, mode=None: Broken(module))
+    path = _config(write_config, "compile = true", epochs=2)
+    with caplog.at_level("WARNING", logger="rumpy"):
+        assert _train(path, "--experiment_name", "fallback") == 0
+    failed = [r.getMessage() for r in caplog.records if "torch.compile failed" in r.getMessage()]
+    assert failed == ["torch.compile failed (RuntimeError: BackendCompilerFailed: no C++ "
+                      "compiler second line); training eagerly"]
+    assert _train(_config(write_config, "", "eager.toml", epochs=2),
+                  "--experiment_name", "eager") == 0
+    fallback, eager = tmp_path / "Results" / "fallback", tmp_path / "Results" / "eager"
+    assert no_timing(rows(fallback)) == no_timing(rows(eager))
+    assert same_weights(weights(fallback, 2), weights(eager, 2))

@@ -65,6 +65,20 @@ class Run:
     dist: Dist = SINGLE                # data-parallel rank and world size
     rng_ranks: list | None = None      # every rank's RNG state at the epoch's end (data parallel)
     stop_requested: bool = False       # a Ctrl+C/SIGTERM came (also one after the last step)
+    saver: object = None               # the background checkpoint writer (CUDA), or None
+
+    def after_checkpoints(self, fn, *args) -> None:
+        """`fn(*args)` once the checkpoints saved so far are on disk: now, or queued behind them
+        in the background writer."""
+        if self.saver is None:
+            fn(*args)
+        else:
+            self.saver.submit(fn, *args)
+
+    def flush_checkpoints(self, raise_errors: bool = True) -> None:
+        """Wait for the background checkpoint writes (before reading checkpoints back)."""
+        if self.saver is not None:
+            self.saver.wait(raise_errors)
 
     def gather_rng(self) -> None:
         """Every rank's RNG state, for rank 0's checkpoint (a collective: all ranks call it)."""

@@ -182,6 +182,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 if bad is not None:
                     bad = dist.max(bad)
             if bad is not None and int(bad):
+                run.flush_checkpoints()
                 kept = max(run.node.own_saved(), default=None)
                 run.stop_reason = (f"diverged: the training loss was not finite at epoch {epoch}, "
                                    f"step {int(bad)} (global step "
@@ -194,6 +195,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 path = run.folder.models / INTERRUPTED
                 run.gather_rng()
                 if dist.is_main:
+                    run.flush_checkpoints()  # epoch k-1's queued jobs would remove this file
                     save_checkpoint(path, run.checkpoint(epoch, resume={
                         "position": steps, "loss_sum": total.cpu(),
                         "learning_rate": learning_rate,
