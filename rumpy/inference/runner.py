@@ -36,8 +36,8 @@ def make_task(info: LoadedModel, device: torch.device, cfg: RunConfig | None = N
 
 
 class Runner:
-    """Handler-like: `infer(prepared inputs) -> float outputs`, in eval mode, with the training
-    handler's autocast (a run trained with AMP validated in float16), optionally tiled and
+    """Handler-like: `infer(prepared inputs) -> float outputs`, in eval mode and float32 as the
+    training handler validates (whatever precision it trained in), optionally tiled and
     self-ensembled (SR). `on_output` sees every output batch (eval saves images with it)."""
 
     def __init__(self, model: nn.Module, info: LoadedModel, tile: int | None = None,
@@ -49,7 +49,6 @@ class Runner:
             raise InferenceError(f"tile must be >= 1 and overlap >= 0, got {tile} and {overlap}")
         self.model = model
         self.device = model_device(model)
-        self.amp = bool(info.cfg.training.amp) and self.device.type == "cuda"
         # tile and overlap are in LR pixels; a pre-upsampled model's input is `scale` times larger
         factor = info.scale if info.pre_upsampled else 1
         self.tile = tile * factor if tile else None
@@ -59,9 +58,7 @@ class Runner:
         self.on_output = on_output
 
     def _forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.model(x, *extra)
-        return out.float()
+        return self.model(x, *extra).float()
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
         if self.tile is None:
