@@ -131,3 +131,13 @@ def write_config(tmp_path, tiny_sets):
                         tiny_toml(tiny_sets, tmp_path / "Results", tmp_path / "cache", **kw))
         return path
     return write
+
+
+def pytest_collection_modifyitems(config, items):
+    """`cuda` tests need a CUDA device: skipped without one (CI), run by benchmarks/gpu_check.sh."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
