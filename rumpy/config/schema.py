@@ -89,7 +89,7 @@ class TrainingConfig:
     overfit: bool = opt(False, "train and validate on one fixed training batch (a loss and "
                                "metrics that cannot approach perfect there point to a bug)")
     sync_bn: bool = opt(False, "data parallel: BatchNorm layers become SyncBatchNorm")
-    amp: bool = opt(False, "mixed precision (float16 autocast + GradScaler); CUDA only")
+    amp: bool = opt(False, "the older spelling of precision = 'fp16'")
     deterministic: bool = opt(False, "deterministic cuDNN/CUDA kernels (CPU is always deterministic)")
     precision: str = opt("fp32", "training arithmetic: 'fp32', 'bf16' (autocast) or 'fp16' "
                                  "(autocast + GradScaler; amp = true means this)",
