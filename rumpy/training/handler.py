@@ -42,10 +42,6 @@ def select_device(gpu: str, sp_gpu: int, dist=None) -> torch.device:
     return torch.device(f"cuda:{sp_gpu}")
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    return place(batch, device)
-
-
 class NetworkHandler:
     def __init__(self, cfg: RunConfig, model: nn.Module, task, steps_per_epoch: int,
                  device: torch.device, plateau_column: str | None = None,

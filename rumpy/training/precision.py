@@ -3,14 +3,11 @@ memory, torch.compile and the cuDNN switches. One place resolves the config keys
 settings, so the handler, setup and the benchmarks agree on what a config means."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
 
 from ..config import ConfigError, RunConfig
-
-log = logging.getLogger(__name__)
 
 # precision -> autocast dtype (None: no autocast, plain float32)
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
