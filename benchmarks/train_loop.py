@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from rumpy.config import load_config
+from rumpy.catalog import load_config
 from rumpy.training.setup import prepare
 from rumpy.training.progress import Progress
 from rumpy.training.trainer import train_epoch
@@ -47,8 +47,8 @@ def raw_epoch(model, optimizer, loss_fn, batches, device) -> float:
     n = 0
     model.train()
     for batch in batches:
-        x = batch["lr"].to(device, non_blocking=True).float().div_(255)
-        y = batch["hr"].to(device, non_blocking=True).float().div_(255)
+        x = batch["lq"].to(device, non_blocking=True).float().div_(255)
+        y = batch["gt"].to(device, non_blocking=True).float().div_(255)
         loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -134,6 +134,16 @@ def write_config(tmp_path, tiny_sets):
     return write
 
 
+def pytest_collection_modifyitems(config, items):
+    """`cuda` tests need a CUDA device: skipped without one (CI), run by benchmarks/gpu_check.sh."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 # -- regression data (shared by the regression, inference and model-task tests) ------------------
 def _targets(x: np.ndarray) -> np.ndarray:
     return np.stack([np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2], 3 + x[:, 3] ** 2 - x[:, 4]], axis=1)

@@ -60,8 +60,8 @@ def test_export_long_best_and_per_image(three_nodes, tmp_path):
                        str(long_csv)]) == 0
     long = pd.read_csv(long_csv)
     assert set(long["metric"]) == {"train-loss", "learning-rate", "val-loss", "val-PSNR",
-                                   "val-SSIM", "epoch-time"}
-    assert len(long) == 12 * 6
+                                   "val-SSIM", "epoch-time", "data-wait"}
+    assert len(long) == 12 * 7
     best_csv = tmp_path / "best.csv"
     assert rumpy_main(["export", str(three_nodes), "--best", "PSNR", "-o", str(best_csv)]) == 0
     best = pd.read_csv(best_csv, keep_default_na=False)

@@ -35,7 +35,7 @@ def test_short_training_writes_the_whole_run_folder(write_config, tmp_path):
     out = run / "result_outputs"
     rows = _rows(run)
     assert list(rows[0]) == ["epoch", "train-loss", "learning-rate", "val-loss", "val-PSNR",
-                             "val-SSIM", "epoch-time", "inherited"]
+                             "val-SSIM", "epoch-time", "data-wait", "inherited"]
     assert all(r["inherited"] == "0" for r in rows)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert all(float(r["val-PSNR"]) > 10 and 0 < float(r["val-SSIM"]) <= 1 for r in rows)
@@ -161,5 +161,6 @@ def test_training_without_eval_sets(write_config, tmp_path):
     _train(write_config(text=text))
     run = tmp_path / "Results" / "tiny"
     rows = _rows(run)
-    assert list(rows[0]) == ["epoch", "train-loss", "learning-rate", "epoch-time", "inherited"]
+    assert list(rows[0]) == ["epoch", "train-loss", "learning-rate", "epoch-time", "data-wait",
+                             "inherited"]
     assert (run / "saved_models" / "epoch_2.pt").is_file()

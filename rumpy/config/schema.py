@@ -43,6 +43,16 @@ def _cutoff_check(value: Any) -> str | None:
     return None
 
 
+# torch.compile modes; `compile = true` is "default".
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def _compile_check(value: Any) -> str | None:
+    if isinstance(value, bool) or value in COMPILE_MODES:
+        return None
+    return f"expected true, false or a mode ({', '.join(COMPILE_MODES)}), got {value!r}"
+
+
 @dataclass
 class TrainingConfig:
     num_epochs: int = opt(100, "epochs to train", minimum=1, maximum=10**6)
@@ -77,8 +87,18 @@ class TrainingConfig:
     overfit: bool = opt(False, "train and validate on one fixed training batch (a loss and "
                                "metrics that cannot approach perfect there point to a bug)")
     sync_bn: bool = opt(False, "data parallel: BatchNorm layers become SyncBatchNorm")
-    amp: bool = opt(False, "mixed precision (float16 autocast + GradScaler); CUDA only")
+    amp: bool = opt(False, "the older spelling of precision = 'fp16'")
     deterministic: bool = opt(False, "deterministic cuDNN/CUDA kernels (CPU is always deterministic)")
+    precision: str = opt("fp32", "training arithmetic: 'fp32', 'bf16' (autocast) or 'fp16' "
+                                 "(autocast + GradScaler; amp = true means this)",
+                         choices=("fp32", "bf16", "fp16"))
+    tf32: bool = opt(False, "CUDA: float32 matmuls and convolutions on TF32 tensor cores")
+    channels_last: bool = opt(False, "model and image batches in channels-last (NHWC) memory")
+    compile: bool | str = opt(False, "torch.compile the training model: true (= 'default') or a "
+                                     "mode; a model that cannot compile trains eagerly",
+                              check=_compile_check)
+    cudnn_benchmark: bool = opt(True, "CUDA: cuDNN picks the fastest kernels per shape "
+                                      "(off under deterministic)")
 
     # The result tree: continue a node, or fork a branch from one of its saved epochs.
     continue_from_epoch: int | str | None = opt(

@@ -49,6 +49,7 @@ def eval_columns(means: dict[str, dict[str, float]], eval_sets: list[str]) -> di
 
 
 _TRAIN = {"train-loss": "loss", "learning-rate": "learning_rate", "epoch-time": "epoch_time",
+          "data-wait": "data_wait",
           "grad-norm-mean": "grad_norm_mean", "grad-norm-max": "grad_norm_max"}
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from ..utils.atomic import atomic_write_text
 
-TIMING_COLUMNS = ("epoch-time",)
+# Wall-clock columns (they differ between identical runs): the epoch's time, and how much of it
+# the training loop waited for batches.
+TIMING_COLUMNS = ("epoch-time", "data-wait")
 # 1 on a branch's rows copied from its parent (epochs up to the fork), else 0.
 INHERITED = "inherited"
 

@@ -26,8 +26,8 @@ def task_for(info: LoadedModel, device: torch.device, cfg: RunConfig | None = No
 
 
 class Runner:
-    """Handler-like: `infer(prepared inputs) -> float outputs`, in eval mode, with the training
-    handler's autocast (a run trained with AMP validated in float16), optionally tiled and
+    """Handler-like: `infer(prepared inputs) -> float outputs`, in eval mode and float32 as the
+    training handler validates (whatever precision it trained in), optionally tiled and
     self-ensembled (SR). `on_output` sees every output batch (eval saves images with it)."""
 
     def __init__(self, model: nn.Module, info: LoadedModel, task: Task | None = None,
@@ -43,7 +43,6 @@ class Runner:
         self.task = task
         self.model = model
         self.device = model_device(model)
-        self.amp = bool(info.cfg.training.amp) and self.device.type == "cuda"
         # tile and overlap are in the task's input pixels (LR for SR)
         factor, self.out_scale = task.tile_scales()
         self.tile = tile * factor if tile else None
@@ -52,9 +51,7 @@ class Runner:
         self.on_output = on_output
 
     def _forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.model(x, *extra)
-        return out.float()
+        return self.model(x, *extra).float()
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
         if self.tile is None:

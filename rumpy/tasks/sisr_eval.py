@@ -64,10 +64,20 @@ class Evaluator:
                 if prepared is None:  # luma and crop once, shared by PSNR and SSIM
                     prepared = (prepare(sr_q, self.channel, self.border),
                                 prepare(hr, self.channel, self.border))
-                scores[m.name] = m(*prepared).cpu()
+                scores[m.name] = m(*prepared)
             else:
-                scores[m.name] = m(sr_q, hr).cpu()
+                scores[m.name] = m(sr_q, hr)
         return scores
+
+    @staticmethod
+    def _to_host(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch's per-image scores on the CPU in one transfer (one sync per batch on a
+        GPU, not one per metric); as float64, which holds every float32 score exactly."""
+        if not scores:
+            return {}
+        keys = list(scores)
+        host = torch.stack([scores[k].reshape(-1).double() for k in keys]).cpu()
+        return dict(zip(keys, host))
 
     @torch.no_grad()
     def _run(self, predict, loss_fn=None, num_samples: int = 0, shard: bool = False) -> EvalResult:
@@ -85,14 +95,15 @@ class Evaluator:
                 if b % dist.world != dist.rank:
                     continue
                 lr, hr, index = batch["lq"], batch["gt"], batch["index"]
-                hr_dev = hr.to(self.device)
+                hr_dev = hr.to(self.device, non_blocking=True)
                 sr = predict(lr, batch.get("metadata"))
                 sr_q = quantize(sr)
                 scores = self._score(sr_q, hr_dev.float())
                 if loss_fn is not None:
                     hr_f = to_float(hr_dev)
                     scores["loss"] = torch.stack([loss_fn(s[None], h[None]) for s, h in
-                                                  zip(sr, hr_f)]).double().cpu()
+                                                  zip(sr, hr_f)]).double()
+                scores = self._to_host(scores)
                 for j, i in enumerate(index.tolist()):
                     row = {"set": set_name, "image": self.keys[set_name][i]}
                     row.update({k: float(v[j]) for k, v in scores.items()})

@@ -57,17 +57,31 @@ class Baseline(Callback):
 
 
 class Checkpoint(Callback):
-    """The epoch's checkpoint, carrying its summary row; a mid-epoch checkpoint is then stale."""
+    """The epoch's checkpoint, carrying its summary row; a mid-epoch checkpoint is then stale.
+    A replaced run and interrupted.pt go only once the checkpoint is on disk (on CUDA it is
+    written in the background: these follow it there, in order)."""
 
     def on_start(self, run) -> None:
         self.writer = CheckpointWriter(run)
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
         self.writer.save(run, epoch, row)
-        finish_replacement(run.plan)
-        interrupted = run.folder.models / INTERRUPTED
-        interrupted.unlink(missing_ok=True)
-        interrupted.with_name(INTERRUPTED + ".sha256").unlink(missing_ok=True)
+        run.after_checkpoints(_saved, run.plan, run.folder.models / INTERRUPTED)
+
+    def on_end(self, run, state) -> None:
+        run.flush_checkpoints()
+
+    def close(self, run) -> None:
+        try:  # an error ended the run: what is queued is still written, errors only logged
+            run.flush_checkpoints(raise_errors=False)
+        finally:
+            run.saver = None
+
+
+def _saved(plan, interrupted) -> None:
+    finish_replacement(plan)
+    interrupted.unlink(missing_ok=True)
+    interrupted.with_name(INTERRUPTED + ".sha256").unlink(missing_ok=True)
 
 
 class Summary(Callback):
@@ -77,8 +91,9 @@ class Summary(Callback):
 
 class Retention(Callback):
     def on_epoch_end(self, run, epoch, row, result) -> None:
-        t = run.cfg.training
-        prune_checkpoints(run.node, t.keep_every_n_epochs, t.keep_last_n, run.best.best_epoch)
+        t = run.cfg.training  # after the epoch's checkpoint is written: it reads the folder
+        run.after_checkpoints(prune_checkpoints, run.node, t.keep_every_n_epochs, t.keep_last_n,
+                              run.best.best_epoch)
 
 
 class PerSample(Callback):

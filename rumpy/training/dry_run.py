@@ -30,7 +30,8 @@ def dry_run(handler: NetworkHandler, loader) -> None:
     saved = rng_state()
     try:
         trial = NetworkHandler(handler._cfg, copy.deepcopy(handler.model), handler.task,
-                               handler.steps_per_epoch, handler.device, handler.plateau_column)
+                               handler.steps_per_epoch, handler.device, handler.plateau_column,
+                               compile_model=False)  # the real run's first step compiles once
         loss = trial.train_step(first_batch(loader))
         if not torch.isfinite(loss):
             raise ValueError(f"the first batch's loss is {float(loss)}")

@@ -1,8 +1,10 @@
-"""NetworkHandler: optimisation only. One model with its optimizer, scheduler, AMP scaler and
-gradient clipping, and the single training step; what a batch means (inputs, targets, loss) is
+"""NetworkHandler: optimisation only. One model with its optimizer, scheduler, precision (autocast
+and the fp16 GradScaler), memory format, optional torch.compile and gradient clipping, and the
+single training step; what a batch means (inputs, targets, loss) is
 the task's (`task.training_loss`). The epoch loop (trainer.py) drives it."""
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 
@@ -10,8 +12,13 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
+from ..core.checkpoint import rng_state, set_rng_state
 from ..core.columns import direction
 from ..core.optim import build_optimizer, build_scheduler
+from .precision import Arithmetic, arithmetic
+from .prefetch import Prefetcher, place
+
+log = logging.getLogger(__name__)
 
 
 def select_device(gpu: str, sp_gpu: int, dist=None) -> torch.device:
@@ -35,17 +42,16 @@ def select_device(gpu: str, sp_gpu: int, dist=None) -> torch.device:
     return torch.device(f"cuda:{sp_gpu}")
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-            for k, v in batch.items()}
-
-
 class NetworkHandler:
     def __init__(self, cfg: RunConfig, model: nn.Module, task, steps_per_epoch: int,
-                 device: torch.device, plateau_column: str | None = None):
+                 device: torch.device, plateau_column: str | None = None,
+                 compile_model: bool = True):
         p = cfg.model.internal_params
         self.device = device
+        self.arithmetic: Arithmetic = arithmetic(cfg)
         self.model = model.to(device)
+        if self.arithmetic.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.task = task
         self.optimizer = build_optimizer(p.optimizer, self.model.parameters(), p.lr, p.optimizer_params)
         self._cfg = cfg
@@ -54,10 +60,17 @@ class NetworkHandler:
         self.plateau_column = plateau_column
         self.scheduler, self.scheduler_interval = self._build_scheduler()
         self.grad_clip = p.grad_clip
-        self.amp = cfg.training.amp and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.autocast_dtype = self.arithmetic.autocast_dtype
+        self.amp = self.arithmetic.scaled  # fp16: the loss is scaled against underflow
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
         self.step = 0  # optimizer steps taken, over the whole run
-        self.train_model = self.model  # DistributedDataParallel(model) under data parallelism
+        # DistributedDataParallel(model) under data parallelism, torch.compile's wrapper when
+        # compiling; `model` stays the plain module (checkpoints, evaluation, export)
+        self.train_model = self.model
+        self.compiled = False
+        self._compile_tried = self._stepped = False
+        if compile_model and self.arithmetic.compile:
+            self.compile()
         self.log_grad = cfg.training.log_grad
         self._grad_sum = self._grad_max = None  # this epoch's gradient norms, on the device
 
@@ -96,28 +109,76 @@ class NetworkHandler:
     def learning_rate(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
+    @property
+    def precision(self) -> str:
+        return self.arithmetic.precision
+
+    def compile(self) -> None:
+        """torch.compile the training model (lazily: the first step compiles). The wrapper
+        shares the module's parameters, and `model` stays plain, so state dicts keep their
+        names (no `_orig_mod.` prefix)."""
+        self.train_model = torch.compile(self.train_model, mode=self.arithmetic.compile)
+        self.compiled = True
+
+    def uncompile(self) -> None:
+        self.train_model = getattr(self.train_model, "_orig_mod", self.train_model)
+        self.compiled = False
+
+    def feed(self, loader):
+        """The training batches, on the device: on CUDA each copy overlaps the previous step."""
+        return Prefetcher(loader, self.device, self.arithmetic.channels_last)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
     def train_step(self, batch: dict) -> torch.Tensor:
         """One optimizer step on a batch; returns the (detached) loss without syncing."""
+        if self.compiled and not self._compile_tried:
+            return self._first_compiled_step(batch)
+        return self._step(batch)
+
+    def _first_compiled_step(self, batch: dict) -> torch.Tensor:
+        """The first compiled step compiles. A model the compiler cannot take (an unsupported
+        op, no C++ compiler) trains eagerly after one warning: the failure comes before the
+        optimizer step, so the step is redone from the same weights and random state."""
+        saved = rng_state()
+        self._compile_tried = True
+        try:
+            return self._step(batch)
+        except Exception as exc:
+            if self._stepped:
+                raise
+            log.warning("torch.compile failed (%s: %s); training eagerly", type(exc).__name__,
+                        " ".join(str(exc).split())[:200])
+            self.uncompile()
+            set_rng_state(saved)
+            return self._step(batch)
+
+    def _step(self, batch: dict) -> torch.Tensor:
+        self._stepped = False
         self.model.train()
-        batch = to_device(batch, self.device)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        batch = place(batch, self.device, self.arithmetic.channels_last)
+        with self._autocast():
             loss = self.task.training_loss(self.train_model, batch)
         self.optimizer.zero_grad(set_to_none=True)
         if self.amp:
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(loss.float()).backward()
             if self.grad_clip or self.log_grad:
                 self.scaler.unscale_(self.optimizer)
                 self._gradients()
+            self._stepped = True
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             loss.backward()
             self._gradients()
+            self._stepped = True
             self.optimizer.step()
         self.step += 1
         if self.scheduler is not None and self.scheduler_interval == "batch":
             self.scheduler.step()
-        return loss.detach()
+        return loss.detach().float()
 
     def distribute(self, dist, sync_bn: bool = False) -> None:
         """Data parallel: gradients are averaged over the ranks in backward (DDP). Checkpoints,
@@ -128,6 +189,8 @@ class NetworkHandler:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         ids = [dist.local_rank] if self.device.type == "cuda" else None
         self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if self.compiled:  # compile the DDP wrapper (DDP's graph breaks at its buckets)
+            self.compile()
 
     def _gradients(self) -> None:
         """Clipping and the norm's statistics; the norm stays on the device (no sync)."""
@@ -171,10 +234,13 @@ class NetworkHandler:
     @torch.no_grad()
     def infer(self, inputs: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
         """The model's float output for prepared inputs (and a conditioned model's metadata),
-        in eval mode (unclamped)."""
+        in eval mode (unclamped). In float32 whatever the training precision: a bf16 output
+        carries 8 bits of mantissa, about one 8-bit level near white, which would cost PSNR
+        that the weights do not deserve."""
         self.model.eval()
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.model(inputs, *extra)
+        if self.arithmetic.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        out = self.model(inputs, *extra)
         return out.float()
 
     def parts(self) -> dict:
@@ -184,5 +250,5 @@ class NetworkHandler:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
-            "loop": {"step": self.step},
+            "loop": {"step": self.step, "precision": self.precision},
         }

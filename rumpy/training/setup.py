@@ -36,6 +36,7 @@ from .init_weights import load_init_weights
 from ..core.losses import check_loss
 from ..core.monitor import Monitor, infer_mode
 from ..core.optim import OPTIMIZERS, SCHEDULERS, check_params, optimizer_problem, scheduler_problem
+from .precision import checkpoint_precision, configure_backends, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,20 @@ class Run:
     dist: Dist = SINGLE                # data-parallel rank and world size
     rng_ranks: list | None = None      # every rank's RNG state at the epoch's end (data parallel)
     stop_requested: bool = False       # a Ctrl+C/SIGTERM came (also one after the last step)
+    saver: object = None               # the background checkpoint writer (CUDA), or None
+
+    def after_checkpoints(self, fn, *args) -> None:
+        """`fn(*args)` once the checkpoints saved so far are on disk: now, or queued behind them
+        in the background writer."""
+        if self.saver is None:
+            fn(*args)
+        else:
+            self.saver.submit(fn, *args)
+
+    def flush_checkpoints(self, raise_errors: bool = True) -> None:
+        """Wait for the background checkpoint writes (before reading checkpoints back)."""
+        if self.saver is not None:
+            self.saver.wait(raise_errors)
 
     def gather_rng(self) -> None:
         """Every rank's RNG state, for rank 0's checkpoint (a collective: all ranks call it)."""
@@ -164,8 +179,7 @@ def prepare(cfg: RunConfig, dist: Dist = SINGLE) -> Run:
         raise ConfigError(src, "data.batch_size", f"expected a multiple of the {dist.world} "
                                                   f"processes (the global batch is split evenly), "
                                                   f"got {cfg.data.batch_size}")
-    if cfg.training.amp and device.type != "cuda":
-        raise ConfigError(src, "training.amp", "mixed precision needs a CUDA device (gpu = 'single')")
+    resolve_precision(cfg)  # amp = true and a different precision: refused here
     # Only a disk cache surely writes there; 'auto' may not, and reports a failure when it does.
     problem = folder_problem(Path(cfg.data.cache_dir), try_writing=cfg.data.cache == "disk")
     if problem:
@@ -230,11 +244,7 @@ def prepare(cfg: RunConfig, dist: Dist = SINGLE) -> Run:
                                    f"(tried one step and the schedule before writing anything): "
                                    f"{type(exc).__name__}: {_one_line(exc)}") from None
     handler.distribute(dist, cfg.training.sync_bn)
-    if cfg.training.deterministic:
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    configure_backends(cfg, device)
     run = Run(cfg, plan, device, task, handler, loaders, columns, best, early,
               config_table=to_toml_dict(cfg), init_weights=init_info, dist=dist)
     _restore_monitors(run)
@@ -389,7 +399,11 @@ def _restore(run: Run) -> None:
     else:
         handler.restart_schedule(0 if run.cfg.training.skip_scheduler_load else plan.start_epoch,
                                  plan.rows)
-    if parts.get("scaler"):
+    saved_precision = checkpoint_precision(parts)
+    if saved_precision != handler.precision:
+        log.info("precision: the checkpoint was trained in %s, this run goes on in %s",
+                 saved_precision, handler.precision)
+    if parts.get("scaler") and handler.amp:  # a scaler only means something to fp16
         handler.scaler.load_state_dict(parts["scaler"])
     handler.step = parts["loop"]["step"]
     ranks = state.get("rng_ranks")

@@ -61,20 +61,25 @@ class StopRequest:
 
 def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None, done: int = 0,
                 total: torch.Tensor | None = None, progress: Progress | None = None,
-                watch: bool = False, dist: Dist = SINGLE) -> tuple[int, torch.Tensor,
-                                                                  torch.Tensor | None]:
+                watch: bool = False, dist: Dist = SINGLE
+                ) -> tuple[int, torch.Tensor, torch.Tensor | None, float]:
     """Train one epoch (or its remainder after `done` steps). Returns (steps done, loss sum,
-    first step whose loss was not finite (0 = none; None unless `watch`)); it returns early when
-    a stop was requested (on any rank: data-parallel ranks agree after every step). Losses stay
-    on the device: no per-step sync in one process."""
+    first step whose loss was not finite (0 = none; None unless `watch`), seconds spent waiting
+    for batches); it returns early when a stop was requested (on any rank: data-parallel ranks
+    agree after every step). Losses stay on the device: no per-step sync in one process."""
     if total is None:
         total = torch.zeros((), dtype=torch.float64, device=handler.device)
     bad = torch.zeros((), dtype=torch.long, device=handler.device) if watch else None
     steps = done
-    batches = iter(loader)
+    waited = 0.0
+    batches = iter(handler.feed(loader))
     while True:
+        # The wait for data: the loader's workers, and on CUDA the copy (a GPU that outruns
+        # its input shows here, not as a slow step)
+        before = time.perf_counter()
         try:
             batch = next(batches)
+            waited += time.perf_counter() - before
         except StopIteration:
             break
         except RuntimeError:
@@ -91,7 +96,7 @@ def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None
         if stop is not None and dist.any(stop.requested, handler.device):
             stop.requested = True
             break
-    return steps, total, bad
+    return steps, total, bad, waited
 
 
 def train(run: Run, callbacks: list[Callback] | None = None) -> str:
@@ -163,14 +168,16 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 if dist.enabled:  # the saved sum is the ranks' mean: each rank goes on from it
                     total = total.clone()
                 learning_rate, elapsed = resume["learning_rate"], resume["elapsed"]
+                waited_before = resume.get("data_wait", 0.0)
                 log.info("resuming epoch %d after step %d", epoch, done)
             else:
                 done, total, learning_rate, elapsed = 0, None, handler.learning_rate, 0.0
+                waited_before = 0.0
             run.loaders.sampler.set_epoch(epoch, start=done * batch)
             full = done + len(run.loaders.train)
             if run.progress is not None:
                 run.progress.start_epoch(epoch, done, full)
-            steps, total, bad = train_epoch(handler, run.loaders.train, stop, done, total,
+            steps, total, bad, waited = train_epoch(handler, run.loaders.train, stop, done, total,
                                             run.progress, watch=cfg.training.stop_on_divergence,
                                             dist=dist)
             if dist.enabled:  # the row's loss is the mean over the ranks' shards
@@ -178,6 +185,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 if bad is not None:
                     bad = dist.max(bad)
             if bad is not None and int(bad):
+                run.flush_checkpoints()
                 kept = max(run.node.own_saved(), default=None)
                 run.stop_reason = (f"diverged: the training loss was not finite at epoch {epoch}, "
                                    f"step {int(bad)} (global step "
@@ -190,10 +198,12 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 path = run.folder.models / INTERRUPTED
                 run.gather_rng()
                 if dist.is_main:
+                    run.flush_checkpoints()  # epoch k-1's queued jobs would remove this file
                     save_checkpoint(path, run.checkpoint(epoch, resume={
                         "position": steps, "loss_sum": total.cpu(),
                         "learning_rate": learning_rate,
-                        "elapsed": elapsed + time.perf_counter() - start}))
+                        "elapsed": elapsed + time.perf_counter() - start,
+                        "data_wait": waited_before + waited}))
                     finish_replacement(plan)
                     run.node.set_status(epochs_done=epoch - 1)
                 run.stop_reason = (f"stopped (Ctrl+C/SIGTERM) during epoch {epoch} (step {steps}); "
@@ -208,6 +218,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 result = run.task.evaluate(handler, with_outputs=cfg.training.save_samples)
                 row.update(eval_columns(result.means, eval_sets))
             row["epoch-time"] = elapsed + time.perf_counter() - start
+            row["data-wait"] = waited_before + waited
             run.best.update(epoch, row)
             if run.early_stop is not None:
                 run.early_stop.update(epoch, row)

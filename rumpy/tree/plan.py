@@ -34,7 +34,9 @@ IN_PLACE_CHANGES = (
     "training.keep_every_n_epochs", "training.keep_last_n", "training.save_checkpoint_frequency",
     "training.save_best_cooldown", "training.weights_snapshots", "training.write_output_nth_epoch",
     "training.deterministic", "training.log_grad", "training.detect_anomaly", "training.aim_track",
-    "training.aim_home", "training.trackers", "data.dataloader_threads",
+    "training.aim_home", "training.trackers", "training.precision", "training.amp",
+    "training.tf32", "training.channels_last", "training.compile", "training.cudnn_benchmark",
+    "data.dataloader_threads",
     "data.cache", "data.cache_dir", "data.cache_memory_limit_gb", "data.eval_batch_size",
 )
 LOCATION_KEYS = ("experiment", "experiment_save_loc")
