@@ -20,8 +20,10 @@ class Callback:
     def on_start(self, run) -> None:
         """Before the first epoch (after the node's summary holds the rows it starts with)."""
 
-    def on_epoch_end(self, run, epoch: int, row: dict, result) -> None:
-        """After an epoch; `result` is the evaluation (None when the epoch did not validate)."""
+    def on_epoch_end(self, run, epoch: int, row: dict, result) -> str | None:
+        """After an epoch; `result` is the evaluation (None when the epoch did not validate).
+        A callback that wants the run to stop returns why (a stop request); the loop decides.
+        Callbacks keep their own state: they never write the Run."""
 
     def on_end(self, run, state: str) -> None:
         """The run ends: finished, stopped_early or interrupted."""
@@ -38,7 +40,11 @@ class Status(Callback):
 
 
 class Baseline(Callback):
-    """The task's baseline (bicubic, mean predictor) per eval set: logged and saved once a run."""
+    """The task's baseline (bicubic, mean predictor) per eval set: logged and saved once a run;
+    `columns` ({summary column: value}) is read by the plots and the final log line."""
+
+    def __init__(self):
+        self.columns: dict[str, float] = {}
 
     def on_start(self, run) -> None:
         if not run.loaders.evals:
@@ -53,7 +59,7 @@ class Baseline(Callback):
         for row in rows:
             log.info("%s baseline on %s: %s", name, row["set"],
                      ", ".join(f"{k} {row[k]:.4f}" for k in keys if k in row))
-        run.baselines = eval_columns(means, sets)
+        self.columns = eval_columns(means, sets)
 
 
 class Checkpoint(Callback):
@@ -177,13 +183,17 @@ class Examples(Background):
 class Plots(Background):
     """The summary plots; a plot that the next epoch's replaces before it is drawn is skipped."""
 
+    def __init__(self, worker: OutputWorker | None = None, baseline: Baseline | None = None):
+        super().__init__(worker)
+        self.baseline = baseline or Baseline()
+
     def on_epoch_end(self, run, epoch, row, result) -> None:
         if not output_due(run, epoch):
             return
         if run.cfg.training.logging == "visual":
             fork = run.node.fork_epoch if run.node.rel else None
             self.worker.submit(run, _plot, list(run.summary.rows), list(run.summary.columns),
-                               run.folder.outputs, dict(run.baselines), fork,
+                               run.folder.outputs, dict(self.baseline.columns), fork,
                                run.task.baseline_name, key="plots", label="Plots")
 
 
@@ -230,6 +240,9 @@ def _plot(state, rows, columns, out_dir, baselines, fork, baseline_name) -> None
 
 
 class EpochLog(Callback):
+    def __init__(self, baseline: Baseline | None = None):
+        self.baseline = baseline or Baseline()
+
     def on_epoch_end(self, run, epoch, row, result) -> None:
         run.progress.end_epoch(row)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items()
@@ -248,7 +261,7 @@ class EpochLog(Callback):
         elif best.best is None:
             log.info("finished: %s", run.folder.root)
         else:
-            base = run.baselines.get(best.column)
+            base = self.baseline.columns.get(best.column)
             versus = f" ({run.task.baseline_name} {base:.4f})" if base is not None else ""
             log.info("finished: best %s %.4f at epoch %d%s; run folder %s", best.column,
                      best.best, best.best_epoch, versus, run.folder.root)
@@ -258,10 +271,12 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, run, epoch, row, result) -> None:
         early = run.early_stop
         if early is not None and early.bad_validations >= run.cfg.training.early_stopping_patience:
-            run.stop_reason = (f"early stopping: {early.column} did not improve by more than "
-                               f"{early.min_delta:g} for {early.bad_validations} validations; "
-                               f"best {early.best:.4f} at epoch {early.best_epoch}")
-            log.info("%s", run.stop_reason)
+            reason = (f"early stopping: {early.column} did not improve by more than "
+                      f"{early.min_delta:g} for {early.bad_validations} validations; "
+                      f"best {early.best:.4f} at epoch {early.best_epoch}")
+            log.info("%s", reason)
+            return reason
+        return None
 
 
 def default_callbacks() -> list[Callback]:
@@ -270,6 +285,7 @@ def default_callbacks() -> list[Callback]:
     trackers, sample images, examples and plots share one output worker; the trackers' `on_end`
     drains it before the final log line."""
     worker = OutputWorker()
-    return [Trackers(worker), Baseline(), Checkpoint(), Summary(), Retention(), PerSample(),
-            Visuals(worker), Examples(worker), Plots(worker), EpochLog(), Status(),
-            EarlyStopping()]
+    baseline = Baseline()
+    return [Trackers(worker), baseline, Checkpoint(), Summary(), Retention(), PerSample(),
+            Visuals(worker), Examples(worker), Plots(worker, baseline), EpochLog(baseline),
+            Status(), EarlyStopping()]

@@ -58,8 +58,7 @@ class Run:
     config_table: dict = field(default_factory=dict)
     summary: SummaryLog | None = None
     trackers: list = field(default_factory=list)
-    baselines: dict = field(default_factory=dict)   # summary column -> the baseline's value
-    stop_reason: str | None = None
+    stop_reason: str | None = None     # the loop's: why it stopped (callbacks return requests)
     progress: object = None
     init_weights: dict | None = None   # where a new run's initial weights came from
     dist: Dist = SINGLE                # data-parallel rank and world size
@@ -165,7 +164,26 @@ def _at(source: str, table: str, problem: tuple[str, str] | None) -> None:
         raise ConfigError(source, f"{table}.{key}" if key else table, message)
 
 
+@dataclass
+class Checked:
+    """A config that passed every check that needs no decoding: what `build_run` starts from."""
+
+    cfg: RunConfig
+    task: Task
+    device: torch.device
+    plan: Plan
+    dist: Dist
+
+
 def prepare(cfg: RunConfig, dist: Dist = SINGLE) -> Run:
+    """Everything that can reject a config, before anything is written: the checks, then the
+    build (data decoded, model, handler, a dry step)."""
+    return build_run(check_run(cfg, dist))
+
+
+def check_run(cfg: RunConfig, dist: Dist = SINGLE) -> Checked:
+    """The checks: registries, device, the result tree's plan and the data's layout. Writes
+    nothing (but the built-in data sets and caches) and decodes no data."""
     src = cfg.source
     task = check_semantics(cfg)
     task.dist = dist
@@ -198,6 +216,15 @@ def prepare(cfg: RunConfig, dist: Dist = SINGLE) -> Run:
         raise ConfigError(src, key, message) from None
     task.check_data()
     _check_batch_size(cfg, task.training_samples())
+    return Checked(cfg, task, device, plan, dist)
+
+
+def build_run(checked: Checked) -> Run:
+    """The build: the task's data loaded, monitors, the model (init weights), the handler and
+    one dry step; still nothing written."""
+    cfg, task, device, plan, dist = (checked.cfg, checked.task, checked.device, checked.plan,
+                                     checked.dist)
+    src = cfg.source
     try:
         loaders = task.setup(device)
     except ImageDecodeError as exc:

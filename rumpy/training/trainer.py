@@ -224,9 +224,9 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 run.early_stop.update(epoch, row)
             handler.after_validation(row)
             run.gather_rng()
-            for callback in callbacks:
-                callback.on_epoch_end(run, epoch, row, result)
-            run.stop_reason = dist.broadcast(run.stop_reason)  # rank 0's early stopping
+            requests = [callback.on_epoch_end(run, epoch, row, result) for callback in callbacks]
+            reason = next((r for r in requests if r), None)  # a callback's stop request
+            run.stop_reason = dist.broadcast(reason)  # rank 0's (only rank 0 has callbacks)
             if dist.any(stop.requested, handler.device) and epoch < num_epochs:
                 run.stop_reason = f"stopped (Ctrl+C/SIGTERM) after epoch {epoch}"
                 dist.barrier()
