@@ -3,7 +3,7 @@
 A trial trains one node per seed, `<sweep>/trial=<number>,seed=<seed>`, with the trial's
 parameters in its config and the trial's number in its status.json (`optuna_trial`). A promoted
 trial (`rumpy sweep FILE --promote T --num_epochs N`) continues trial T's nodes exactly as
-branches named `trial=<its number>` forked from their last epoch (a seed T never reached starts
+branches named `trial_<its number>` forked from their last epoch (a seed T never reached starts
 as a new node). Values are read from the nodes' summary.csv, the same way for the study and for
 `rumpy table`:
 
@@ -30,6 +30,11 @@ def root_name(number: int, seed: int) -> str:
     return f"trial={number},seed={seed}"
 
 
+def branch_name(number: int) -> str:
+    """A promoted trial's branch (a branch name has no '=')."""
+    return f"trial_{number}"
+
+
 @dataclass
 class TrialCell:
     seed: int
@@ -47,7 +52,7 @@ def trial_cells(sweep: Sweep, number: int, params: dict, attrs: dict) -> list[Tr
     for seed in sweep.seeds:
         parent = Node(sweep.folder / root_name(source, seed), "") if source is not None else None
         if parent is not None and parent.exists() and parent.own_saved():
-            node = Node(parent.root, f"trial={number}")
+            node = Node(parent.root, branch_name(number))
             cfg = sweep.config(Cell(parent.root.name, params, seed))
             if not node.exists():  # forked from the promoted trial's last epoch
                 cfg.training.continue_from_epoch = "last"
@@ -68,7 +73,7 @@ def trial_nodes(sweep: Sweep, number: int, attrs: dict) -> list[Node]:
     source = attrs.get(PROMOTED)
     out = []
     for seed in sweep.seeds:
-        branch = Node(sweep.folder / root_name(source, seed), f"trial={number}") \
+        branch = Node(sweep.folder / root_name(source, seed), branch_name(number)) \
             if source is not None else None
         node = branch if branch is not None and branch.exists() else \
             Node(sweep.folder / root_name(number, seed), "")
