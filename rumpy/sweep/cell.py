@@ -55,15 +55,18 @@ def finish(node: Node) -> None:
     log.info("%s: every epoch was saved before it crashed; marked finished", node.path)
 
 
-def train_node(cfg: RunConfig, node: Node, mode: str, callbacks: list | None = None
-               ) -> tuple[str, bool]:
-    """Trains the node from `mode` (resume_mode). Returns (final state, stop requested)."""
+def train_node(cfg: RunConfig, node: Node, mode: str, callbacks: list | None = None,
+               announce: str = "") -> tuple[str, bool]:
+    """Trains the node from `mode` (resume_mode). Returns (final state, stop requested).
+    `announce` is logged once the node is claimed (a worker refused here never says it)."""
     from ..logs import attach_file, detach_file
     from ..training.callbacks import default_callbacks
     from ..training.setup import prepare, start
     from ..training.trainer import train
 
     if mode == "finish":
+        if announce:
+            log.info("%s", announce)
         finish(node)
         return "finished", False
     if mode == "continue":
@@ -76,6 +79,8 @@ def train_node(cfg: RunConfig, node: Node, mode: str, callbacks: list | None = N
         cfg.training.overwrite_data = True
     run = prepare(cfg)
     start(run)  # claims the node: a second worker is refused here
+    if announce:
+        log.info("%s", announce)
     handler = attach_file(run.folder.log)
     try:
         return train(run, default_callbacks() + list(callbacks or [])), run.stop_requested

@@ -168,8 +168,8 @@ def _train_cell(sweep: Sweep, cell: Cell) -> tuple[str, bool]:
     cfg = sweep.config(cell)
     node = Node(sweep.folder / cell.name, "")
     mode = resume_mode(node, cfg.training.num_epochs)
-    log.info("sweep %s: %s cell %s", sweep.name, _VERB[mode], cell.name)
-    return train_node(cfg, node, mode)
+    return train_node(cfg, node, mode,
+                      announce=f"sweep {sweep.name}: {_VERB[mode]} cell {cell.name}")
 
 
 _VERB = {"new": "starting", "continue": "resuming", "restart": "restarting",

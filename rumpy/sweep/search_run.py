@@ -82,13 +82,14 @@ def run_trial(sweep: Sweep, study, trial) -> str:
             return "done"
         if state not in ("finished", "stopped_early"):
             mode = resume_mode(node, num_epochs)
-            log.info("sweep %s: %s trial %d (%s), seed %d: %s", sweep.name,
-                     "starting" if mode == "new" else f"{mode} of", trial.number, params,
-                     cell.seed, cell.label)
+            verb = "starting" if mode == "new" else f"{mode} of"
             report = TrialReport(trial, index, num_epochs, spec.metric, list(earlier), prune,
                                  status)
             try:
-                state, stop_requested = train_node(cell.config, node, mode, [report])
+                state, stop_requested = train_node(
+                    cell.config, node, mode, [report],
+                    announce=f"sweep {sweep.name}: {verb} trial {trial.number} ({params}), "
+                             f"seed {cell.seed}: {cell.label}")
             except (RunExistsError, NodeLockedError) as exc:
                 log.warning("sweep %s: trial %d: %s", sweep.name, trial.number, exc)
                 return "failed"
