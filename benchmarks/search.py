@@ -75,7 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=16)
     parser.add_argument("--keep", help="keep the runs in this folder")
     args = parser.parse_args()
     from rumpy.cli.main import main as rumpy_main

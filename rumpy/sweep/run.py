@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..results.run_folder import RunExistsError
-from ..tree.lock import NodeLockedError, file_lock
+from ..tree.lock import NodeLockedError, file_lock, lock_holder
 from ..tree.node import Node, write_json
 from ..utils.process import die_with_parent
 from .spec import Cell, Sweep
@@ -125,7 +125,10 @@ def cell_state(sweep: Sweep, cell: Cell) -> str:
     node = Node(sweep.folder / cell.name, "")
     if not node.exists():
         return "new"
-    return node.state()
+    state = node.state()
+    if state != "running" and lock_holder(node.path) is not None:
+        return "running"  # another worker is starting it (its status is not written yet)
+    return state
 
 
 def _extended(sweep: Sweep, cell: Cell) -> bool:

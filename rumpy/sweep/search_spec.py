@@ -32,9 +32,7 @@ PRUNERS = ("none", "median", "successive_halving", "hyperband")
 RANGE_KEYS = ("low", "high", "log", "step")
 # Options that take Python objects (callables, samplers, trials): not settable from TOML.
 _NOT_FROM_TOML = ("gamma", "weights", "constraints_func", "categorical_distance_func",
-                  "search_space", "independent_sampler", "source_trials", "x0", "restart_strategy",
-                  "inc_popsize", "lr_adapt", "use_separable_cma", "with_margin",
-                  "popsize", "sigma0")
+                  "search_space", "independent_sampler", "source_trials", "x0")
 KEY = "sweep.search"
 
 
@@ -288,8 +286,6 @@ def read_search(source: str, table, base, columns: list[str]) -> SearchSpec:
                                               and _is_int(dist.get("step", 1))):
                 raise ConfigError(source, f"{KEY}.space.{key}", "the grid sampler needs choices "
                                                                 "or an integer range")
-    if sampler["name"] == "cmaes" and len(spec.space) < 2:
-        pass  # CMA-ES falls back to its independent sampler for one key: Optuna warns
     for key, name in (("sampler", "sampler"), ("pruner", "pruner")):
         try:
             spec.make_sampler() if key == "sampler" else spec.make_pruner()

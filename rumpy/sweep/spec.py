@@ -177,9 +177,9 @@ def _with_search(sweep: Sweep, table, base: RunConfig) -> Sweep:
     for values in sample_values(sweep.search) or [{}]:
         key = next(iter(values), "")
         try:
-            _check_cell(sweep, Cell(f"search space {key}", values, sweep.seeds[0]))
+            _check_cell(sweep, Cell("search-space", values, sweep.seeds[0]))
         except ConfigError as exc:
+            where = "" if exc.key_path == key else f"{exc.key_path}: "
             raise ConfigError(str(sweep.source), f"sweep.search.space.{key}",
-                              f"{values[key]!r}: {exc.message}" if exc.key_path == key
-                              else str(exc)) from None
+                              f"{values[key]!r}: {where}{exc.message}") from None
     return sweep
