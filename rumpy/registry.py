@@ -67,42 +67,82 @@ class UnknownNameError(LookupError):
 
 
 class Registry(Generic[T]):
+    """Names -> entries. An entry may be scoped to tasks (`tasks=("sisr", "image")`): a task
+    looks names up in its own scopes (its name and the families it declares), so two tasks can
+    each have an entry of the same name and one entry can serve several tasks. Unscoped
+    entries serve every task."""
+
     def __init__(self, kind: str):
         self.kind = kind
-        self._entries: dict[str, T] = {}
-        self._meta: dict[str, dict[str, Any]] = {}
+        self._entries: dict[str, list[tuple[tuple[str, ...] | None, T, dict[str, Any]]]] = {}
+        self.origins: dict[tuple[str, tuple[str, ...] | None], str] = {}  # plugin entries
 
-    def register(self, name: str, **meta: Any) -> Callable[[T], T]:
+    def register(self, name: str, tasks: tuple[str, ...] | list[str] | None = None,
+                 **meta: Any) -> Callable[[T], T]:
         key = name.lower()
+        scopes = tuple(tasks) if tasks is not None else None
 
         def add(obj: T) -> T:
-            if key in self._entries:
-                raise ValueError(f"{self.kind} '{name}' is registered twice")
-            self._entries[key] = obj
-            self._meta[key] = meta
+            for other, _, _ in self._entries.get(key, []):
+                if other is None or scopes is None or set(other) & set(scopes):
+                    where = f" for {'/'.join(scopes)}" if scopes else ""
+                    raise ValueError(f"{self.kind} '{name}' is registered twice{where}")
+            if scopes is not None:
+                meta["tasks"] = scopes
+            self._entries.setdefault(key, []).append((scopes, obj, meta))
+            from . import plugins  # a plugin's entries remember which plugin made them
+            if plugins.LOADING is not None:
+                self.origins[(key, scopes)] = plugins.LOADING
             return obj
 
         return add
 
-    def get(self, name: str) -> T:
-        try:
-            return self._entries[name.lower()]
-        except KeyError:
+    def _entry(self, name: str, scope: tuple[str, ...] | str | None):
+        key = name.lower()
+        scopes = (scope,) if isinstance(scope, str) else scope
+        found = [e for e in self._entries.get(key, [])
+                 if scopes is None or e[0] is None or set(e[0]) & set(scopes)]
+        if not found:
             raise UnknownNameError(
-                f"unknown {self.kind} '{name}'{did_you_mean(name, self.names())} "
-                f"(registered: {', '.join(self.names())})"
-            ) from None
+                f"unknown {self.kind} '{name}'{did_you_mean(name, self.names(scope))} "
+                f"(registered: {', '.join(self.names(scope))})")
+        if len(found) > 1:  # no scope given and several tasks have one of this name
+            raise UnknownNameError(f"{self.kind} '{name}' exists for several tasks "
+                                   f"({', '.join('/'.join(e[0] or ('all',)) for e in found)}); "
+                                   f"name the task")
+        return found[0]
 
-    def meta(self, name: str) -> dict[str, Any]:
-        self.get(name)
-        return self._meta[name.lower()]
+    def get(self, name: str, scope: tuple[str, ...] | str | None = None) -> T:
+        """The entry called `name` that serves `scope` (a task's scopes; None = any, when the
+        name is unique)."""
+        return self._entry(name, scope)[1]
 
-    def limits(self, name: str) -> dict:
+    def meta(self, name: str, scope: tuple[str, ...] | str | None = None) -> dict[str, Any]:
+        return self._entry(name, scope)[2]
+
+    def limits(self, name: str, scope: tuple[str, ...] | str | None = None) -> dict:
         """The declared ranges of the entry's parameters (rumpy/limits.py), or {}."""
-        return self.meta(name).get("limits", {})
+        return self.meta(name, scope).get("limits", {})
 
-    def names(self) -> list[str]:
-        return sorted(self._entries)
+    def origin(self, name: str, scope: tuple[str, ...] | str | None = None) -> str:
+        """'rumpy' or the plugin that registered the entry."""
+        entry = self._entry(name, scope)
+        return self.origins.get((name.lower(), entry[0]), "rumpy")
+
+    def all(self, name: str) -> list[tuple[tuple[str, ...] | None, T, dict[str, Any]]]:
+        """Every entry of this name, whatever its scope: (tasks, entry, meta)."""
+        return list(self._entries.get(name.lower(), []))
+
+    def names(self, scope: tuple[str, ...] | str | None = None) -> list[str]:
+        scopes = (scope,) if isinstance(scope, str) else scope
+        return sorted(k for k, entries in self._entries.items()
+                      if any(scopes is None or e[0] is None or set(e[0]) & set(scopes)
+                             for e in entries))
+
+    def serves(self, name: str, scope: tuple[str, ...] | str) -> bool:
+        scopes = (scope,) if isinstance(scope, str) else scope
+        return any(e[0] is None or set(e[0]) & set(scopes)
+                   for e in self._entries.get(name.lower(), []))
 
     def __contains__(self, name: str) -> bool:
         return name.lower() in self._entries

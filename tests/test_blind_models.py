@@ -119,7 +119,7 @@ def test_conditioned_model_trains_on_degraded_data(model, degraded, tmp_path):
 
 
 def test_batches_carry_normalised_metadata(degraded, tmp_path):
-    from rumpy.config.load import load_config
+    from rumpy.catalog import load_config
     from rumpy.data.paired import check_data
 
     cfg = load_config(blind_toml(degraded, tmp_path))
@@ -321,4 +321,4 @@ def test_blind_evaluation_with_predicted_metadata(degraded, tmp_path, caplog):
     caplog.clear()
     with caplog.at_level("ERROR"):  # an SR node is no predictor
         assert rumpy_main(["eval", str(node), "--metadata-from", str(node)]) == 2
-    assert "--metadata-from takes a regression node" in caplog.text
+    assert "--metadata-from takes a node that predicts named targets" in caplog.text

@@ -14,9 +14,10 @@ import torch
 
 from conftest import no_timing, rows, same_weights
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
 from rumpy.training.callbacks import Callback, default_callbacks
-from rumpy.training.checkpoint import load_checkpoint
+from rumpy.core.checkpoint import load_checkpoint
 from rumpy.training.setup import prepare, start
 from rumpy.training.trainer import train as train_loop
 

@@ -11,7 +11,8 @@ import pytest
 import tomllib
 
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
 from rumpy.training.setup import prepare
 
 

@@ -38,7 +38,7 @@ def test_crops_are_exactly_aligned(tiny_sets):
     ds = TrainPatches([images], crop=8, augment=[True], repeat=[3], seed=5)
     seen_positions = set()
     for idx in range(len(ds)):
-        lr, hr = ds[(1, idx)]["lr"], ds[(1, idx)]["hr"]
+        lr, hr = ds[(1, idx)]["lq"], ds[(1, idx)]["gt"]
         assert lr.shape == (3, 8, 8) and hr.shape == (3, 16, 16) and lr.dtype == torch.uint8
         # the LR patch is a piece of the LR image, the HR patch the same piece of the HR image
         full_lr, full_hr = images.pair(idx % len(images))
@@ -53,7 +53,7 @@ def test_crops_are_exactly_aligned(tiny_sets):
 def test_crop_is_a_subimage_of_the_pair(tiny_sets):
     images = _set(tiny_sets)
     ds = TrainPatches([images], crop=8, augment=[False], repeat=[1], seed=1)
-    lr, hr = ds[(2, 0)]["lr"], ds[(2, 0)]["hr"]
+    lr, hr = ds[(2, 0)]["lq"], ds[(2, 0)]["gt"]
     full_lr, full_hr = images.pair(0)
     lr_np = lr.permute(1, 2, 0).numpy()
     hits = [(t, l) for t in range(full_lr.shape[0] - 7) for l in range(full_lr.shape[1] - 7)
@@ -67,8 +67,8 @@ def test_samples_depend_only_on_seed_epoch_index(tiny_sets):
     images = _set(tiny_sets)
     a = TrainPatches([images], crop=8, augment=[True], repeat=[1], seed=1)
     b = TrainPatches([images], crop=8, augment=[True], repeat=[1], seed=1)
-    assert all(torch.equal(a[(4, i)]["hr"], b[(4, i)]["hr"]) for i in range(len(a)))
-    assert any(not torch.equal(a[(4, i)]["hr"], a[(5, i)]["hr"]) for i in range(len(a)))
+    assert all(torch.equal(a[(4, i)]["gt"], b[(4, i)]["gt"]) for i in range(len(a)))
+    assert any(not torch.equal(a[(4, i)]["gt"], a[(5, i)]["gt"]) for i in range(len(a)))
     s = EpochSampler(10, seed=1)
     s.set_epoch(2)
     first = list(s)
@@ -124,7 +124,7 @@ def test_eval_batches_group_equal_sizes():
 
 def test_eval_crop_is_centred_and_aligned(tiny_sets):
     images = _set(tiny_sets)
-    lr, hr = EvalImages(images, crop=10)[0]["lr"], EvalImages(images, crop=10)[0]["hr"]
+    lr, hr = EvalImages(images, crop=10)[0]["lq"], EvalImages(images, crop=10)[0]["gt"]
     full_lr, full_hr = images.pair(0)
     assert np.array_equal(lr.permute(1, 2, 0).numpy(), full_lr[7:17, 7:17])
     assert np.array_equal(hr.permute(1, 2, 0).numpy(), full_hr[14:34, 14:34])

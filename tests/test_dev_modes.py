@@ -9,7 +9,7 @@ import numpy as np
 
 from conftest import rows
 from rumpy.cli.train import main as train_main
-from rumpy.training.checkpoint import load_checkpoint
+from rumpy.core.checkpoint import load_checkpoint
 
 
 def test_dev_mode_limits_epochs_and_batches_logs_gradients_and_uses_a_temporary_folder(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rumpy.config import load_config
+from rumpy.catalog import load_config
 from rumpy.config.schema import (DataConfig, InternalParams, ModelConfig, RunConfig,
                                  TrainingConfig)
 from rumpy.data.kinds import DATASET_KINDS
@@ -15,8 +15,8 @@ from rumpy.models import MODELS
 from rumpy.models.registry import model_params
 from rumpy.tasks import TASKS
 from rumpy.tracking import TRACKERS
-from rumpy.training.losses import LOSSES
-from rumpy.training.optim import SCHEDULERS
+from rumpy.core.losses import LOSSES
+from rumpy.core.optim import SCHEDULERS
 from rumpy.training.setup import check_semantics
 
 KIND_CLASSES = sorted({c for k in DATASET_KINDS for c in (DATASET_KINDS.get(k).train_config,

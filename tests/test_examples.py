@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
 from rumpy.results.examples import LABEL, PANEL
 from rumpy.training.setup import prepare
 

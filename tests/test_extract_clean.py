@@ -16,7 +16,7 @@ from rumpy.cli.clean import _size
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
 from rumpy.inference.evaluate import evaluate_node
-from rumpy.training.checkpoint import load_checkpoint
+from rumpy.core.checkpoint import load_checkpoint
 from rumpy.tree.lock import NodeLock
 
 

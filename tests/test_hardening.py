@@ -9,7 +9,8 @@ import pytest
 from conftest import rows
 
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
 from rumpy.training.setup import prepare, start
 from rumpy.training.trainer import train
 
@@ -475,7 +476,7 @@ def test_full_disk_ends_the_run_with_one_line_and_continuing_is_exact(write_conf
     import subprocess
     import sys
     from conftest import no_timing
-    from rumpy.training.checkpoint import load_checkpoint
+    from rumpy.core.checkpoint import load_checkpoint
     text = write_config(num_epochs=25, aim=True).read_text()
     whole = write_config(name="whole.toml", text=text)
     assert train_main(["--parameters", str(whole), "--experiment_name", "whole"]) == 0

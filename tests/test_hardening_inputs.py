@@ -14,9 +14,10 @@ from inference_nodes import regression_node, sr_nodes
 
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
 from rumpy.data.images import write_png
-from rumpy.inference.cli import eval_sisr_main
+from rumpy.cli.evaluate import eval_sisr_main
 from rumpy.training.setup import prepare
 
 
@@ -289,8 +290,8 @@ def test_images_with_targets_rows_stay_inside_the_images_folder(tmp_path, caplog
 def test_eval_refusals_write_nothing(tmp_path_factory, caplog, capsys):
     sr, reg = sr_nodes(tmp_path_factory), regression_node(tmp_path_factory)
     for node, flags, expected in (
-            (reg["root"], ["--tile", "8"], "super-resolution models only"),
-            (reg["root"], ["--self-ensemble"], "super-resolution models only"),
+            (reg["root"], ["--tile", "8"], "for image outputs"),
+            (reg["root"], ["--self-ensemble"], "for image outputs"),
             (sr["root"], ["--data", str(sr["root"])], "is a folder; expected a TOML file")):
         before = _files(node)
         caplog.clear()

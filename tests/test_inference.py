@@ -17,7 +17,7 @@ from inference_nodes import image_regression_node, regression_node, sr_nodes
 import rumpy
 from rumpy.cli.main import main as rumpy_main
 from rumpy.data.images import read_rgb, to_float
-from rumpy.inference.cli import eval_sisr_main
+from rumpy.cli.evaluate import eval_sisr_main
 from rumpy.inference.load import InferenceError, load_experiment, saved_epochs
 from rumpy.inference.runner import Runner
 
@@ -56,7 +56,7 @@ def test_load_experiment_picks_best_last_and_numbered_epochs(sr):
     assert load_experiment(root, epoch="last").rumpy.epoch == 2
     one = load_experiment(root, epoch=1)
     assert one.rumpy.checkpoint == root / "saved_models" / "epoch_1.pt"
-    from rumpy.training.checkpoint import load_checkpoint
+    from rumpy.core.checkpoint import load_checkpoint
     saved = load_checkpoint(root / "saved_models" / "epoch_1.pt")["parts"]["model"]
     assert all(torch.equal(v, saved[k]) for k, v in one.state_dict().items())
 
@@ -159,7 +159,7 @@ def test_predict_regression_gives_original_units(reg):
     assert np.allclose(rumpy.predict(model, x[3]), pred[3])   # one sample -> (T,)
     with pytest.raises(InferenceError, match=r"takes samples of shape \[6\]"):
         rumpy.predict(model, x[:, :5])
-    with pytest.raises(InferenceError, match="super-resolution models only"):
+    with pytest.raises(InferenceError, match="for image outputs"):
         rumpy.predict(model, x, tile=8)
 
 
@@ -263,3 +263,18 @@ def test_image_regression_eval_and_predict(tmp_path_factory):
     pred = rumpy.predict(str(root), images, epoch=2)
     logged = np.array([[float(r["pred-brightness"]), float(r["pred-noise"])] for r in rows])
     assert pred.shape == (8, 2) and np.abs(pred - logged).max() < 1e-6
+
+
+def test_a_loaded_model_takes_the_task_batch_dict(sr):
+    """load_experiment's model accepts a batch as the data sets give it (uint8 LR under 'lr'),
+    converted by the task exactly as in validation, as well as a prepared tensor."""
+    from skimage import data
+
+    model = load_experiment(sr["root"], epoch=2)
+    lr = torch.from_numpy(np.ascontiguousarray(data.astronaut()[:20, :24])).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        assert torch.equal(model({"lr": lr}), model(to_float(lr)))
+    with pytest.raises(InferenceError, match="no such run folder, nor a run of that name"):
+        load_experiment("nothing_here", save_loc=sr["root"].parent)
+    named = load_experiment(sr["root"].name, epoch=1, save_loc=sr["root"].parent)
+    assert named.rumpy.path == sr["root"] and named.rumpy.epoch == 1

@@ -140,7 +140,7 @@ def toml(tmp: Path, hr: dict, folders: dict, *, metadata='["blur_kernel"]', mode
 
 
 def _check(path: Path):
-    from rumpy.config.load import load_config
+    from rumpy.catalog import load_config
     from rumpy.data.paired import check_data
 
     cfg = load_config(path)

@@ -146,7 +146,7 @@ def test_bicubic_baseline_is_matlabs_bicubic_row(scale):
                    torch.device("cpu"), 0)
     matlab = _y_psnr(matlab_imresize(lr, scale).astype(np.float64), hr, scale)
     assert ev.bicubic_baseline().means["s"]["PSNR"] == pytest.approx(matlab, abs=1e-9)
-    x = to_float(batch["lr"])
+    x = to_float(batch["lq"])
     ours = quantize(bicubic(x, (hr.shape[0], hr.shape[1])))[0].permute(1, 2, 0).numpy()
     assert abs(_y_psnr(ours, hr, scale) - matlab) < 0.005
 

@@ -8,7 +8,8 @@ from skimage import data
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from rumpy.config import ConfigError, load_config
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
 from rumpy.metrics import METRICS
 from rumpy.metrics.sr import prepare as protocol_view
 from rumpy.metrics.lpips import ALEXNET_FILE, LPIPSNet, lpips_heads_path

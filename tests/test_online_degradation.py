@@ -114,7 +114,7 @@ def test_online_training_resumes_exactly(tmp_path, tiny_sets, val_set):
 
 
 def test_online_patches_and_their_metadata(tmp_path, tiny_sets, val_set):
-    from rumpy.config.load import load_config
+    from rumpy.catalog import load_config
     from rumpy.data.paired import build_loaders, check_data
 
     cfg = load_config(online_toml(tmp_path, tiny_sets, val_set))
@@ -122,13 +122,13 @@ def test_online_patches_and_their_metadata(tmp_path, tiny_sets, val_set):
     loaders = build_loaders(cfg, train, evals, pin_memory=False)
     dataset = loaders.train.dataset
     sample = dataset[(1, 0)]
-    assert sample["lr"].shape == (3, 10, 10) and sample["hr"].shape == (3, 20, 20)
+    assert sample["lq"].shape == (3, 10, 10) and sample["gt"].shape == (3, 20, 20)
     meta = sample["metadata"].numpy()
     assert meta.shape == (2,) and (0 <= meta).all() and (meta <= 1).all()
     again = dataset[(1, 0)]  # the same (epoch, index): the same patch and degradation
-    assert np.array_equal(again["lr"], sample["lr"]) and np.array_equal(again["metadata"], meta)
+    assert np.array_equal(again["lq"], sample["lq"]) and np.array_equal(again["metadata"], meta)
     other = dataset[(2, 0)]  # another epoch: another draw
-    assert not np.array_equal(other["lr"].numpy(), sample["lr"].numpy())
+    assert not np.array_equal(other["lq"].numpy(), sample["lq"].numpy())
     # an EDSR (no metadata) trains on an online set as well
     plain = online_toml(tmp_path, tiny_sets, val_set, model="edsr", num_epochs=1, name="plain")
     assert train_main(["--parameters", str(plain)]) == 0

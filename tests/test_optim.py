@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rumpy.config import load_config
-from rumpy.training.optim import OPTIMIZERS, SCHEDULERS
+from rumpy.catalog import load_config
+from rumpy.core.optim import OPTIMIZERS, SCHEDULERS
 from rumpy.training.setup import prepare
 
 SCHEDULER_PARAMS = {

@@ -17,7 +17,8 @@ import torch
 
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
 from rumpy.data.datasets import augment
 from rumpy.data.images import write_png
 from conftest import rows
@@ -274,7 +275,7 @@ def test_request_crops_cutoff_shortlist_drop_last(data, tmp_path):
     assert train[1].keys == ["0005", "0006", "0009"]  # the shortlist's 6, then [3, 6)
     loaders = task.setup(torch.device("cpu"))
     loaders.sampler.set_epoch(1)
-    batches = [b["lr"].shape for b in loaders.train]
+    batches = [b["lq"].shape for b in loaders.train]
     # 19 images in batches of 4 (the last one short): 4 x 3 patches each
     assert batches == [(12, 3, 4, 4)] * 4 + [(9, 3, 4, 4)]
 

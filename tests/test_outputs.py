@@ -16,7 +16,7 @@ from conftest import no_timing, rows, same_weights, weights
 from PIL import Image
 
 from rumpy.cli.train import main as train_main
-from rumpy.config import load_config
+from rumpy.catalog import load_config
 from rumpy.training.callbacks import Callback, default_callbacks
 from rumpy.training.output_worker import OutputWorker
 from rumpy.training.setup import prepare, start

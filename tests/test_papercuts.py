@@ -16,9 +16,10 @@ from PIL import Image
 from conftest import make_pairs, rows
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
 from rumpy.registry import did_you_mean
-from rumpy.results.columns import find_column
+from rumpy.core.columns import find_column
 from rumpy.results.compare import compare_figure
 from rumpy.results.export import best_table, epochs_table
 from rumpy.results.samples import LABEL, sample_strip

@@ -18,8 +18,9 @@ import pytest
 from conftest import rows
 
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
-from rumpy.training.checkpoint import load_checkpoint
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
+from rumpy.core.checkpoint import load_checkpoint
 from rumpy.training.setup import prepare, start
 from rumpy.tree.lock import NodeLock, NodeLockedError, check_unlocked, lock_holder
 from rumpy.tree.node import Node

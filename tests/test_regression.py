@@ -20,36 +20,10 @@ from conftest import no_timing, rows, same_weights, weights
 
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
-from rumpy.data.blur_set import build_blur_set
-from rumpy.training.checkpoint import load_checkpoint
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
+from rumpy.core.checkpoint import load_checkpoint
 from rumpy.training.setup import prepare
-
-
-def _targets(x: np.ndarray) -> np.ndarray:
-    return np.stack([np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2], 3 + x[:, 3] ** 2 - x[:, 4]], axis=1)
-
-
-@pytest.fixture(scope="session")
-def regression_data(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("regression")
-    rng = np.random.default_rng(0)
-    out = {}
-    for split, n in (("train", 384), ("valid", 96)):
-        x = rng.normal(size=(n, 6)).astype(np.float32)
-        y = _targets(x) + 0.05 * rng.normal(size=(n, 2))
-        np.savez(root / f"{split}.npz", inputs=x, targets=y)
-        out[f"{split}_npz"] = root / f"{split}.npz"
-        with open(root / f"{split}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow([f"x{i}" for i in range(6)] + ["wave", "bowl"])
-            writer.writerows(np.concatenate([x, y], axis=1).tolist())
-        out[f"{split}_csv"] = root / f"{split}.csv"
-    images, targets = build_blur_set(root / "blur", "train", count=48)
-    out.update(train_images=images, train_targets=targets)
-    images, targets = build_blur_set(root / "blur", "eval", count=16)
-    out.update(valid_images=images, valid_targets=targets)
-    return out
 
 
 def arrays_toml(data: dict, save_loc: Path, *, epochs: int = 3, extra_training: str = "",

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from rumpy.cli.train import main as train_main
-from rumpy.config import load_config
+from rumpy.catalog import load_config
 from rumpy.results.samples import LABEL
-from rumpy.results.summary import TIMING_COLUMNS
-from rumpy.training.checkpoint import CorruptCheckpoint, load_checkpoint
+from rumpy.core.summary import TIMING_COLUMNS
+from rumpy.core.checkpoint import CorruptCheckpoint, load_checkpoint
 from rumpy.training.setup import prepare
 
 

@@ -14,8 +14,9 @@ from conftest import no_timing, rows, same_weights, weights
 
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
-from rumpy.config import ConfigError, load_config
-from rumpy.training.checkpoint import load_checkpoint
+from rumpy.catalog import load_config
+from rumpy.config import ConfigError
+from rumpy.core.checkpoint import load_checkpoint
 from rumpy.training.setup import prepare
 
 STEP_LR = 'scheduler = "step_lr"\nscheduler_params = {step_size = 1, gamma = 0.7}'

@@ -40,7 +40,8 @@ def _protected(node, training: dict) -> set:
 
 def clean(args: argparse.Namespace) -> int:
     from ..config.compose import read_toml
-    from ..inference.load import InferenceError, find_node
+    from ..core.errors import InferenceError
+    from ..tree.find import find_node
     from ..tree.lock import NodeLock, NodeLockedError, check_unlocked
     from ..tree.node import DamagedNode
     from ..tree.retention import prune_checkpoints

@@ -74,9 +74,10 @@ def extract(path, choice="best", output: Path | None = None, weights_only: bool 
     """Extracts epoch `choice` of the node at `path` into `output` (default: a folder named after
     the node and epoch in the working directory); returns the folder."""
     from ..config.compose import read_toml
-    from ..inference.load import InferenceError, find_node
-    from ..results.summary import INHERITED, write_table
-    from ..training.checkpoint import (WEIGHTLESS_PARTS, CorruptCheckpoint, is_weights_only,
+    from ..core.errors import InferenceError
+    from ..tree.find import find_node
+    from ..core.summary import INHERITED, write_table
+    from ..core.checkpoint import (WEIGHTLESS_PARTS, CorruptCheckpoint, is_weights_only,
                                        load_checkpoint, save_checkpoint)
     from ..tree.node import DamagedNode, write_json
     from ..utils.atomic import atomic_write_bytes, dir_mode

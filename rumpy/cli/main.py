@@ -31,19 +31,37 @@ def _prepare_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models(args: argparse.Namespace) -> int:
-    from ..models import MODELS, model_params, model_tasks
+def _load_plugins(args: argparse.Namespace) -> bool:
+    """The plugins named with --plugins (and installed entry points), imported to be listed."""
+    from ..plugins import PluginError, load_plugins
 
+    try:
+        load_plugins(list(args.plugins or []), Path.cwd())
+    except PluginError as exc:
+        log.error("--plugins: %s", exc)
+        return False
+    return True
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .. import catalog  # noqa: F401  (every package task, so each model's inputs are known)
+    from ..models import MODELS, model_params
+
+    if not _load_plugins(args):
+        return 2
     for name in MODELS:
-        cls = MODELS.get(name)
-        params = ", ".join(f"{k}={d!r}" for k, (_, d) in model_params(name).items())
-        tasks = "/".join(model_tasks(name))
-        if "sisr" in model_tasks(name):
-            pre = "bicubic-upsampled input" if cls.pre_upsampled else "LR input"
-            about = f"scales {cls.supported_scales or 'any'}; {pre}"
-        else:
-            about = "input shape and outputs from the data"
-        print(f"{name:13s} {tasks:10s} {about}; {params}")
+        for tasks, cls, _ in MODELS.all(name):
+            params = ", ".join(f"{k}={d!r}" for k, (_, d) in model_params(name, (), tasks).items())
+            scales = getattr(cls, "supported_scales", None)
+            if "sisr" in (tasks or ()):
+                pre = "bicubic-upsampled input" if getattr(cls, "pre_upsampled", False) \
+                    else "LR input"
+                about = f"scales {scales or 'any'}; {pre}"
+            else:
+                about = "inputs from the data"
+            origin = MODELS.origin(name, tasks)
+            where = "" if origin == "rumpy" else f" [plugin {origin}]"
+            print(f"{name:13s} {'/'.join(tasks or ('any',)):10s} {about}; {params}{where}")
     return 0
 
 
@@ -51,13 +69,19 @@ def _tasks(args: argparse.Namespace) -> int:
     from ..data.kinds import DATASET_KINDS
     from ..tasks import TASKS
 
+    if not _load_plugins(args):
+        return 2
     for name in TASKS:
         task = TASKS.get(name)
-        print(f"{name}")
+        origin = TASKS.origin(name)
+        print(f"{name}" + ("" if origin == "rumpy" else f" [plugin {origin}]"))
         for kind in task.dataset_kinds:
-            print(f"  data type {kind!r}: {DATASET_KINDS.get(kind).doc}")
+            print(f"  data type {kind!r}: {DATASET_KINDS.get(kind, task.scopes()).doc}")
         print(f"  models: {', '.join(task.model_names())}")
-        print(f"  metrics: {', '.join(task.metric_names())}")
+        if "training.metrics" in task.config_defaults:
+            print(f"  metrics: {', '.join(task.metric_names())}")
+        else:
+            print("  metrics: the model's own (loss, metrics and metric_directions)")
         print(f"  baseline: {task.baseline_name}")
     return 0
 
@@ -161,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     models.set_defaults(func=_models)
     tasks = sub.add_parser("tasks", help="list tasks with their data types, models and metrics")
     tasks.set_defaults(func=_tasks)
+    for listing in (models, tasks):
+        listing.add_argument("--plugins", nargs="+", metavar="FILE|MODULE",
+                             help="also list what these plugins register (files relative to "
+                                  "the working directory, or module names)")
     sub.add_parser("train", help="train any task from a TOML config (same flags as train_sisr; "
                                  "rumpy train --help)", add_help=False)
     tree = sub.add_parser("tree", help="show an experiment's result tree")
@@ -186,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="nodes to draw ('.' = the root); default: all")
     plot.add_argument("-o", "--output", default="compare.png")
     plot.set_defaults(func=_plot)
-    from ..inference.cli import add_parsers as add_inference_parsers  # eval, export-model
+    from .evaluate import add_parsers as add_inference_parsers  # eval, export-model
     add_inference_parsers(sub)
     from .sweep import add_parsers as add_sweep_parsers  # sweep, table
     add_sweep_parsers(sub)

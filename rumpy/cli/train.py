@@ -10,10 +10,11 @@ import logging.handlers
 import shlex
 import sys
 
-from ..config import ConfigError, load_config
+from ..catalog import load_config
+from ..config import ConfigError
 from .args import Parser, epoch, integer
 from ..logs import attach_file, detach_file, setup_console
-from ..results.run_folder import RunExistsError
+from ..core.run_folder import RunExistsError
 from ..tree.lock import NodeLockedError
 
 log = logging.getLogger("rumpy")
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None, prog: str = "train_sisr") -> int:
 def _main(args: argparse.Namespace) -> int:
     # Imported after argument parsing so that --help answers instantly.
     from ..config.load import CLI_OVERRIDES, attribute
-    from ..training import distributed
-    from ..training.distributed import SINGLE
+    from ..core import distributed
+    from ..core.distributed import SINGLE
     from ..training.setup import prepare, start
     from ..training.trainer import train
     from ..tree.plan import TreeError

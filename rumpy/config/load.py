@@ -8,7 +8,7 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..registry import did_you_mean
 from ..utils.names import MAX_BYTES, name_problem
@@ -82,10 +82,15 @@ class _Builder:
     """Builds the typed config, collecting every problem (unknown key, wrong type, bad value)
     instead of stopping at the first, so one run of the command shows them all."""
 
-    def __init__(self, source: str, task: str, default_kind: str, composed: Composed):
+    def __init__(self, source: str, task: "TaskSpec", catalog: "Catalog", composed: Composed):
         self.source = source
-        self.task = task
-        self.default_kind = default_kind
+        self.spec = task
+        self.task = task.name
+        self.scopes = task_scopes(task)
+        self.defaults = dict(task.config_defaults)
+        self.catalog = catalog
+        self.kinds = catalog.kinds
+        self.default_kind = task.dataset_kinds[0] if task.dataset_kinds else ""
         self.composed = composed
         self.problems: list[ConfigError] = []
 
@@ -165,21 +170,25 @@ class _Builder:
 
     def dataset_class(self, table: dict, role: str, key_path: str) -> type:
         """The config class of a data set table, from its `type` (the task's default kind when
-        absent); a kind of another task is refused here."""
-        from ..data.kinds import DATASET_KINDS
-
+        absent); a kind that feeds other tasks is refused here."""
+        kinds = self.kinds
         name = table.get("type", self.default_kind)
         if not isinstance(name, str):
             self.fail(f"{key_path}.type", f"expected a string, got {_type_name(name)}")
-        mine = [k for k in DATASET_KINDS if DATASET_KINDS.get(k).task == self.task]
-        if name.lower() not in DATASET_KINDS:
+        mine = kinds.names(self.scopes)
+        if name.lower() not in kinds:
             self.fail(f"{key_path}.type", f"unknown dataset type {name!r}{did_you_mean(name, mine)} "
                                           f"(task {self.task!r} reads: {', '.join(mine)})")
-        found = DATASET_KINDS.get(name)
-        if found.task != self.task:
-            self.fail(f"{key_path}.type", f"dataset type {name!r} feeds task {found.task!r}, not "
+        if not kinds.serves(name, self.scopes):
+            feeds = sorted({t for scopes, _, _ in kinds.all(name) for t in scopes or ()})
+            tasks = [t for t in feeds if t in self.catalog.task_names()]
+            families = [f for f in feeds if f not in tasks]
+            also = f" and {'/'.join(families)} tasks" if families else ""
+            self.fail(f"{key_path}.type", f"dataset type {name!r} feeds task "
+                                          f"{'/'.join(map(repr, tasks))}{also}, not "
                                           f"{self.task!r} (task {self.task!r} reads: "
                                           f"{', '.join(mine)})")
+        found = kinds.get(name, self.scopes)
         table["type"] = found.name
         return found.train_config if role == "train" else found.eval_config
 
@@ -201,21 +210,21 @@ class _Builder:
         kwargs = {}
         for name, f in fields.items():
             where = f"{key_path}.{name}" if key_path else name
-            uses = f.metadata.get("tasks")
+            per_task = f.metadata.get("per_task")
             if name in table:
                 try:
-                    if uses is not None and self.task not in uses:
-                        users = ", ".join(repr(t) for t in uses)
-                        self.fail(where, f"not used by task {self.task!r} (only by {users}); "
-                                         f"remove it")
+                    if per_task and where not in self.defaults:
+                        users = ", ".join(repr(t) for t in self.catalog.tasks_using(where))
+                        self.fail(where, f"not used by task {self.task!r} (only by "
+                                         f"{users or 'no task'}); remove it")
                     kwargs[name] = self.value(hints[name], table[name], where, dict(f.metadata))
                     continue
                 except _Problem:  # recorded; the default stands in so the build goes on
                     pass
             if dataclasses.is_dataclass(_plain(hints[name])):  # an absent section: its defaults
                 kwargs[name] = self.build(_plain(hints[name]), {}, where)
-            elif uses is not None and self.task in uses:
-                default = uses[self.task]
+            elif per_task and where in self.defaults:
+                default = self.defaults[where]
                 kwargs[name] = type(default)(default) if isinstance(default, (list, dict)) else default
         obj = cls(**kwargs)
         if cls is InternalParams:
@@ -241,18 +250,62 @@ def attribute(exc: ConfigError, cfg: RunConfig) -> ConfigError:
     return exc
 
 
+class TaskSpec(Protocol):
+    """What the loader needs of a task; the task classes (rumpy/tasks) have these."""
+
+    name: str
+    families: tuple[str, ...]
+    dataset_kinds: tuple[str, ...]      # the first is a data table's default `type`
+    config_defaults: dict[str, Any]     # key path -> default, for the per_task keys it uses
+
+
+class Catalog(Protocol):
+    """The components a config may name, handed to the loader by the layer above (the config
+    layer imports no task, dataset kind or model): rumpy/catalog.py."""
+
+    kinds: Any  # the dataset kinds' registry
+
+    def task(self, name: str) -> TaskSpec | None: ...
+    def task_names(self) -> list[str]: ...
+    def tasks_using(self, key_path: str) -> list[str]: ...
+    def load_plugins(self, specs: list[str], base: Path, origin: str,
+                     recorded: dict[str, str]) -> dict[str, str]: ...
+
+
+_INSTALLED: list[Catalog] = []
+
+
+def install_catalog(catalog: Catalog) -> None:
+    """The layer above installs the package's catalog once (rumpy/catalog.py does on import);
+    readers of stored configs below it (the tree) then need not import the tasks."""
+    _INSTALLED[:] = [catalog]
+
+
+def installed_catalog() -> Catalog:
+    if not _INSTALLED:
+        raise RuntimeError("no component catalog: import rumpy.catalog (it loads the tasks, "
+                           "dataset kinds and plugins configs name) before loading a config")
+    return _INSTALLED[0]
+
+
+def task_scopes(task: TaskSpec) -> tuple[str, ...]:
+    """The registry scopes a task looks names up in: its name and its families."""
+    return (task.name, *getattr(task, "families", ()))
+
+
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None,
                 cfg_defaults: tuple = (), key_overrides: tuple = (),
                 values: dict[str, tuple[str, Any]] | None = None,
                 ignore: tuple[str, ...] = (),
-                presets: dict[str, tuple[str, Any]] | None = None) -> RunConfig:
+                presets: dict[str, tuple[str, Any]] | None = None,
+                *, catalog: Catalog | None = None) -> RunConfig:
     """Compose (the file's defaults chain under it, --cfg-default files under that, then
-    `section.key=value` overrides and CLI flags on top), type-check and resolve paths. Semantic
-    checks that need the registries (model parameters, data folders) happen when the run is
-    built. `values` ({key: (label, value)}) set keys last (a sweep cell's); top-level tables
-    named in `ignore` are not part of the run's config (a sweep file's [sweep])."""
-    from ..tasks import TASKS  # the task's dataset kinds and defaults
-
+    `section.key=value` overrides and CLI flags on top), import its plugins, type-check and
+    resolve paths. Semantic checks that need the registries (model parameters, data folders)
+    happen when the run is built. `values` ({key: (label, value)}) set keys last (a sweep
+    cell's); top-level tables named in `ignore` are not part of the run's config (a sweep
+    file's [sweep])."""
+    catalog = catalog or installed_catalog()
     path = Path(path)
     flags = {CLI_OVERRIDES[flag]: (f"--{flag}", value) for flag, value in (overrides or {}).items()
              if value is not None}
@@ -263,16 +316,19 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     legacy = translate(raw, composed.origins)
     source = str(path)
     toml_dir = path.resolve().parent
+    sha256 = _plugins(raw, composed, source, toml_dir, catalog)
     task = raw.get("task", RunConfig.task)
     if not isinstance(task, str):
         raise ConfigError(composed.origin("task", source), "task",
                           f"expected a string, got {_type_name(task)}")
-    if task not in TASKS:
+    spec = catalog.task(task.lower())
+    if spec is None:
+        names = catalog.task_names()
         raise ConfigError(composed.origin("task", source), "task",
-                          f"unknown task {task!r}{did_you_mean(task, TASKS.names())} "
-                          f"(registered: {', '.join(TASKS.names())})")
+                          f"unknown task {task!r}{did_you_mean(task, names)} "
+                          f"(registered: {', '.join(names)})")
     task = raw["task"] = task.lower()
-    builder = _Builder(source, task, TASKS.get(task).dataset_kinds[0], composed)
+    builder = _Builder(source, spec, catalog, composed)
     for key_path, message in legacy.problems:
         builder.problems.append(ConfigError(composed.origin(key_path, source), key_path, message))
     cfg: RunConfig = builder.build(RunConfig, raw, "")
@@ -281,11 +337,30 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     cfg.source = source
     cfg.origins = dict(composed.origins)
     cfg.chain = [c for c in composed.chain if not c.startswith("--")]
+    cfg.plugins = list(sha256)
+    cfg.plugin_sha256 = {k: v for k, v in sha256.items() if v}
     log_notes(legacy.notes)
     try:
         return _finish(cfg, composed, source, toml_dir)
     except ConfigError as exc:
         raise attribute(exc, cfg) from None
+
+
+def _plugins(raw: dict, composed: Composed, source: str, toml_dir: Path,
+             catalog: Catalog) -> dict[str, str]:
+    """Imports the config's plugins before anything is typed (they may add the very task,
+    model or dataset kind it names). Returns {plugin: sha256 of its file, '' for a module}."""
+    specs = raw.get("plugins", [])
+    origin = composed.origin("plugins", source)
+    if not isinstance(specs, list) or not all(isinstance(p, str) and p.strip() for p in specs):
+        raise ConfigError(origin, "plugins", f"expected a list of file paths or module names, "
+                                             f"got {specs!r}")
+    recorded = raw.pop("plugin_sha256", {})
+    if not isinstance(recorded, dict):
+        raise ConfigError(origin, "plugin_sha256", "expected a table of file -> sha256")
+    loaded = catalog.load_plugins(specs, composed.base("plugins", toml_dir), origin, recorded)
+    raw["plugins"] = list(loaded)
+    return loaded
 
 
 def _finish(cfg: RunConfig, composed: Composed, source: str, toml_dir: Path) -> RunConfig:
@@ -364,8 +439,13 @@ def to_toml_dict(cfg: RunConfig) -> dict:
 
     table = convert(cfg)
     # Plain keys before sub-tables, so the file reads top-down like the example configs.
-    return {k: table[k] for k in ("experiment", "experiment_save_loc", "task", "training", "model",
-                                  "data")}
+    head = ["experiment", "experiment_save_loc", "task"]
+    if cfg.plugins:  # the node records its plugins, and each file's hash, to find them again
+        head.append("plugins")
+        if cfg.plugin_sha256:
+            table["plugin_sha256"] = dict(cfg.plugin_sha256)
+            head.append("plugin_sha256")
+    return {k: table[k] for k in head + ["training", "model", "data"]}
 
 
 def config_text(cfg: RunConfig) -> str:

@@ -1,9 +1,11 @@
 """One typed config object per TOML section. Field metadata drives validation (`load.py`) and is
 checked against the TOML reference in docs/config.md by the tests.
 
-A key that only some tasks use declares them: `tasks={"sisr": 4}` gives its default for each task
-that uses it; setting it under any other task is a config error, and it is left out of that task's
-resolved config. Data set tables have one config class per dataset kind (`data/kinds.py`)."""
+A key that only some tasks use is marked `per_task=True`: each task that uses it declares its
+default (`Task.config_defaults`, in the task's own file); setting it under any other task is a
+config error, and it is left out of that task's resolved config. The config layer never imports a
+task: the loader is handed the task's declarations (rumpy/catalog.py). Data set tables have one
+config class per dataset kind (`data/kinds.py`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,14 +14,14 @@ from typing import Any
 
 def opt(default: Any, doc: str, *, choices: tuple = (), minimum: float | None = None,
         maximum: float | None = None, path: bool = False, action: bool = False,
-        check: Any = None, tasks: dict | None = None, needs: str | None = None) -> Any:
+        check: Any = None, per_task: bool = False, needs: str | None = None) -> Any:
     """A config field: its default, one line of documentation and the checks on its value.
     `action` keys say what to do with a run (continue, fork) rather than define it: they are
-    left out of the saved config.toml and of config comparisons. `tasks` maps each task that
-    uses the key to its default there (the field's own default is then None: unset). `needs`
+    left out of the saved config.toml and of config comparisons. `per_task`: only tasks that
+    declare a default for the key use it (the field's own default is then None: unset). `needs`
     names the key without which this one would be silently ignored (set alone: refused)."""
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum, "path": path,
-            "action": action, "check": check, "tasks": tasks, "needs": needs}
+            "action": action, "check": check, "per_task": per_task, "needs": needs}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -41,10 +43,6 @@ def _cutoff_check(value: Any) -> str | None:
     return None
 
 
-SR_METRICS = ["PSNR", "SSIM"]
-REGRESSION_METRICS = ["MAE", "RMSE", "R2", "Pearson"]
-
-
 @dataclass
 class TrainingConfig:
     num_epochs: int = opt(100, "epochs to train", minimum=1, maximum=10**6)
@@ -54,18 +52,18 @@ class TrainingConfig:
                    choices=("off", "single", "multiple"))
     sp_gpu: int = opt(0, "CUDA device index used by gpu = 'single'", minimum=0)
     metrics: list[str] | None = opt(None, "validation metrics of the task (`rumpy tasks` lists them)",
-                                    tasks={"sisr": SR_METRICS, "regression": REGRESSION_METRICS})
+                                    per_task=True)
     eval_frequency: int = opt(1, "validate every N epochs (and always at the last epoch)", minimum=1)
     logging: str = opt("visual", "'visual' writes PNG plots each epoch, 'text' only CSV and log",
                        choices=("visual", "text"))
     save_samples: bool = opt(True, "save visual outputs at each validation: SR-vs-HR sample "
                                    "images (sisr), predicted-vs-true scatter plots (regression)")
     num_samples: int | None = opt(None, "eval images saved as samples per validation",
-                                  minimum=0, tasks={"sisr": 3})
+                                  minimum=0, per_task=True)
     metric_channel: str | None = opt(None, "PSNR/SSIM on the BT.601 luma channel ('y') or on 'rgb'",
-                                     choices=("y", "rgb"), tasks={"sisr": "y"})
+                                     choices=("y", "rgb"), per_task=True)
     metric_crop_border: bool | None = opt(None, "crop `scale` pixels from each border before "
-                                                "PSNR/SSIM", tasks={"sisr": True})
+                                                "PSNR/SSIM", per_task=True)
     stop_on_divergence: bool = opt(True, "a non-finite training loss stops the run (state "
                                          "'diverged'; the last good checkpoint is kept)")
     log_grad: bool = opt(False, "the gradient norm's mean and max over each epoch's steps as "
@@ -104,12 +102,12 @@ class TrainingConfig:
               "own settings win (the original tool's key)", action=True)
     best_load_metric: str | None = opt(
         None, "summary column that defines the 'best' epoch ('PSNR' means val-PSNR)",
-        tasks={"sisr": "val-PSNR", "regression": "val-RMSE"})
+        per_task=True)
     early_stopping_patience: int = opt(0, "stop after this many validations without improvement; "
                                           "0 = off", minimum=0)
     early_stopping_metric: str | None = opt(
         None, "summary column early stopping watches",
-        tasks={"sisr": "val-PSNR", "regression": "val-RMSE"})
+        per_task=True)
     early_stopping_mode: str = opt("auto", "'max', 'min', or 'auto' (the metric's own direction)",
                                    choices=("auto", "max", "min"))
     early_stopping_min_delta: float = opt(0.0, "smallest change that counts as an improvement",
@@ -146,7 +144,7 @@ class TrainingConfig:
 
 @dataclass
 class InternalParams:
-    scale: int | None = opt(None, "upscaling factor", minimum=2, tasks={"sisr": 4})
+    scale: int | None = opt(None, "upscaling factor", minimum=2, per_task=True)
     lr: float = opt(1e-4, "learning rate", minimum=0)
     optimizer: str = opt("adam", "adam, adamw, sgd or rmsprop")
     optimizer_params: dict = opt({}, "keyword arguments of the torch.optim class (betas, weight_decay, ...)")
@@ -156,7 +154,7 @@ class InternalParams:
     loss: str | dict | None = opt(
         None, "a loss name (l1, mse, charbonnier, huber, smooth_l1), or a table of weighted losses: "
               "{l1 = 1.0, charbonnier = {weight = 0.5, eps = 1e-6}}",
-        tasks={"sisr": "l1", "regression": "mse"})
+        per_task=True)
     grad_clip: float = opt(0.0, "clip the gradient norm to this value; 0 = off", minimum=0)
     # The architecture's own parameters (num_features, num_blocks, ...), checked against the
     # registered model's constructor; in the TOML they sit beside the keys above.
@@ -205,12 +203,12 @@ class DataConfig:
     cache_memory_limit_gb: float = opt(4.0, "largest decoded size 'auto' keeps in memory", minimum=0)
     cache_dir: str = opt("~/.cache/rumpy", "where disk caches and built-in datasets live", path=True)
     normalize_inputs: bool | None = opt(None, "z-score the inputs with training-set statistics "
-                                              "(kept in the checkpoint)", tasks={"regression": True})
+                                              "(kept in the checkpoint)", per_task=True)
     normalize_targets: bool | None = opt(None, "z-score the targets with training-set statistics",
-                                         tasks={"regression": True})
+                                         per_task=True)
     loss_space: str | None = opt(None, "compute the loss on 'normalized' or 'original' targets "
                                        "(metrics are always in original units)",
-                                 choices=("normalized", "original"), tasks={"regression": "normalized"})
+                                 choices=("normalized", "original"), per_task=True)
     # Tables of data sets; their classes come from each table's `type` (data/kinds.py).
     training_sets: dict[str, DatasetConfig] = field(default_factory=dict,
                                                     metadata={"role": "train"})
@@ -221,8 +219,12 @@ class DataConfig:
 class RunConfig:
     experiment: str = opt("", "run name; the run folder is <experiment_save_loc>/<experiment>")
     experiment_save_loc: str = opt("./Results", "folder holding run folders", path=True)
-    task: str = opt("sisr", "what is trained: 'sisr' (super-resolution) or 'regression' "
-                            "(`rumpy tasks` lists them)")
+    task: str = opt("sisr", "what is trained: 'sisr' (super-resolution), 'regression', or a "
+                            "plugin's task (`rumpy tasks` lists them)")
+    plugins: list[str] = opt([], "code that registers models, losses, metrics, dataset kinds, "
+                                 "degradations, trackers or tasks: Python files (relative to "
+                                 "the TOML) or importable module names; the node records each "
+                                 "file's sha256 (docs/design.md, Plugins)")
     training: TrainingConfig = field(default_factory=TrainingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -230,6 +232,7 @@ class RunConfig:
     source: str = field(default="", metadata={"internal": True})
     chain: list = field(default_factory=list, metadata={"internal": True})
     origins: dict = field(default_factory=dict, metadata={"internal": True})  # key -> its source
+    plugin_sha256: dict = field(default_factory=dict, metadata={"internal": True})  # file -> hash
     sweep: dict = field(default_factory=dict, metadata={"internal": True})  # a sweep cell's name,
                                                                             # values and seed
 

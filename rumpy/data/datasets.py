@@ -1,4 +1,5 @@
-"""Torch datasets over paired image stores; batches are dicts {"lr", "hr"} (+ "index" in
+"""Torch datasets over paired image stores; batches are dicts {"lq", "gt"} (low quality and
+ground truth, as BasicSR names them) (+ "index" in
 evaluation).
 
 Training randomness (crop position, flips, rotations) is drawn from a generator seeded by
@@ -109,7 +110,7 @@ class TrainPatches(Dataset):
             hr = hr[top * scale: (top + self.crop) * scale, left * scale: (left + self.crop) * scale]
         if self.augment[s]:
             lr, hr = augment((lr, hr), rng, self.augment[s])
-        return with_metadata({"lr": to_tensor(lr), "hr": to_tensor(hr)}, self.sets[s], i)
+        return with_metadata({"lq": to_tensor(lr), "gt": to_tensor(hr)}, self.sets[s], i)
 
 
     def _online(self, images: PairedImages, i: int, rng: np.random.Generator,
@@ -122,7 +123,7 @@ class TrainPatches(Dataset):
             (hr,) = augment((hr,), rng, augmented)
         hr = np.ascontiguousarray(hr)
         lr, meta = images.online(hr, degrade_rng)
-        sample = {"lr": to_tensor(lr), "hr": to_tensor(hr)}
+        sample = {"lq": to_tensor(lr), "gt": to_tensor(hr)}
         if meta is not None:
             sample["metadata"] = torch.from_numpy(meta)
         return sample
@@ -146,4 +147,5 @@ class EvalImages(Dataset):
             left = max(0, (lr.shape[1] - self.crop) // 2)
             lr = lr[top: top + self.crop, left: left + self.crop]
             hr = hr[top * s: (top + self.crop) * s, left * s: (left + self.crop) * s]
-        return with_metadata({"lr": to_tensor(lr), "hr": to_tensor(hr), "index": i}, self.images, i)
+        return with_metadata({"lq": to_tensor(lr), "gt": to_tensor(hr), "index": i}, self.images,
+                             i)

@@ -64,3 +64,22 @@ def hold_out(cfg: RunConfig, train: list, evals: list, labels: list[str]) -> tup
     if limit:  # development mode: the first batches of each eval set
         evals = [_take(e, list(range(min(limit, len(e))))) for e in evals]
     return out_train, evals
+
+
+def with_held_out(cfg: RunConfig, check, evals: list) -> list:
+    """`evals` and the sets the node's training held out (test_indices), when its training
+    data is still there to take them from (evaluation after training: `rumpy eval`)."""
+    import logging
+
+    labels = [label for label, ds in cfg.data.training_sets.items() if ds.test_indices]
+    if not labels:
+        return evals
+    try:
+        train = [check(cfg, "training_sets", label, cfg.data.training_sets[label])
+                 for label in labels]
+    except ConfigError as exc:
+        logging.getLogger(__name__).warning(
+            "the held-out test_indices sets are not evaluated: their training set cannot be "
+            "read (%s)", exc)
+        return evals
+    return hold_out(cfg, train, evals, labels)[1]

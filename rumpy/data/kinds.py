@@ -1,5 +1,5 @@
 """Dataset kinds: the `type` of a [data.training_sets.*] / [data.eval_sets.*] table. Each kind
-declares the task it feeds and one config class per role, so a table is typed and checked like
+declares the tasks (or task families) it feeds and one config class per role, so a table is typed and checked like
 any other section (unknown keys, types, did-you-mean). The code that reads a kind lives with its
 task's data module (data/paired.py, data/arrays.py, data/images_with_targets.py)."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ..registry import Registry
 @dataclass(frozen=True)
 class DatasetKind:
     name: str
-    task: str
+    tasks: tuple[str, ...]
     train_config: type
     eval_config: type
     doc: str
@@ -22,8 +22,13 @@ class DatasetKind:
 DATASET_KINDS: Registry[DatasetKind] = Registry("dataset type")
 
 
-def kind(name: str, task: str, train_config: type, eval_config: type, doc: str) -> None:
-    DATASET_KINDS.register(name)(DatasetKind(name, task, train_config, eval_config, doc))
+def kind(name: str, tasks: tuple[str, ...] | str, train_config: type, eval_config: type,
+         doc: str) -> None:
+    """Registers a dataset kind for `tasks` (task names or families, e.g. "image" for every
+    image-to-image task)."""
+    tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    DATASET_KINDS.register(name, tasks=tasks)(DatasetKind(name, tasks, train_config, eval_config,
+                                                          doc))
 
 
 # -- paired: super-resolution LR/HR folders ----------------------------------------------------
@@ -73,7 +78,7 @@ class PairedEvalSet(PairedSet):
                                              "over the epochs (result_outputs/examples/)")
 
 
-kind("paired", "sisr", PairedTrainSet, PairedEvalSet,
+kind("paired", ("sisr", "image"), PairedTrainSet, PairedEvalSet,
      "LR/HR image folders matched by name (DIV2K's 0001x2.png naming too)")
 
 

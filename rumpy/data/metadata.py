@@ -179,7 +179,7 @@ def _online_blur_step(cfg: RunConfig, where: str, ds):
     from .degrade.kernel_pca import blur_step
 
     try:
-        steps = steps_from_table(cfg.source, ds.degradations, cfg.scale)
+        steps = steps_from_table(cfg.source, ds.degradations, (cfg.scale or 1))
     except ConfigError as exc:
         raise ConfigError(cfg.source, f"{where}.degradations.{exc.key_path}", exc.message) from None
     return blur_step(steps, cfg.source, f"{where}.metadata")

@@ -49,7 +49,7 @@ def check_online(cfg: RunConfig, where: str, ds) -> OnlineDegradation:
     """The set's pipeline, checked: one downsample step at the model's scale, and the named
     metadata among its numeric parameters."""
     try:
-        steps = steps_from_table(cfg.source, ds.degradations, cfg.scale)
+        steps = steps_from_table(cfg.source, ds.degradations, (cfg.scale or 1))
     except ConfigError as exc:
         raise ConfigError(cfg.source, f"{where}.degradations.{exc.key_path}", exc.message) from None
     downs = [s for s in steps if s.name == "downsample"]
@@ -64,13 +64,13 @@ def check_online(cfg: RunConfig, where: str, ds) -> OnlineDegradation:
         raise ConfigError(cfg.source, f"{where}.test_indices", "not available with online "
                                                                "degradation (no fixed LR images "
                                                                "to validate on)")
-    size = ds.crop * cfg.scale
+    size = ds.crop * (cfg.scale or 1)
     for step in steps:
         try:
             size = min(step.op.out_size(size, size))
         except ValueError as exc:
             raise ConfigError(cfg.source, f"{where}.crop",
-                              f"an HR patch of {ds.crop * cfg.scale} pixels {exc}") from None
+                              f"an HR patch of {ds.crop * (cfg.scale or 1)} pixels {exc}") from None
     columns, ranges, pca = [], [], None
     named = {f"{s.column(k)}": (i, k) for i, s in enumerate(steps) for k in s.op.columns}
     for name in ds.metadata:

@@ -13,7 +13,7 @@ from ..config import ConfigError, RunConfig
 from ..metrics.registry import smallest_image
 from .cache import ImageStore, choose_mode
 from .datasets import EvalImages, PairedImages, TrainPatches
-from .holdout import hold_out
+from .holdout import hold_out, with_held_out
 from .images import image_size, list_images
 from .kinds import PairedSet
 from .loaders import Loaders, eval_loader, train_loader
@@ -48,7 +48,7 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> Check
     src = cfg.source
     where = f"data.{section}.{label}"
     role = "train" if section == "training_sets" else "eval"
-    scale = cfg.scale
+    scale = cfg.scale or 1
     if getattr(ds, "degradations", None):
         return _check_online_set(cfg, where, ds)
     for key in ("lr", "hr"):
@@ -136,7 +136,7 @@ def _shortlisted(cfg: RunConfig, where: str, shortlist: str, pairs: list) -> lis
 
 
 def _check_online_set(cfg: RunConfig, where: str, ds) -> CheckedSet:
-    src, scale = cfg.source, cfg.scale
+    src, scale = cfg.source, cfg.scale or 1
     if ds.lr:
         raise ConfigError(src, f"{where}.lr", "give either lr (fixed LR images) or degradations "
                                               "(LR made on the fly), not both")
@@ -164,18 +164,18 @@ def _check_online_set(cfg: RunConfig, where: str, ds) -> CheckedSet:
 def _check_scorable(cfg: RunConfig, where: str, side: int, cropped: bool) -> None:
     """Validation images large enough for every metric (else its value is NaN, every epoch)."""
     t = cfg.training
-    border = cfg.scale if t.metric_crop_border else 0
-    need, metric, own = smallest_image(t.metrics, border)
-    if side * cfg.scale >= need:
+    border = (cfg.scale or 1) if t.metric_crop_border else 0
+    need, metric, own = smallest_image(t.metrics, border, (cfg.task, "image"))
+    if side * (cfg.scale or 1) >= need:
         return
-    lowest = -(-need // cfg.scale)
+    lowest = -(-need // (cfg.scale or 1))
     why = f"{metric} needs {need} HR pixels" + (
         f", {own} after the {border}-pixel border crop" if need > own else "")
     if cropped:
-        raise ConfigError(cfg.source, f"{where}.crop", f"expected at least {lowest} (x{cfg.scale}: "
+        raise ConfigError(cfg.source, f"{where}.crop", f"expected at least {lowest} (x{(cfg.scale or 1)}: "
                                                        f"{why}), got {side}")
     raise ConfigError(cfg.source, where, f"the smallest image is {side} LR pixels wide (x"
-                                         f"{cfg.scale}: {why}); expected at least {lowest}")
+                                         f"{(cfg.scale or 1)}: {why}); expected at least {lowest}")
 
 
 def check_data(cfg: RunConfig) -> tuple[list[CheckedSet], list[CheckedSet]]:
@@ -194,10 +194,35 @@ def check_data(cfg: RunConfig) -> tuple[list[CheckedSet], list[CheckedSet]]:
                           "expected 1 when crop = 0 and training images differ in size")
     evals = [_check_set(cfg, "eval_sets", k, v) for k, v in cfg.data.eval_sets.items()]
     train, evals = hold_out(cfg, train, evals, list(cfg.data.training_sets))
+    _distinct(cfg, evals)
+    return train, evals
+
+
+def _distinct(cfg: RunConfig, evals: list[CheckedSet]) -> None:
     names = [s.name for s in evals]
     if len(set(names)) != len(names):
         raise ConfigError(cfg.source, "data.eval_sets", f"eval set names must differ, got {names}")
-    return train, evals
+
+
+def check_eval_sets(cfg: RunConfig, held_out: bool = False) -> list[CheckedSet]:
+    """The eval sets alone (evaluation after training: the training sets need not exist),
+    with `held_out` also those the training held out when its data is still there."""
+    evals = [_check_set(cfg, "eval_sets", k, v) for k, v in cfg.data.eval_sets.items()]
+    if held_out:
+        evals = with_held_out(cfg, _check_set, evals)
+    _distinct(cfg, evals)
+    return evals
+
+
+def build_eval_loaders(cfg: RunConfig, evals: list[CheckedSet], pin_memory: bool) -> dict:
+    loaders = {}
+    for checked in evals:
+        crop = checked.config.crop
+        sizes = [(min(h, crop) if crop else h, min(w, crop) if crop else w)
+                 for h, w in checked.lr_sizes]
+        loaders[checked.name] = eval_loader(EvalImages(_load(cfg, checked), crop), sizes,
+                                            cfg.data.eval_batch_size, pin_memory)
+    return loaders
 
 
 def _load(cfg: RunConfig, checked: CheckedSet) -> PairedImages:
@@ -208,11 +233,11 @@ def _load(cfg: RunConfig, checked: CheckedSet) -> PairedImages:
     cache_dir = Path(cfg.data.cache_dir)
     if checked.online is not None:  # HR only: one store serves both sides
         store = ImageStore(checked.hr_paths, mode, cache_dir)
-        return PairedImages(checked.name, checked.keys, store, store, cfg.scale, None,
+        return PairedImages(checked.name, checked.keys, store, store, (cfg.scale or 1), None,
                             checked.online)
     return PairedImages(checked.name, checked.keys,
                         ImageStore(checked.lr_paths, mode, cache_dir),
-                        ImageStore(checked.hr_paths, mode, cache_dir), cfg.scale,
+                        ImageStore(checked.hr_paths, mode, cache_dir), (cfg.scale or 1),
                         checked.metadata)
 
 
@@ -226,13 +251,6 @@ def build_loaders(cfg: RunConfig, train: list[CheckedSet], evals: list[CheckedSe
                            repeat=[s.config.repeat for s in train], seed=cfg.training.seed,
                            request_crops=train[0].config.request_crops)
     loader, sampler = train_loader(cfg, dataset, pin_memory)
-    eval_loaders = {}
-    for checked in evals:
-        crop = checked.config.crop
-        sizes = [(min(h, crop) if crop else h, min(w, crop) if crop else w)
-                 for h, w in checked.lr_sizes]
-        eval_loaders[checked.name] = eval_loader(EvalImages(_load(cfg, checked), crop), sizes,
-                                                 cfg.data.eval_batch_size, pin_memory)
-    return Loaders(loader, sampler, eval_loaders)
+    return Loaders(loader, sampler, build_eval_loaders(cfg, evals, pin_memory))
 
 

@@ -162,13 +162,19 @@ def build_loaders(cfg: RunConfig, train: list[RegressionSet], evals: list[Regres
         ds.load(cfg)
     dataset = TrainSamples(train, [ds.config.repeat for ds in train], cfg.training.seed)
     loader, sampler = train_loader(cfg, dataset, pin_memory)
-    eval_loaders = {}
+    return Loaders(loader, sampler, eval_loaders(cfg, evals, pin_memory))
+
+
+def eval_loaders(cfg: RunConfig, evals: list[RegressionSet], pin_memory: bool) -> dict:
+    """Each eval set's loader, in order (its samples loaded first)."""
+    loaders = {}
     for ds in evals:
+        ds.load(cfg)
         sizes = ([tuple(ds.sample_shape()) if ds.crop() else s for s in ds.sizes] if ds.is_image
                  else [0] * len(ds))
-        eval_loaders[ds.name] = eval_loader(EvalSamples(ds), sizes, cfg.data.eval_batch_size,
-                                            pin_memory)
-    return Loaders(loader, sampler, eval_loaders)
+        loaders[ds.name] = eval_loader(EvalSamples(ds), sizes, cfg.data.eval_batch_size,
+                                       pin_memory)
+    return loaders
 
 
 def input_statistics(train: list[RegressionSet]) -> tuple[torch.Tensor, torch.Tensor]:

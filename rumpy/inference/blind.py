@@ -1,5 +1,5 @@
 """Blind evaluation (`rumpy eval SR_NODE --metadata-from PREDICTOR_NODE`): a conditioned SR
-node scored with the degradation metadata a regression node predicts from each LR image instead
+node scored with the degradation metadata another node (a regressor) predicts from each LR image instead
 of the recorded one, so predict-then-super-resolve is measured end to end. Predictions (in the
 parameters' own units) are normalised over the eval set's configured ranges, as the recorded
 values are, and clipped to [0, 1], the span the SR model was trained on."""
@@ -41,18 +41,18 @@ def use_predicted_metadata(task, cfg, predictor: str | Path, device) -> None:
 
     model = load_experiment(predictor, device=device)
     info = model.rumpy
-    if info.task != "regression":
-        raise InferenceError(f"{info.path} is a {info.task} node; --metadata-from takes a "
-                             f"regression node that predicts the degradation")
+    targets = info.facts.get("target_names")
+    if not targets:
+        raise InferenceError(f"{info.path} is a {info.task} node; --metadata-from takes a node "
+                             f"that predicts named targets (the degradation's parameters)")
     wanted = list(next(iter(cfg.data.training_sets.values())).metadata)
-    index = _match(wanted, list(info.target_names), info.path)
-    for checked in task._eval_sets:
-        raw = np.stack([np.asarray(predict(model, str(p)))[index] for p in checked.lr_paths])
-        ranges = metadata_ranges(cfg, f"data.eval_sets.{checked.name}", checked.config)
+    index = _match(wanted, list(targets), info.path)
+    for name, paths, config, recorded in task.metadata_inputs():
+        raw = np.stack([np.asarray(predict(model, str(p)))[index] for p in paths])
+        ranges = metadata_ranges(cfg, f"data.eval_sets.{name}", config)
         values = np.clip(normalise(raw, ranges), 0.0, 1.0)
-        if checked.metadata is not None:
-            error = np.abs(values - checked.metadata).mean()
+        if recorded is not None:
+            error = np.abs(values - recorded).mean()
             log.info("%s: predicted metadata from %s, mean absolute error %.4f (normalised) "
-                     "against the recorded values", checked.name, info.path, error)
-        checked.metadata = values
-        task.loaders.evals[checked.name].dataset.images.metadata = values
+                     "against the recorded values", name, info.path, error)
+        task.set_metadata(name, values)

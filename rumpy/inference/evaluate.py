@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from ..data.images import quantize
-from ..results.summary import write_table
+from ..core.summary import write_table
 from ..utils.atomic import atomic_open
 from ..utils.folders import folder_problem, nearest_existing
 from .eval_data import eval_config, eval_task
@@ -29,7 +29,7 @@ from .runner import Runner
 
 log = logging.getLogger(__name__)
 
-EVAL_DIR = "eval"
+from ..core.run_folder import EVAL_DIR
 
 
 @dataclass
@@ -47,6 +47,7 @@ class EvalReport:
     folder: Path
     task: str
     baseline_name: str
+    unit: str = "samples"            # what a set's count counts ("images")
     sets: list[SetScores] = field(default_factory=list)
 
 
@@ -95,9 +96,9 @@ def evaluate_node(path: str | Path, epoch: int | str = "best", data: str | Path 
     info = model.rumpy
     if only_task is not None and info.task != only_task:
         raise InferenceError(f"{info.path} is a {info.task} model; use `rumpy eval` for it")
-    if save_images and info.task != "sisr":
-        raise InferenceError("--save-images is for super-resolution models (regression "
-                             "predictions are in individual_metrics.csv)")
+    if save_images and not info.task_object.image_outputs:
+        raise InferenceError(f"--save-images is for models whose outputs are images (task "
+                             f"{info.task!r}: the predictions are in individual_metrics.csv)")
     cfg = eval_config(info, data)
     device = torch.device(device)
     task, order = eval_task(info, cfg, device, own_sets=data is None)
@@ -120,7 +121,7 @@ def evaluate_node(path: str | Path, epoch: int | str = "best", data: str | Path 
     if save_images:
         writer = ImageWriter(folder, [(name, key) for name, keys in order for key in keys])
     # Checks the tiling settings: a refusal must come before the folder exists.
-    runner = Runner(model, info, tile=tile, overlap=tile_overlap, ensemble=self_ensemble,
+    runner = Runner(model, info, task, tile=tile, overlap=tile_overlap, ensemble=self_ensemble,
                     on_output=writer)
     problem = folder_problem(folder)
     if problem:
@@ -134,7 +135,8 @@ def evaluate_node(path: str | Path, epoch: int | str = "best", data: str | Path 
             shutil.rmtree(made / folder.relative_to(made).parts[0], ignore_errors=True)
         raise
     baseline = task.baseline()
-    report = EvalReport(info.path, info.epoch, folder, info.task, task.baseline_name)
+    report = EvalReport(info.path, info.epoch, folder, info.task, task.baseline_name,
+                        task.sample_unit)
     columns = task.per_sample_columns()
     keys = task.summary_keys()
     prefix = task.baseline_name.replace(" ", "_")
@@ -158,7 +160,7 @@ def evaluate_node(path: str | Path, epoch: int | str = "best", data: str | Path 
 def report_lines(report: EvalReport) -> list[str]:
     """One console line per set: the means and the baseline's."""
     lines = []
-    unit = "images" if report.task == "sisr" else "samples"
+    unit = report.unit
     for s in report.sets:
         shown = [k for k in s.means if k != "loss" and "-" not in k]
         ours = ", ".join(f"{k} {s.means[k]:.4f}" for k in shown)

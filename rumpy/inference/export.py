@@ -1,6 +1,7 @@
 """`rumpy export-model`: a saved epoch as a self-contained network for other runtimes.
 
-The exported network is the whole mapping a consumer needs, so it is fed raw inputs:
+The exported network is the whole mapping a consumer needs, so it is fed raw inputs; the node's
+task says what that mapping is (Task.export_network, export_contract, export_examples):
   sisr:        LR image, float32 NCHW RGB in [0, 1] -> SR image, float32 NCHW (not clamped);
                a pre-upsampled model (srcnn, vdsr) has its bicubic upsampling inside.
   regression:  raw samples (float32 N x F, or NCHW images in [0, 1]) -> float64 N x T in the
@@ -25,117 +26,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.images import bicubic, list_images, read_rgb, to_float
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
 from ..utils.folders import folder_problem
 from .load import InferenceError, LoadedModel, load_experiment
-from .runner import Runner, make_task
+from .runner import Runner, task_for
 
 log = logging.getLogger(__name__)
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
-EXPORT_DIR = "export"
-_MAX_SIDE = 96        # the check's SR input is a crop of at most this many LR pixels a side
-_CHECK_SAMPLES = 8    # regression samples the check runs
-
-
-class SRNetwork(nn.Module):
-    """LR in [0, 1] -> SR: the model, after the task's bicubic pre-upsampling when it has one."""
-
-    def __init__(self, model: nn.Module, scale: int, pre_upsampled: bool):
-        super().__init__()
-        self.model = model
-        self.scale = scale
-        self.pre_upsampled = pre_upsampled
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pre_upsampled:
-            x = bicubic(x, (x.shape[-2] * self.scale, x.shape[-1] * self.scale))
-        return self.model(x)
-
-
-class RegressionNetwork(nn.Module):
-    """Raw inputs -> predictions in original units: the task's normalisation on both sides
-    (the same operations as RegressionTask._inputs and ._original), around the model."""
-
-    def __init__(self, model: nn.Module, stats: dict, normalize_inputs: bool,
-                 normalize_targets: bool):
-        super().__init__()
-        self.model = model
-        self.normalize_inputs = normalize_inputs
-        self.normalize_targets = normalize_targets
-        self.register_buffer("input_mean", stats["input_mean"].float().clone())
-        self.register_buffer("input_std", stats["input_std"].float().clone())
-        self.register_buffer("target_mean", stats["target_mean"].double().clone())
-        self.register_buffer("target_std", stats["target_std"].double().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        if self.normalize_inputs:
-            x = (x - self.input_mean) / self.input_std
-        y = self.model(x).double()
-        if self.normalize_targets:
-            y = y * self.target_std + self.target_mean
-        return y
+from ..core.run_folder import EXPORT_DIR
 
 
 def export_network(model: nn.Module, info: LoadedModel) -> nn.Module:
     from .prediction import refuse_metadata_model
 
     refuse_metadata_model(info, "export-model (its contract is image in, image out)")
-    if info.task == "sisr":
-        return SRNetwork(model, info.scale, info.pre_upsampled).eval()
-    return RegressionNetwork(model, info.stats, info.normalize_inputs,
-                             info.normalize_targets).eval()
-
-
-# -- a real input for the check ------------------------------------------------------------------
-def _centre_crop(img: np.ndarray, side: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return np.ascontiguousarray(img[top: top + side, left: left + side])
-
-
-def sr_check_image(info: LoadedModel) -> tuple[np.ndarray, str]:
-    """A centre crop of the first image of the node's first eval set, or (absent) of a
-    scikit-image photo; H x W x 3 uint8."""
-    for ds in info.cfg.data.eval_sets.values():
-        folder = Path(getattr(ds, "lr", "") or "")
-        try:
-            images = list_images(folder) if folder.is_dir() else []
-            if images:
-                return _centre_crop(read_rgb(images[0]), _MAX_SIDE), f"{images[0]} (centre crop)"
-        except (OSError, ValueError):
-            pass
-    from skimage import data
-
-    return _centre_crop(data.astronaut()[40:, 100:], 64), "scikit-image astronaut (crop)"
-
-
-def regression_check_inputs(info: LoadedModel, cfg) -> tuple[torch.Tensor, str]:
-    """The first samples of the node's first eval set as the data pipeline gives them, or
-    (absent) samples drawn around the training statistics."""
-    from .eval_data import _CHECKERS
-    from ..data.regression import EvalSamples
-
-    for label, ds in cfg.data.eval_sets.items():
-        try:
-            checked = _CHECKERS[ds.type](cfg, "eval_sets", label, ds)
-        except Exception:  # absent or changed data: fall back to synthetic samples
-            continue
-        checked.load(cfg)
-        samples = EvalSamples(checked)
-        count = min(_CHECK_SAMPLES, len(samples))
-        if checked.sample_shape() == list(info.model_kwargs["input_shape"]):
-            return torch.stack([samples[i]["inputs"] for i in range(count)]), \
-                f"{count} samples of eval set {checked.name}"
-    generator = torch.Generator().manual_seed(0)
-    shape = list(info.model_kwargs["input_shape"])
-    mean, std = info.stats["input_mean"].float(), info.stats["input_std"].float()
-    x = mean + std * torch.randn([_CHECK_SAMPLES] + shape, generator=generator)
-    if len(shape) == 3 and x.max() <= 1.5:  # images: in [0, 1] like to_float's
-        x = x.clamp(0, 1)
-    return x, f"{_CHECK_SAMPLES} samples drawn from the training statistics"
+    return info.task_object.export_network(model)
 
 
 # -- the formats ---------------------------------------------------------------------------------
@@ -168,11 +74,9 @@ def _torchscript(network: nn.Module, example: torch.Tensor) -> tuple[bytes, str]
     return buffer.getvalue(), how
 
 
-def _onnx(network: nn.Module, example: torch.Tensor, task: str, names: tuple[str, str]
-          ) -> tuple[bytes, str]:
-    dims = {0: torch.export.Dim("batch")}
-    if task == "sisr":
-        dims.update({2: torch.export.Dim("height"), 3: torch.export.Dim("width")})
+def _onnx(network: nn.Module, example: torch.Tensor, dynamic: dict[int, str],
+          names: tuple[str, str]) -> tuple[bytes, str]:
+    dims = {axis: torch.export.Dim(name) for axis, name in dynamic.items()}
     # a batch of 2: torch.export specialises dynamic dimensions that are 1 in the example
     example = torch.cat([example, example]) if example.shape[0] == 1 else example
     with _quiet():
@@ -221,23 +125,13 @@ class ExportReport:
 
 def _reference_and_inputs(model: nn.Module, info: LoadedModel
                           ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
-    """[(exported network's input, the PyTorch result the training way)], and what they are.
-    SR is checked at two sizes (the second a crop of the first), so a dynamic spatial size is
-    exercised."""
-    task = make_task(info, torch.device("cpu"))
-    runner = Runner(model, info)
-    if info.task == "sisr":
-        img, source = sr_check_image(info)
-        h, w = img.shape[:2]
-        crops = [img, np.ascontiguousarray(img[: max(2, h * 3 // 4 + 1), : max(2, w * 2 // 3 + 1)])]
-        pairs = []
-        for crop in crops:
-            lr = torch.from_numpy(crop).permute(2, 0, 1)[None]
-            pairs.append((to_float(lr.clone()), runner.infer(task.model_input(lr))))
-        return pairs, source
-    x, source = regression_check_inputs(info, info.cfg)
-    return [(to_float(x.clone()) if x.dtype == torch.uint8 else x.float(),
-             task.to_original(runner.infer(task.model_input(x))))], source
+    """[(exported network's input, the PyTorch result the training way)], and what they are:
+    the task's own real inputs (SR: two sizes, so a dynamic spatial size is exercised)."""
+    task = task_for(info, torch.device("cpu"))
+    return task.export_examples(Runner(model, info, task).infer)
+
+
+_NOT_IN_JSON = ("names", "dynamic_dims", "description")
 
 
 def _contract(info: LoadedModel, network: nn.Module, fmt: str, how: str) -> dict:
@@ -245,39 +139,9 @@ def _contract(info: LoadedModel, network: nn.Module, fmt: str, how: str) -> dict
     architecture = {"name": info.model_name,
                     "parameters": dict(info.cfg.model.internal_params.arch),
                     "supplied_by_the_task": info.model_kwargs, "num_parameters": params}
-    if info.task == "sisr":
-        io_ = {
-            "input": {"name": "lr", "layout": "NCHW", "channels": 3, "color": "RGB",
-                      "dtype": "float32", "range": [0.0, 1.0],
-                      "meaning": "the LR image's 8-bit values / 255",
-                      "dynamic": ["batch", "height", "width"]},
-            "output": {"name": "sr", "layout": "NCHW", "channels": 3, "color": "RGB",
-                       "dtype": "float32", "size": f"input height and width x {info.scale}",
-                       "range": "nominally [0, 1], not clamped; rumpy clamps to [0, 1], "
-                                "multiplies by 255 and rounds to get the 8-bit image"},
-            "scale": info.scale,
-            "pre_upsampling": ("inside the network: bicubic as MATLAB's imresize (a = -0.5, "
-                               "mirrored borders), in float, not rounded" if info.pre_upsampled
-                               else "none: the network takes the LR image"),
-        }
-    else:
-        shape = list(info.model_kwargs["input_shape"])
-        image = len(shape) == 3
-        stats = {k: v.flatten().tolist() for k, v in info.stats.items()}
-        io_ = {
-            "input": {"name": "inputs", "layout": "NCHW" if image else "N x F",
-                      "shape": ["batch"] + shape, "dtype": "float32",
-                      "range": [0.0, 1.0] if image else "raw feature values",
-                      "meaning": ("images as 8-bit values / 255 (a centre crop of the training "
-                                  "size)" if image else "raw features, in the columns' order"),
-                      "normalised_inside": info.normalize_inputs, "dynamic": ["batch"]},
-            "output": {"name": "predictions", "layout": "N x T", "dtype": "float64",
-                       "targets": info.target_names, "units": "the targets' original units",
-                       "denormalised_inside": info.normalize_targets},
-            "normalisation": ("inside the network: feed raw inputs, read original units; "
-                              "statistics (training set) listed for reference"),
-            "statistics": stats,
-        }
+    io_ = info.task_object.export_contract()
+    description = io_.get("description", [])
+    io_ = {k: v for k, v in io_.items() if k not in _NOT_IN_JSON}
     metrics = {k: v for k, v in info.summary_row.items()
                if k.startswith(("val-", "train-loss")) and isinstance(v, (int, float))}
     return {
@@ -289,6 +153,7 @@ def _contract(info: LoadedModel, network: nn.Module, fmt: str, how: str) -> dict
                    "config": str(info.node.folder.config)},
         "exported_with": {"format": fmt, "how": how, "torch": torch.__version__},
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "description_lines": description,
     }
 
 
@@ -304,16 +169,14 @@ def _write_description(folder: Path, contract: dict, network: nn.Module) -> None
     except (FileNotFoundError, ValueError):
         pass
     contract["files"] = {**files, **contract.pop("files_new")}
+    described = contract.pop("description_lines", [])
     atomic_write_text(path, json.dumps(contract, indent=2) + "\n")
-    c = contract
+    c = {**contract, "description_lines": described}
     lines = [f"{c['task']} network {c['architecture']['name']} from {c['source']['node']}, "
              f"epoch {c['epoch']}",
              "metrics: " + (", ".join(f"{k} {v:.6g}" for k, v in c["metrics"].items()) or "none"),
              f"input:  {json.dumps(c['input'])}", f"output: {json.dumps(c['output'])}"]
-    if c["task"] == "sisr":
-        lines += [f"scale: {c['scale']}", f"pre-upsampling: {c['pre_upsampling']}"]
-    else:
-        lines.append(f"normalisation: {c['normalisation']}")
+    lines += c.pop("description_lines", [])
     lines += [f"files: {json.dumps(c['files'])}",
               f"parameters: {c['architecture']['num_parameters']:,}", "", repr(network), ""]
     atomic_write_text(folder / "network.txt", "\n".join(lines))
@@ -339,8 +202,8 @@ def export_model(path: str | Path, epoch: int | str = "best", fmt: str = "torchs
     if fmt == "torchscript":
         data, how = _torchscript(network, example)
     else:
-        names = ("lr", "sr") if info.task == "sisr" else ("inputs", "predictions")
-        data, how = _onnx(network, example, info.task, names)
+        spec = info.task_object.export_contract()
+        data, how = _onnx(network, example, spec["dynamic_dims"], tuple(spec["names"]))
     target = folder / FORMATS[fmt]
     atomic_write_bytes(target, data)
     diffs, sizes, tolerance = [], [], 0.0
@@ -372,8 +235,5 @@ def export_model(path: str | Path, epoch: int | str = "best", fmt: str = "torchs
 
 
 def _tolerance(info: LoadedModel, reference: np.ndarray) -> float:
-    """What float32 rounding may explain: SR outputs live in [0, 1] (an 8-bit level is 4e-3);
-    regression outputs in the targets' units."""
-    if info.task == "sisr":
-        return 1e-4
-    return 1e-4 * max(1.0, float(np.abs(reference).max()))
+    """What float32 rounding may explain, in the outputs' units (the task says)."""
+    return info.task_object.export_tolerance(reference)

@@ -14,23 +14,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ConfigError, RunConfig, load_config
-from ..models import MODELS, build_model
-from ..tasks import TASKS
-from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
+from ..catalog import load_config
+from ..config import ConfigError, RunConfig
+from ..tasks import TASKS, InferenceError, Task
+from ..core.checkpoint import CorruptCheckpoint, load_checkpoint
+from ..tree.find import _listing, best_epoch, find_node, load_node_config, parse_epoch, saved_epochs
 from ..tree.node import Node
-from ..tree.plan import best_saved_epoch
 
 log = logging.getLogger(__name__)
 
 
-class InferenceError(ValueError):
-    """Bad input to load, predict, eval or export: one line saying what and where."""
-
-
 @dataclass
 class LoadedModel:
-    """What a loaded model's weights alone do not say: attached to the model as `.rumpy`."""
+    """What a loaded model's weights alone do not say: attached to the model as `.rumpy`.
+    The task's own facts (sisr: scale, pre_upsampled; regression: stats, target_names) are
+    read as attributes too (`model.rumpy.scale`)."""
 
     node: Node
     epoch: int
@@ -39,106 +37,72 @@ class LoadedModel:
     task: str
     model_name: str
     model_kwargs: dict                       # the constructor arguments the task supplied
-    scale: int | None = None                 # sisr
-    pre_upsampled: bool = False              # sisr: the model takes bicubic-upsampled LR
-    stats: dict | None = None                # regression: input/target mean and std (tensors)
-    target_names: list[str] = field(default_factory=list)
-    normalize_inputs: bool = False
-    normalize_targets: bool = False
     task_state: dict = field(default_factory=dict)   # the checkpoint's parts["task"]
     summary_row: dict = field(default_factory=dict)  # the epoch's summary.csv row
+    facts: dict = field(default_factory=dict)        # Task.loaded_info()
+    task_object: object = None                       # the node's Task, set up for nothing yet
 
     @property
     def path(self) -> Path:
         return self.node.path
 
-
-def find_node(path: str | Path) -> Node:
-    """The node at `path`: a run folder, or a branch folder inside one. A branch is a node
-    folder inside another (its parent holds a config.toml too); walking up to the root makes
-    its inherited epochs resolve through its parents."""
-    folder = Path(path).expanduser().resolve()
-    if not folder.is_dir():
-        raise InferenceError(f"{path}: no such run folder")
-    if not (folder / "config.toml").is_file():
-        raise InferenceError(f"{path}: not a run folder (no config.toml); give "
-                             f"Results/<experiment> or a branch folder inside it")
-    root, rel = folder, []
-    while (root.parent / "config.toml").is_file():
-        rel.insert(0, root.name)
-        root = root.parent
-    return Node(root, "/".join(rel))
+    def __getattr__(self, name: str):
+        facts = self.__dict__.get("facts") or {}
+        if name in facts:
+            return facts[name]
+        raise AttributeError(f"{type(self).__name__} of task {self.__dict__.get('task')!r} "
+                             f"has no {name!r}")
 
 
-def saved_epochs(node: Node) -> dict[int, Path]:
-    """Every epoch the node can load: its own files and those it inherits up to each fork."""
-    return node.saved_epochs()
-
-
-def _listing(epochs) -> str:
-    return ", ".join(map(str, sorted(epochs))) or "none"
-
-
-def parse_epoch(value) -> int | str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    if isinstance(value, str) and value.isdigit() and int(value) >= 1:
-        return int(value)
-    if value in ("best", "last"):
-        return value
-    raise InferenceError(f"epoch: expected 'best', 'last' or an epoch number >= 1, got {value!r}")
-
-
-def best_epoch(node: Node, cfg: RunConfig, saved: dict[int, Path]) -> int:
-    """The best saved epoch by the config's training.best_load_metric, chosen as a continue
-    from 'best' chooses it."""
+def make_task(cfg: RunConfig, task_state: dict, device: torch.device) -> Task:
+    """The node's task on `cfg`, checked against the registries (this fills the architecture's
+    defaults), on `device`, with the checkpoint's task state loaded. Its data is not set up."""
+    task = TASKS.get(cfg.task)(cfg)
     try:
-        epoch, metric, _ = best_saved_epoch(node, cfg.training.best_load_metric)
-    except ValueError as exc:
-        raise InferenceError(f"{node.path}: training.best_load_metric: {exc}") from None
-    if epoch is None:
-        raise InferenceError(f"{node.path}: no saved epoch has a {metric} value; pass an epoch "
-                             f"(saved epochs: {_listing(saved)})")
-    return epoch
-
-
-def load_node_config(node: Node) -> RunConfig:
-    try:
-        return load_config(node.folder.config)
+        task.check_config()
     except ConfigError as exc:
         raise InferenceError(str(exc)) from None
+    task.device = torch.device(device)
+    task.load_state_dict(task_state)
+    return task
 
 
-def _sr_kwargs(cfg: RunConfig, task_state: dict) -> dict:
-    if getattr(MODELS.get(cfg.model.name), "takes_metadata", False):
-        from ..data.metadata import metadata_length
-        return {"scale": cfg.scale, "num_metadata": metadata_length(cfg)}
-    return {"scale": cfg.scale}
+def _node_path(path: str | Path, save_loc: str | Path | None) -> Path:
+    """A node folder, or a run name (or name/branch) under `save_loc` (default ./Results)."""
+    given = Path(path).expanduser()
+    if given.is_dir() or given.is_absolute():
+        return given
+    under = Path(save_loc if save_loc is not None else "Results").expanduser() / given
+    if under.is_dir():
+        return under
+    if save_loc is not None:
+        raise InferenceError(f"{path}: no such run folder, nor a run of that name in {save_loc}")
+    return given
 
 
-def _regression_kwargs(cfg: RunConfig, task_state: dict) -> dict:
-    kwargs = task_state.get("model_kwargs")
-    if not kwargs or not task_state.get("stats"):
-        raise InferenceError("the checkpoint holds no model_kwargs/normalisation statistics "
-                             "(written by an older rumpy); continue the run one epoch to get a "
-                             "checkpoint that does")
-    return dict(kwargs)
+def _accept_batches(model: nn.Module, task: Task) -> None:
+    """model(batch_dict) runs the task's own conversion of a batch into model inputs, so a
+    loaded model takes what the data sets give as well as tensors."""
+    def convert(module, args, kwargs):
+        if len(args) == 1 and not kwargs and isinstance(args[0], dict):
+            return task.batch_inputs(args[0]), {}
+        return None
+
+    if not task.model_takes_batch:  # else the model takes the batch dict itself
+        model.register_forward_pre_hook(convert, with_kwargs=True)
 
 
-# The constructor arguments each task supplies, from the config or the checkpoint (never from
-# the data: the training sets need not be on this machine).
-MODEL_KWARGS = {"sisr": _sr_kwargs, "regression": _regression_kwargs}
-
-
-def load_experiment(path: str | Path, epoch: int | str = "best", device: str | torch.device = "cpu"
+def load_experiment(path: str | Path, epoch: int | str = "best", device: str | torch.device = "cpu",
+                    overrides: dict | None = None, save_loc: str | Path | None = None
                     ) -> nn.Module:
-    """The model of `epoch` ('best', 'last' or a number) of the node at `path`, in eval mode on
-    `device`, with a LoadedModel as its `.rumpy` attribute."""
-    node = find_node(path)
+    """The model of `epoch` ('best', 'last' or a number) of the node at `path` (a folder, or a
+    run name under `save_loc`, default ./Results), in eval mode on `device`, with a LoadedModel
+    as its `.rumpy` attribute. `overrides` ({"section.key": value}) change the stored config at
+    test time (as pixlib's test_conf), checked like any config; the model then also accepts a
+    batch dict as the data sets give it."""
+    node = find_node(_node_path(path, save_loc))
     choice = parse_epoch(epoch)
-    cfg = load_node_config(node)
-    if cfg.task not in MODEL_KWARGS:
-        raise InferenceError(f"{node.path}: task {cfg.task!r} has no inference support yet")
+    cfg = load_node_config(node, overrides)
     try:
         saved = saved_epochs(node)
     except ValueError as exc:  # a branch whose lineage cannot be read
@@ -158,15 +122,11 @@ def load_experiment(path: str | Path, epoch: int | str = "best", device: str | t
         state = load_checkpoint(path_)
     except CorruptCheckpoint as exc:
         raise InferenceError(str(exc)) from None
-    task = TASKS.get(cfg.task)(cfg)
-    try:
-        task.check_config()  # fills the architecture's defaults; sisr: pre_upsampled
-    except ConfigError as exc:
-        raise InferenceError(str(exc)) from None
     task_state = state["parts"].get("task") or {}
-    kwargs = MODEL_KWARGS[cfg.task](cfg, task_state)
+    task = make_task(cfg, task_state, torch.device(device))
+    kwargs = task.model_kwargs()  # from the config and the checkpoint, never from the data
     try:
-        model = build_model(cfg.model.name, cfg.model.internal_params.arch, **kwargs)
+        model = task.build_model()
         model.load_state_dict(state["parts"]["model"])
     except (ValueError, TypeError, RuntimeError, KeyError) as exc:
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -177,14 +137,11 @@ def load_experiment(path: str | Path, epoch: int | str = "best", device: str | t
                state.get("summary_row") or {})
     model.rumpy = LoadedModel(
         node=node, epoch=choice, checkpoint=path_, cfg=cfg, task=cfg.task,
-        model_name=cfg.model.name, model_kwargs=kwargs, scale=cfg.scale,
-        pre_upsampled=bool(getattr(MODELS.get(cfg.model.name), "pre_upsampled", False)),
-        stats=task_state.get("stats"), target_names=list(task_state.get("target_names") or []),
-        normalize_inputs=bool(cfg.data.normalize_inputs),
-        normalize_targets=bool(cfg.data.normalize_targets), task_state=task_state,
-        summary_row=dict(row))
+        model_name=cfg.model.name, model_kwargs=kwargs, task_state=task_state,
+        summary_row=dict(row), facts=task.loaded_info(), task_object=task)
+    _accept_batches(model, task)
     log.info("loaded %s epoch %d (%s%s)", node.path, choice, cfg.model.name,
-             f", x{cfg.scale}" if cfg.scale else "")
+             f", {task.describe()}" if task.describe() else "")
     return model
 
 

@@ -8,9 +8,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..config import ConfigError, RunConfig
-from ..tasks import TASKS, Task
-from .load import InferenceError, LoadedModel
+from ..config import RunConfig
+from ..tasks import InferenceError, Task
+from .load import LoadedModel, make_task
 from .tiling import self_ensemble, tiled
 
 
@@ -19,20 +19,10 @@ def model_device(model: nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def make_task(info: LoadedModel, device: torch.device, cfg: RunConfig | None = None) -> Task:
-    """The node's task (on `cfg`, by default the node's config), checked against the
-    registries, on `device`, with the checkpoint's task state (regression: the normalisation
-    statistics) loaded. Its data is not set up."""
-    task = TASKS.get(info.task)(cfg or info.cfg)
-    try:
-        task.check_config()
-    except ConfigError as exc:
-        raise InferenceError(str(exc)) from None
-    task.device = device
-    if info.task == "regression":
-        task.target_names = list(info.target_names)
-    task.load_state_dict(info.task_state)
-    return task
+def task_for(info: LoadedModel, device: torch.device, cfg: RunConfig | None = None) -> Task:
+    """The node's task (on `cfg`, by default the node's config) on `device`, with the
+    checkpoint's task state loaded. Its data is not set up."""
+    return make_task(cfg or info.cfg, info.task_state, device)
 
 
 class Runner:
@@ -40,21 +30,24 @@ class Runner:
     handler's autocast (a run trained with AMP validated in float16), optionally tiled and
     self-ensembled (SR). `on_output` sees every output batch (eval saves images with it)."""
 
-    def __init__(self, model: nn.Module, info: LoadedModel, tile: int | None = None,
+    def __init__(self, model: nn.Module, info: LoadedModel, task: Task | None = None,
+                 tile: int | None = None,
                  overlap: int = 32, ensemble: bool = False,
                  on_output: Callable[[torch.Tensor], None] | None = None):
-        if (tile or ensemble) and info.task != "sisr":
-            raise InferenceError("tiling and self-ensemble are for super-resolution models only")
+        task = task or info.task_object
+        if (tile or ensemble) and not task.image_outputs:
+            raise InferenceError(f"tiling and self-ensemble are for image outputs, not task "
+                                 f"{task.name!r}")
         if tile is not None and (tile < 1 or overlap < 0):
             raise InferenceError(f"tile must be >= 1 and overlap >= 0, got {tile} and {overlap}")
+        self.task = task
         self.model = model
         self.device = model_device(model)
         self.amp = bool(info.cfg.training.amp) and self.device.type == "cuda"
-        # tile and overlap are in LR pixels; a pre-upsampled model's input is `scale` times larger
-        factor = info.scale if info.pre_upsampled else 1
+        # tile and overlap are in the task's input pixels (LR for SR)
+        factor, self.out_scale = task.tile_scales()
         self.tile = tile * factor if tile else None
         self.overlap = overlap * factor
-        self.out_scale = 1 if info.pre_upsampled or info.task != "sisr" else info.scale
         self.ensemble = ensemble
         self.on_output = on_output
 
@@ -73,9 +66,7 @@ class Runner:
         """`extra`: a conditioned model's metadata (whole images only: one vector per image)."""
         self.model.eval()
         if extra:
-            if self.tile or self.ensemble:
-                raise InferenceError("tiling and self-ensemble are not available for models "
-                                     "conditioned on degradation metadata")
+            self.task.check_inference("infer", self.tile, self.ensemble, extra=True)
             out = self._forward(inputs, *extra)
             if self.on_output is not None:
                 self.on_output(out)

@@ -99,7 +99,7 @@ class LPIPSNet(nn.Module):
 
 
 # AlexNet's stride-4 11x11 convolution and two 3x3 max-pools need 31 pixels.
-@METRICS.register("lpips", task="sisr", min_size=31)
+@METRICS.register("lpips", tasks=("sisr", "image"), min_size=31)
 class LPIPS:
     name = "LPIPS"
     higher_is_better = False

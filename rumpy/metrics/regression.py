@@ -42,7 +42,7 @@ class _RegressionMetric:
         raise NotImplementedError
 
 
-@METRICS.register("mae", task="regression")
+@METRICS.register("mae", tasks=("regression",))
 class MAE(_RegressionMetric):
     name = "MAE"
     higher_is_better = False
@@ -51,7 +51,7 @@ class MAE(_RegressionMetric):
         return (pred - target).abs().mean(dim=0)
 
 
-@METRICS.register("rmse", task="regression")
+@METRICS.register("rmse", tasks=("regression",))
 class RMSE(_RegressionMetric):
     name = "RMSE"
     higher_is_better = False
@@ -61,7 +61,7 @@ class RMSE(_RegressionMetric):
 
 
 # min_samples: the smallest set with a defined value (a variance needs two samples).
-@METRICS.register("r2", task="regression", min_samples=2)
+@METRICS.register("r2", tasks=("regression",), min_samples=2)
 class R2(_RegressionMetric):
     """Coefficient of determination 1 - SS_res / SS_tot about the target's own mean: 0 for a
     predictor of that mean, negative for worse. NaN for a constant target (SS_tot = 0)."""
@@ -76,7 +76,7 @@ class R2(_RegressionMetric):
         return r2.masked_fill(_constant(target), float("nan"))
 
 
-@METRICS.register("pearson", task="regression", min_samples=2)
+@METRICS.register("pearson", tasks=("regression",), min_samples=2)
 class Pearson(_RegressionMetric):
     """Pearson correlation of prediction and target: rewards ranking and linear agreement even
     when the scale or offset is off (which R2 punishes). NaN when either side is constant."""

@@ -150,7 +150,7 @@ class _ProtocolMetric:
 
 
 # min_size: the smallest image side (after the protocol's border crop) with a finite value.
-@METRICS.register("psnr", task="sisr", min_size=1)
+@METRICS.register("psnr", tasks=("sisr", "image"), min_size=1)
 class PSNR(_ProtocolMetric):
     name = "PSNR"
 
@@ -158,7 +158,7 @@ class PSNR(_ProtocolMetric):
         return psnr(sr, hr)
 
 
-@METRICS.register("ssim", task="sisr", min_size=11)  # one whole 11x11 window
+@METRICS.register("ssim", tasks=("sisr", "image"), min_size=11)  # one whole 11x11 window
 class SSIM(_ProtocolMetric):
     name = "SSIM"
 

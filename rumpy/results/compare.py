@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..tree.node import Node, parse_value  # noqa: E402
 from ..utils.atomic import atomic_open  # noqa: E402
-from .columns import eval_columns, find_column  # noqa: E402
+from ..core.columns import eval_columns, find_column  # noqa: E402
 
 
 def baseline(node: Node, column: str) -> tuple[str, float] | None:

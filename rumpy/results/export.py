@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..tree.node import Node, read_summary
-from ..training.monitor import infer_mode
-from .columns import find_column
+from ..core.monitor import infer_mode
+from ..core.columns import find_column
 
 ID_COLUMNS = ["experiment", "branch", "parent", "fork_epoch", "inherited", "epoch"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..utils.atomic import atomic_open
-from .columns import parse
+from ..core.columns import parse
 
 _SIZE = (7, 4.5)
 # fixed margins instead of bbox_inches="tight", which draws every figure twice

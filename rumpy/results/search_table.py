@@ -154,20 +154,3 @@ def write_search_table(folder: Path, out: Path | None) -> tuple[str, list[Path]]
     atomic_write_text(csv_path, table.to_csv(index=False))
     atomic_write_text(md_path, text)
     return text, [csv_path, md_path] + write_plots(out, sweep)
-
-
-def search_status_lines(sweep) -> list[str]:
-    from ..sweep.study import JOURNAL, load_study
-
-    if not (sweep.folder / JOURNAL).is_file():
-        return [f"sweep {sweep.name}: a search of {sweep.search.n_trials} trials, not begun"]
-    study = load_study(sweep.folder, sweep.name)
-    trials = study.get_trials(deepcopy=False)
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-    lines = [f"sweep {sweep.name}: {len(trials)} of {sweep.search.n_trials} trials; " +
-             ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
-    lines += [f"  trial {t.number}: {t.state.name.lower()}" for t in trials
-              if t.state.name not in ("COMPLETE", "PRUNED")]
-    return lines

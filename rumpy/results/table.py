@@ -12,8 +12,8 @@ import pandas as pd
 
 from ..config.load import read_toml
 from ..registry import did_you_mean
-from ..results.columns import resolve
-from ..training.monitor import Monitor, infer_mode
+from ..core.columns import resolve
+from ..core.monitor import Monitor, infer_mode
 from ..tree.node import Node
 from ..tree.plan import flatten
 from ..utils.atomic import atomic_write_text
@@ -94,7 +94,7 @@ def _row_at(entry: Entry, at: str) -> dict | None:
         return rows[-1]
     column = resolve(str(entry.config.get("training.best_load_metric", "val-PSNR")), list(rows[0]))
     try:
-        monitor = Monitor(column, infer_mode(column))
+        monitor = Monitor(column, infer_mode(column, directions=entry.node.directions()))
     except ValueError:
         return rows[-1]
     monitor.replay(rows)

@@ -36,8 +36,8 @@ def resume_mode(node: Node, num_epochs: int) -> str:
 def finish(node: Node) -> None:
     """A complete node the status calls crashed: its rows up to the last checkpoint, and
     state finished."""
-    from ..results.summary import write_table
-    from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
+    from ..core.summary import write_table
+    from ..core.checkpoint import CorruptCheckpoint, load_checkpoint
     from ..tree.plan import _rows_until
 
     epoch, path = max(node.own_saved().items())

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..config import ConfigError
-from ..results.run_folder import RunExistsError
+from ..core.run_folder import RunExistsError
 from ..tree.lock import NodeLockedError, file_lock, lock_holder
 from ..tree.node import Node, write_json
 from ..utils.process import die_with_parent
@@ -223,7 +223,7 @@ def _run_cell(sweep: Sweep, cell: Cell) -> str:
 
 def status_lines(sweep: Sweep) -> list[str]:
     if sweep.search is not None:
-        from ..results.search_table import search_status_lines
+        from .search_status import search_status_lines
 
         return search_status_lines(sweep)
     states = [(cell, cell_state(sweep, cell)) for cell in sweep.cells]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from ..config import ConfigError
-from ..results.run_folder import RunExistsError
+from ..core.run_folder import RunExistsError
 from ..tree.lock import NodeLockedError
 from .cell import resume_mode, train_node
 from .pruning import TrialReport, pruned_by_search

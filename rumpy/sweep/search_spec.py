@@ -24,7 +24,7 @@ from typing import Any
 
 from ..config import ConfigError
 from ..registry import did_you_mean
-from ..training.optim import check_params
+from ..core.optim import check_params
 
 SEARCH_KEYS = ("engine", "n_trials", "metric", "sampler", "pruner", "space", "from")
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
@@ -265,7 +265,7 @@ def read_search(source: str, table, base, columns: list[str]) -> SearchSpec:
     metric = table.get("metric", base.training.best_load_metric)
     if not isinstance(metric, str):
         raise ConfigError(source, f"{KEY}.metric", f"expected a summary column, got {metric!r}")
-    from ..results.columns import direction, resolve
+    from ..core.columns import direction, resolve
 
     metric = resolve(metric, columns)
     if direction(metric) is None or not metric.startswith(("val-", "train-loss")):

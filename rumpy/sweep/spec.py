@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, RunConfig, load_config
+from ..catalog import load_config
+from ..config import ConfigError, RunConfig
 from ..config.compose import compose
 from ..registry import did_you_mean
 from .search_spec import SearchSpec, read_search, sample_values
@@ -164,7 +165,7 @@ def _check_cell(sweep: Sweep, cell: Cell) -> RunConfig:
 
 def _with_search(sweep: Sweep, table, base: RunConfig) -> Sweep:
     """A search's spec, and a config for each end of each key's range (and every choice)."""
-    from ..results.columns import set_prefix
+    from ..core.columns import set_prefix
     from ..training.setup import check_semantics
 
     task = check_semantics(base)

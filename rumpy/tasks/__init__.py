@@ -1,5 +1,5 @@
 """Tasks, found by the top-level `task` key: 'sisr' (super-resolution) and 'regression'."""
-from .base import TASKS, EvalResult, Task
-from . import sisr, regression  # noqa: F401  (registration side effect)
+from .base import TASKS, EvalResult, InferenceError, Task
+from . import sisr, regression, model_task  # noqa: F401  (registration side effect)
 
-__all__ = ["TASKS", "EvalResult", "Task"]
+__all__ = ["TASKS", "EvalResult", "InferenceError", "Task"]

@@ -4,6 +4,7 @@ whole-set aggregates), its baseline, its visual outputs and its state in the che
 run management around it (plan, tree, loop, callbacks, checkpoints) never looks inside a batch."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -12,12 +13,16 @@ from PIL import Image
 from torch import nn
 
 from ..config import ConfigError, RunConfig
+from ..core.errors import InferenceError  # noqa: F401  (tasks raise it; re-exported)
 from ..data.loaders import Loaders
 from ..metrics import METRICS, metric_names
 from ..models import MODELS, check_model_params, model_params, model_tasks
+from ..models.registry import TASK_INPUTS
 from ..registry import Registry, did_you_mean
+from ..core.declared import declare
 
 TASKS: Registry[type["Task"]] = Registry("task")
+
 IP = "model.internal_params"
 
 
@@ -32,17 +37,34 @@ class EvalResult:
 
 class Task:
     name: ClassVar[str]
+    families: ClassVar[tuple[str, ...]] = ()  # shared registry scopes ("image": image to image)
     dataset_kinds: ClassVar[tuple[str, ...]]   # the first is the default `type`
     model_inputs: ClassVar[tuple[str, ...]]    # constructor arguments the task supplies
     baseline_name: ClassVar[str]               # 'bicubic', 'mean predictor'
     per_sample_file: ClassVar[str]             # result_outputs/<this>_epoch_<N>.csv
+    # Defaults of the per_task config keys this task uses ("training.metrics": [...], ...);
+    # a per_task key it does not list is refused in its configs (config/schema.py).
+    config_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and "model_inputs" in cls.__dict__:
+            TASK_INPUTS[cls.name] = tuple(cls.model_inputs)
+        if "per_sample_file" in cls.__dict__:  # the files it writes, declared to the tree
+            declare("result_outputs", rf"{re.escape(cls.per_sample_file)}_epoch_\d+\.csv",
+                    f"task {cls.__dict__.get('name', cls.__name__)}")
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.device = torch.device("cpu")
-        from ..training.distributed import SINGLE
+        from ..core.distributed import SINGLE
         self.dist = SINGLE  # data parallel: evaluation is sharded over the ranks and gathered
         self.loaders: Loaders | None = None
+
+    @classmethod
+    def scopes(cls) -> tuple[str, ...]:
+        """Where this task looks up registered names: its own and its families'."""
+        return (cls.name, *cls.families)
 
     def fail(self, key_path: str, message: str):
         raise ConfigError(self.cfg.source, key_path, message)
@@ -57,17 +79,20 @@ class Task:
             self.fail("model.name", f"unknown model {cfg.model.name!r}"
                                     f"{did_you_mean(cfg.model.name, mine)} ({self.name} models: "
                                     f"{', '.join(mine)})")
-        if self.name not in model_tasks(cfg.model.name):
+        if not MODELS.serves(cfg.model.name, self.scopes()):
             self.fail("model.name", f"{cfg.model.name!r} is a {'/'.join(model_tasks(cfg.model.name))} "
                                     f"model, not one for task {self.name!r} (its models: "
                                     f"{', '.join(mine)})")
-        for key, message in check_model_params(cfg.model.name, cfg.model.internal_params.arch):
+        for key, message in check_model_params(cfg.model.name, cfg.model.internal_params.arch,
+                                               self.model_inputs, self.scopes()):
             self.fail(f"{IP}.{key}", message)
         metrics = cfg.training.metrics
-        if not metrics:
+        if "training.metrics" not in self.config_defaults:  # the model scores itself ('model')
+            metrics = []
+        elif not metrics:
             self.fail("training.metrics", f"expected at least one of {', '.join(self.metric_names())}")
         for name in metrics:
-            if name not in METRICS or METRICS.meta(name).get("task") != self.name:
+            if not METRICS.serves(name, self.scopes()):
                 self.fail("training.metrics", f"unknown metric {name!r}"
                                               f"{did_you_mean(name, self.metric_names())} "
                                               f"({self.name} metrics: "
@@ -76,16 +101,21 @@ class Task:
             self.fail("training.metrics", "a metric is listed twice")
         # The resolved config records every architecture parameter, defaults included.
         defaults = {k: list(d) if isinstance(d, tuple) else d
-                    for k, (_, d) in model_params(cfg.model.name).items()}
+                    for k, (_, d) in model_params(cfg.model.name, self.model_inputs,
+                                                  self.scopes()).items()}
         cfg.model.internal_params.arch = {**defaults, **cfg.model.internal_params.arch}
+
+    def build_metrics(self, device: torch.device) -> list:
+        """The configured metrics, found in this task's scopes, on `device`."""
+        return [METRICS.get(n, self.scopes())(device=device) for n in self.cfg.training.metrics]
 
     @classmethod
     def model_names(cls) -> list[str]:
-        return [m for m in MODELS if cls.name in model_tasks(m)]
+        return MODELS.names(cls.scopes())
 
     @classmethod
     def metric_names(cls) -> list[str]:
-        return metric_names(cls.name)
+        return metric_names(cls.scopes())
 
     def resolve_builtin_sets(self) -> None:
         from ..data.builtin import resolve_builtin_sets
@@ -100,18 +130,28 @@ class Task:
         times repeat)."""
         raise NotImplementedError
 
-    def setup(self, device: torch.device) -> Loaders:
-        """Load metrics and data (decoding, statistics); returns the loaders."""
+    def setup(self, device: torch.device, stage: str = "fit", held_out: bool = False) -> Loaders:
+        """Load metrics and data for a stage; returns the loaders.
+        fit: training and eval sets (after check_data). evaluate: the eval sets alone, from
+        the config (the node's, or one with a data TOML's sets), with the checkpoint's task
+        state already loaded; `held_out` adds the sets training held out (test_indices).
+        predict: metrics and loss only, no data."""
+        raise NotImplementedError
+
+    def eval_order(self) -> list[tuple[str, list[str]]]:
+        """After setup: each eval set's name and sample names, in the order evaluation visits
+        them (eval writes its per-sample rows and images in this order)."""
         raise NotImplementedError
 
     def model_kwargs(self) -> dict:
-        """The constructor arguments this task supplies (`model_inputs`) from the data."""
+        """The constructor arguments this task supplies (`model_inputs`): from the data when
+        training, from the checkpoint's task state (load_state_dict) after it."""
         raise NotImplementedError
 
     def build_model(self) -> nn.Module:
         from ..models import build_model
         return build_model(self.cfg.model.name, self.cfg.model.internal_params.arch,
-                           **self.model_kwargs())
+                           self.scopes(), **self.model_kwargs())
 
     def describe(self) -> str:
         """A few words for the log's first line (e.g. 'x2')."""
@@ -133,6 +173,15 @@ class Task:
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
+    def batch_inputs(self, batch: dict) -> tuple:
+        """A batch dict (as the loaders give it) -> the model's positional inputs: a loaded
+        model accepts the task's batch dict as well as tensors."""
+        raise NotImplementedError(f"task {self.name!r} does not map a batch to model inputs")
+
+    def column_directions(self) -> dict[str, str]:
+        """Directions ('max'/'min') of metrics the registry does not know (a model's own)."""
+        return {}
+
     def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
         raise NotImplementedError
 
@@ -150,8 +199,53 @@ class Task:
         self.fail("training.overfit", f"task {self.name!r} has no overfit mode")
 
     def state_dict(self) -> dict:
-        """Task state kept in the checkpoint (e.g. normalisation statistics)."""
+        """Task state kept in the checkpoint (e.g. normalisation statistics): with the node's
+        config it rebuilds the model and its evaluation without the training data."""
         return {}
+
+    # -- after training: rumpy eval, predict, export-model ----------------------------------------
+    sample_unit: ClassVar[str] = "samples"      # what eval reports count ("images")
+    model_takes_batch: ClassVar[bool] = False   # the model's forward takes the batch dict
+    image_outputs: ClassVar[bool] = False       # outputs are images: eval --save-images, tiling
+
+    def loaded_info(self) -> dict:
+        """Facts about a loaded model beyond its weights, attached to `model.rumpy` (sisr:
+        scale, pre_upsampled; regression: stats, target_names)."""
+        return {}
+
+    def check_inference(self, what: str, tile: int | None = None, ensemble: bool = False,
+                        extra: bool = False) -> None:
+        """Refuse (InferenceError) what this task's inference cannot do."""
+        if tile or ensemble:
+            raise InferenceError(f"tiling and self-ensemble are not available for task {self.name!r}")
+
+    def tile_scales(self) -> tuple[int, int]:
+        """(input pixels per tile pixel, output pixels per input pixel) for tiled inference."""
+        return 1, 1
+
+    def predict(self, infer, inputs):
+        """User inputs (arrays, files) -> outputs, converted as in validation; `infer` is the
+        runner's forward pass on prepared model inputs."""
+        raise NotImplementedError(f"task {self.name!r} has no predict")
+
+    def export_network(self, model: nn.Module) -> nn.Module:
+        """The network `export-model` writes: raw inputs in, final outputs out (the task's
+        conversions inside)."""
+        return model
+
+    def export_examples(self, infer) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
+        """[(the exported network's input, the result of the model run the training way)] on
+        real inputs, and what they are: the export check."""
+        raise NotImplementedError(f"task {self.name!r} has no export")
+
+    def export_contract(self) -> dict:
+        """The network's inputs and outputs for network.json: input, output and their meaning;
+        names as (input name, output name) under 'names'; dynamic dims under 'dynamic_dims'."""
+        return {"names": ("inputs", "outputs"), "dynamic_dims": {0: "batch"}}
+
+    def export_tolerance(self, reference) -> float:
+        """What float32 rounding may explain in the export check."""
+        return 1e-4 * max(1.0, float(abs(reference).max()))
 
     def check_resume(self, state: dict) -> None:
         """Refuse (ConfigError) a checkpoint the current data cannot continue."""

@@ -13,13 +13,14 @@ from ..data.arrays import check_arrays_set
 from ..data.images import to_float
 from ..data.images_with_targets import check_images_set
 from ..data.loaders import Loaders
-from ..data.holdout import hold_out
-from ..data.regression import (RegressionSet, build_loaders, check_consistent, input_statistics,
+from ..data.holdout import hold_out, with_held_out
+from ..data.regression import (RegressionSet, eval_loaders, build_loaders, check_consistent, input_statistics,
                                target_statistics)
 from ..metrics import METRICS
 from ..models import MODELS
-from ..training.losses import build_loss
-from .base import TASKS, EvalResult, Task
+from ..core.losses import build_loss
+from .base import TASKS, EvalResult, InferenceError, Task
+from .regression_infer import RegressionNetwork, export_contract, export_examples, predict_samples
 
 _CHECKERS = {"arrays": check_arrays_set, "images_with_targets": check_images_set}
 
@@ -31,6 +32,15 @@ class RegressionTask(Task):
     model_inputs = ("input_shape", "num_outputs")
     baseline_name = "mean predictor"
     per_sample_file = "per_sample"
+    config_defaults = {
+        "training.metrics": ["MAE", "RMSE", "R2", "Pearson"],
+        "training.best_load_metric": "val-RMSE",
+        "training.early_stopping_metric": "val-RMSE",
+        "model.internal_params.loss": "mse",
+        "data.normalize_inputs": True,
+        "data.normalize_targets": True,
+        "data.loss_space": "normalized",
+    }
 
     def check_data(self) -> None:
         cfg = self.cfg
@@ -38,9 +48,9 @@ class RegressionTask(Task):
                 {ds.type for ds in cfg.data.eval_sets.values()}
         if len(kinds) > 1:
             self.fail("data", f"every set needs the same dataset type, got {sorted(kinds)}")
-        self._train = [_CHECKERS[ds.type](cfg, "training_sets", label, ds)
+        self._train = [self.check_set("training_sets", label, ds)
                        for label, ds in cfg.data.training_sets.items()]
-        self._evals = [_CHECKERS[ds.type](cfg, "eval_sets", label, ds)
+        self._evals = [self.check_set("eval_sets", label, ds)
                        for label, ds in cfg.data.eval_sets.items()]
         self._train, self._evals = hold_out(cfg, self._train, self._evals,
                                             list(cfg.data.training_sets))
@@ -64,6 +74,14 @@ class RegressionTask(Task):
                 self.fail("data.training_sets", f"target name {name!r} cannot name a summary "
                                                 f"column (no '-', not a metric name); rename it")
 
+    def check_set(self, section: str, label: str, ds) -> RegressionSet:
+        return _CHECKERS[ds.type](self.cfg, section, label, ds)
+
+    @property
+    def fixed_input_shape(self) -> bool:
+        return bool(getattr(MODELS.get(self.cfg.model.name, self.scopes()), "fixed_input_shape",
+                            False))
+
     def _check_sizes(self) -> None:
         """A single training sample has no spread to normalise by, and the mean predictor
         (the baseline) would be that sample; a metric such as R2 is undefined on one sample."""
@@ -73,20 +91,26 @@ class RegressionTask(Task):
                                             f"statistics need a spread)")
         for ds in self._evals:
             for name in self.cfg.training.metrics:
-                need = METRICS.meta(name).get("min_samples", 1)
+                need = METRICS.meta(name, self.scopes()).get("min_samples", 1)
                 if len(ds) < need:
                     self.fail(f"data.eval_sets.{ds.label}", f"{len(ds)} sample; "
-                                                            f"{METRICS.get(name).name} needs at "
+                                                            f"{METRICS.get(name, self.scopes()).name} needs at "
                                                             f"least {need}")
 
     def training_samples(self) -> dict[str, int]:
         return {ds.label: len(ds) * ds.config.repeat for ds in self._train}
 
-    def setup(self, device: torch.device) -> Loaders:
+    def setup(self, device: torch.device, stage: str = "fit", held_out: bool = False) -> Loaders:
         cfg = self.cfg
         self.device = device
-        self.metrics = [METRICS.get(n)(device=device) for n in cfg.training.metrics]
+        self.metrics = self.build_metrics(device)
         self.criterion = build_loss(cfg.model.internal_params.loss).to(device)
+        if stage != "fit":  # statistics, targets and input shape come from the checkpoint
+            self._evals = self._check_eval_sets(held_out) if stage == "evaluate" else []
+            self.loaders = Loaders(None, None, eval_loaders(cfg, self._evals,
+                                                            device.type == "cuda"))
+            self._place_stats()
+            return self.loaders
         self.loaders = build_loaders(cfg, self._train, self._evals, device.type == "cuda")
         in_mean, in_std = input_statistics(self._train)
         out_mean, out_std = target_statistics(self._train)
@@ -94,6 +118,37 @@ class RegressionTask(Task):
                       "target_mean": out_mean, "target_std": out_std}
         self._place_stats()
         return self.loaders
+
+    def _check_eval_sets(self, held_out: bool) -> list[RegressionSet]:
+        """The eval sets alone, checked against the model the checkpoint holds."""
+        cfg = self.cfg
+        shape = list(self.model_kwargs()["input_shape"])
+        sets = [(label, self.check_set("eval_sets", label, ds))
+                for label, ds in cfg.data.eval_sets.items()]
+        if held_out:
+            held = with_held_out(cfg, lambda c, s, label, ds: self.check_set(s, label, ds),
+                                 [checked for _, checked in sets])
+            sets += [(f"{ds.label}_test", ds) for ds in held[len(sets):]]
+        evals = []
+        for label, checked in sets:
+            where = f"data.eval_sets.{label}"
+            if checked.target_names != self.target_names:
+                self.fail(where, f"targets {checked.target_names} differ from the model's "
+                                 f"{self.target_names}")
+            got = checked.sample_shape()
+            if 0 in got:
+                self.fail(f"{where}.crop", "the images differ in size: set a crop")
+            if len(got) != len(shape) or got[0] != shape[0] or \
+                    (self.fixed_input_shape and got != shape):
+                self.fail(where, f"samples of shape {got}; the model was trained on {shape}")
+            evals.append(checked)
+        names = [ds.name for ds in evals]
+        if len(set(names)) != len(names):
+            self.fail("data.eval_sets", f"eval set names must differ, got {names}")
+        return evals
+
+    def eval_order(self) -> list[tuple[str, list[str]]]:
+        return [(ds.name, list(ds.ids)) for ds in self._evals]
 
     def _place_stats(self) -> None:
         s = self.stats
@@ -112,7 +167,15 @@ class RegressionTask(Task):
         self.loaders.evals["overfit"] = [batch]
 
     def model_kwargs(self) -> dict:
-        return {"input_shape": self._train[0].sample_shape(), "num_outputs": len(self.target_names)}
+        if getattr(self, "_train", None):
+            return {"input_shape": self._train[0].sample_shape(),
+                    "num_outputs": len(self.target_names)}
+        saved = getattr(self, "_saved_kwargs", None)
+        if not saved:
+            raise InferenceError("the checkpoint holds no model_kwargs/normalisation statistics "
+                                 "(written by an older rumpy); continue the run one epoch to "
+                                 "get a checkpoint that does")
+        return dict(saved)
 
     def describe(self) -> str:
         return f"{len(self.target_names)} target(s): {', '.join(self.target_names)}"
@@ -151,6 +214,9 @@ class RegressionTask(Task):
 
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         return self._loss(model(self.model_input(batch["inputs"])), batch["targets"])
+
+    def batch_inputs(self, batch: dict) -> tuple:
+        return (self.model_input(batch["inputs"].to(self.device)),)
 
     # -- evaluation ----------------------------------------------------------------------------
     def _scores(self, pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
@@ -227,7 +293,31 @@ class RegressionTask(Task):
                                   f"checkpoint's model was built for {saved[key]}; start a new run")
 
     def load_state_dict(self, state: dict) -> None:
-        """The statistics the checkpoint was trained with (the data may have changed since)."""
+        """The statistics the checkpoint was trained with (the data may have changed since),
+        and (after training) the model's constructor arguments and target names."""
         if state.get("stats"):
             self.stats = {k: v.clone() for k, v in state["stats"].items()}
             self._place_stats()
+        if state.get("model_kwargs"):
+            self._saved_kwargs = dict(state["model_kwargs"])
+        if state.get("target_names") and not getattr(self, "_train", None):
+            self.target_names = list(state["target_names"])
+
+    # -- after training ------------------------------------------------------------------------
+    def loaded_info(self) -> dict:
+        return {"stats": getattr(self, "stats", None), "target_names": list(self.target_names),
+                "normalize_inputs": bool(self.cfg.data.normalize_inputs),
+                "normalize_targets": bool(self.cfg.data.normalize_targets)}
+
+    def predict(self, infer, inputs):
+        return predict_samples(self, infer, inputs)
+
+    def export_network(self, model: nn.Module) -> nn.Module:
+        return RegressionNetwork(model, self.stats, bool(self.cfg.data.normalize_inputs),
+                                 bool(self.cfg.data.normalize_targets)).eval()
+
+    def export_examples(self, infer):
+        return export_examples(self, infer)
+
+    def export_contract(self) -> dict:
+        return export_contract(self)

@@ -1,5 +1,5 @@
 """Task 'sisr': single-image super-resolution from paired LR/HR images. Batches are
-{"lr", "hr"} uint8 tensors; the loss compares the model's output with HR in [0, 1]; evaluation is
+{"lq", "gt"} uint8 tensors (LR and HR); the loss compares the model's output with HR in [0, 1]; evaluation is
 the SR protocol (metrics.sr); the baseline is bicubic upscaling; visuals are bicubic | SR | HR
 strips."""
 from __future__ import annotations
@@ -10,13 +10,13 @@ from torch import nn
 from ..data.images import bicubic, to_float
 from ..data.loaders import Loaders
 from ..data.metadata import check_use as check_metadata_use, metadata_length
-from ..data.paired import build_loaders, check_data
-from ..metrics import METRICS
+from ..data.paired import build_eval_loaders, build_loaders, check_data, check_eval_sets
 from ..metrics.lpips import LPIPSWeightsError
 from ..models import MODELS
 from ..results.samples import sample_strip
-from ..training.losses import build_loss
-from .base import IP, TASKS, EvalResult, Task
+from ..core.losses import build_loss
+from .base import IP, TASKS, EvalResult, InferenceError, Task
+from .sisr_infer import SRNetwork, export_contract, export_examples, predict_images
 from .sisr_eval import Evaluator, ssim_too_small
 
 
@@ -27,6 +27,17 @@ class SISRTask(Task):
     model_inputs = ("scale", "num_metadata")
     baseline_name = "bicubic"
     per_sample_file = "per_image"
+    families = ("image",)  # PSNR/SSIM/LPIPS and `paired` serve every image-to-image task
+    config_defaults = {
+        "training.metrics": ["PSNR", "SSIM"],
+        "training.num_samples": 3,
+        "training.metric_channel": "y",
+        "training.metric_crop_border": True,
+        "training.best_load_metric": "val-PSNR",
+        "training.early_stopping_metric": "val-PSNR",
+        "model.internal_params.scale": 4,
+        "model.internal_params.loss": "l1",
+    }
 
     def check_config(self) -> None:
         super().check_config()
@@ -50,28 +61,43 @@ class SISRTask(Task):
     def training_samples(self) -> dict[str, int]:
         return {s.name: len(s.keys) * s.config.repeat for s in self._train_sets}
 
-    def setup(self, device: torch.device) -> Loaders:
+    def setup(self, device: torch.device, stage: str = "fit", held_out: bool = False) -> Loaders:
         cfg, t = self.cfg, self.cfg.training
         self.device = device
         try:  # LPIPS loads its weights here: missing weights fail before training
-            metrics = [METRICS.get(n)(device=device) for n in t.metrics]
+            metrics = self.build_metrics(device)
         except LPIPSWeightsError as exc:
             self.fail("training.metrics", str(exc))
         self.metric_keys = [m.name for m in metrics]
         self.criterion = build_loss(cfg.model.internal_params.loss).to(device)
-        self.loaders = build_loaders(cfg, self._train_sets, self._eval_sets,
-                                     pin_memory=device.type == "cuda")
+        pin = device.type == "cuda"
+        if stage == "fit":
+            self.loaders = build_loaders(cfg, self._train_sets, self._eval_sets, pin_memory=pin)
+        else:
+            self._eval_sets = check_eval_sets(cfg, held_out) if stage == "evaluate" else []
+            for s in self._eval_sets:  # evaluated with each image's recorded degradation
+                if self.takes_metadata and s.metadata is None:
+                    train = list(cfg.data.training_sets.values())
+                    self.fail(f"data.eval_sets.{s.name}.metadata",
+                              f"{cfg.model.name} is conditioned on degradation metadata: give "
+                              f"this set degradation_metadata and metadata = "
+                              f"{train[0].metadata if train else []}")
+            self.loaders = Loaders(None, None, build_eval_loaders(cfg, self._eval_sets, pin))
+        fitting = stage == "fit"
         self.evaluator = Evaluator(metrics, cfg.scale, t.metric_channel, t.metric_crop_border,
                                    self.loaders.evals, {s.name: s.keys for s in self._eval_sets},
-                                   device, t.num_samples if t.save_samples else 0,
+                                   device, t.num_samples if t.save_samples and fitting else 0,
                                    {s.name: set(s.config.val_example_indices)
                                     for s in self._eval_sets
-                                    if getattr(s.config, "val_example_indices", None)},
+                                    if fitting and getattr(s.config, "val_example_indices", None)},
                                    dist=self.dist)
         return self.loaders
 
+    def eval_order(self) -> list[tuple[str, list[str]]]:
+        return [(s.name, s.keys) for s in self._eval_sets]
+
     def overfit(self, batch: dict) -> None:
-        size = len(batch["lr"])
+        size = len(batch["lq"])
         keys = [f"patch_{i}" for i in range(size)]
         loader = [{**batch, "index": torch.arange(size)}]
         self.loaders.evals.clear()
@@ -107,10 +133,14 @@ class SISRTask(Task):
             x = bicubic(x, (x.shape[-2] * s, x.shape[-1] * s))
         return x
 
+    def batch_inputs(self, batch: dict) -> tuple:
+        lq = batch["lq"] if "lq" in batch else batch["lr"]  # "lr": the key before "lq"
+        return (self.model_input(lq), *self.extra_inputs(batch.get("metadata")))
+
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        return self.criterion(model(self.model_input(batch["lr"]),
+        return self.criterion(model(self.model_input(batch["lq"]),
                                     *self.extra_inputs(batch.get("metadata"))),
-                              to_float(batch["hr"]))
+                              to_float(batch["gt"]))
 
     def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
         return self.evaluator.evaluate(
@@ -123,3 +153,48 @@ class SISRTask(Task):
     def visuals(self, result: EvalResult) -> dict:
         return {name: [(s.key, sample_strip(s)) for s in samples]
                 for name, samples in result.outputs.items() if samples}
+
+    # -- after training ------------------------------------------------------------------------
+    def metadata_inputs(self) -> list[tuple]:
+        """Blind evaluation: each eval set's (name, LR paths, config, recorded metadata)."""
+        return [(s.name, s.lr_paths, s.config, s.metadata) for s in self._eval_sets]
+
+    def set_metadata(self, set_name: str, values) -> None:
+        """Blind evaluation: an eval set's metadata replaced by predicted values."""
+        for s in self._eval_sets:
+            if s.name == set_name:
+                s.metadata = values
+        self.loaders.evals[set_name].dataset.images.metadata = values
+
+    sample_unit = "images"
+    image_outputs = True
+
+    def loaded_info(self) -> dict:
+        return {"scale": self.cfg.scale, "pre_upsampled": self.pre_upsampled}
+
+    def check_inference(self, what: str, tile: int | None = None, ensemble: bool = False,
+                        extra: bool = False) -> None:
+        if extra and (tile or ensemble):
+            raise InferenceError("tiling and self-ensemble are not available for models "
+                                 "conditioned on degradation metadata")
+
+    def tile_scales(self) -> tuple[int, int]:
+        # tile and overlap are in LR pixels; a pre-upsampled model's input is `scale` times larger
+        if self.pre_upsampled:
+            return self.cfg.scale, 1
+        return 1, self.cfg.scale
+
+    def predict(self, infer, inputs):
+        return predict_images(self, infer, inputs)
+
+    def export_network(self, model: nn.Module) -> nn.Module:
+        return SRNetwork(model, self.cfg.scale, self.pre_upsampled).eval()
+
+    def export_examples(self, infer):
+        return export_examples(self, infer)
+
+    def export_contract(self) -> dict:
+        return export_contract(self.cfg.scale, self.pre_upsampled)
+
+    def export_tolerance(self, reference) -> float:
+        return 1e-4  # outputs live in [0, 1]; an 8-bit level is 4e-3

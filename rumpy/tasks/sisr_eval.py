@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from ..data.images import bicubic, bicubic_uint8, quantize, to_float
 from ..metrics import Metric
 from ..metrics.sr import prepare
-from ..training.distributed import SINGLE
+from ..core.distributed import SINGLE
 from .base import EvalResult
 
 
@@ -84,7 +84,7 @@ class Evaluator:
             for b, batch in enumerate(loader):
                 if b % dist.world != dist.rank:
                     continue
-                lr, hr, index = batch["lr"], batch["hr"], batch["index"]
+                lr, hr, index = batch["lq"], batch["gt"], batch["index"]
                 hr_dev = hr.to(self.device)
                 sr = predict(lr, batch.get("metadata"))
                 sr_q = quantize(sr)

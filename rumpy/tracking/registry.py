@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from ..registry import Registry
-from ..results.columns import Column, parse
+from ..core.columns import Column, parse
 
 log = logging.getLogger(__name__)
 TRACKERS: Registry = Registry("tracker")

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 
+from ..core.declared import declare
 from .registry import TRACKERS, Tracker, context
 
 log = logging.getLogger(__name__)
+declare("node", "tensorboard", "the tensorboard tracker")
 FOLDER = "tensorboard"
 
 

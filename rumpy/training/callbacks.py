@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from ..results.columns import eval_columns
-from ..results.summary import write_table
+from ..core.columns import eval_columns
+from ..core.summary import write_table
 from ..tree.node import INTERRUPTED
 from ..tree.apply import finish_replacement
 from ..tree.retention import prune_checkpoints
@@ -94,9 +94,12 @@ def output_due(run, epoch: int) -> bool:
     return epoch % every == 0 or epoch == run.cfg.training.num_epochs
 
 
-class _Background(Callback):
-    """An output made by the run's output worker (training/output_worker.py): training never
-    waits for it, and when it fails, training goes on after one warning. A full disk still ends
+class Background(Callback):
+    """The public extension point for outputs that take time (drawing, encoding, a network
+    call): subclass it and `self.worker.submit(run, fn, *args, key=...)` a module-level
+    `fn(state, *args)` with picklable arguments from `on_epoch_end`. The output is made by the
+    run's output worker (training/output_worker.py): training never waits for it, and when it
+    fails, training goes on after one warning. A full disk still ends
     the run at the next checkpoint, which is what matters. The worker is drained when the run
     ends (finished, stopped or interrupted), so every epoch's output is complete."""
 
@@ -115,7 +118,7 @@ class _Background(Callback):
             self.worker.abort()
 
 
-class Trackers(_Background):
+class Trackers(Background):
     """Opens the configured trackers in the output worker once the first epoch has ended (each
     failure only warns; the first epoch neither waits for them nor shares the CPU with them)
     and sends them every row."""
@@ -134,7 +137,7 @@ class Trackers(_Background):
             self.worker.submit(run, _track_row, dict(row), label="Trackers")
 
 
-class Visuals(_Background):
+class Visuals(Background):
     """The task's images of a validation (sample strips, scatter plots): saved and tracked."""
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
@@ -146,7 +149,7 @@ class Visuals(_Background):
                                label="Visuals")
 
 
-class Examples(_Background):
+class Examples(Background):
     """The val_example_indices images of each validation, one strip per image over the epochs
     (at every validation: following them is their point)."""
 
@@ -156,7 +159,7 @@ class Examples(_Background):
                                dict(result.examples), label="Examples")
 
 
-class Plots(_Background):
+class Plots(Background):
     """The summary plots; a plot that the next epoch's replaces before it is drawn is skipped."""
 
     def on_epoch_end(self, run, epoch, row, result) -> None:

@@ -11,7 +11,7 @@ import warnings
 
 import torch
 
-from .checkpoint import rng_state, set_rng_state
+from ..core.checkpoint import rng_state, set_rng_state
 from .handler import NetworkHandler
 
 

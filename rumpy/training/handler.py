@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..results.columns import direction
-from .optim import build_optimizer, build_scheduler
+from ..core.columns import direction
+from ..core.optim import build_optimizer, build_scheduler
 
 
 def select_device(gpu: str, sp_gpu: int, dist=None) -> torch.device:
@@ -65,7 +65,8 @@ class NetworkHandler:
         p = self._cfg.model.internal_params
         params = dict(p.scheduler_params)
         if p.scheduler == "reduce_on_plateau" and "mode" not in params:
-            params["mode"] = direction(self.plateau_column or "") or "min"
+            params["mode"] = direction(self.plateau_column or "",
+                                       self.task.column_directions()) or "min"
         return build_scheduler(p.scheduler, self.optimizer, params, self._cfg.training.num_epochs,
                                self.steps_per_epoch, p.lr)
 

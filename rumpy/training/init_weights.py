@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, RunConfig
-from .checkpoint import CorruptCheckpoint, load_checkpoint, upgrade
+from ..core.checkpoint import CorruptCheckpoint, load_checkpoint, upgrade
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,8 @@ _WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", 
 
 
 def _from_node(cfg: RunConfig, folder: Path) -> tuple[dict, dict]:
-    from ..inference.load import InferenceError, best_epoch, find_node, load_node_config
+    from ..core.errors import InferenceError
+    from ..tree.find import best_epoch, find_node, load_node_config
 
     try:
         node = find_node(folder)

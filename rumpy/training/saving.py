@@ -11,7 +11,7 @@ disk; each file gets its checksum sidecar first, as every checkpoint does."""
 from __future__ import annotations
 
 from ..tree.node import BEST, LAST, pointer_epoch
-from .checkpoint import link_checkpoint, save_checkpoint
+from ..core.checkpoint import link_checkpoint, save_checkpoint
 
 
 class CheckpointWriter:

@@ -17,9 +17,9 @@ from ..data.cache import CacheError, ImageDecodeError
 from ..data.limits import LimitedLoader, OneBatch
 from ..data.loaders import shard_train_loader
 from ..registry import UnknownNameError, did_you_mean
-from ..results.columns import resolve, summary_columns
-from ..results.run_folder import RunFolder
-from ..results.summary import SummaryLog
+from ..core.columns import resolve, summary_columns
+from ..core.run_folder import RunFolder
+from ..core.summary import SummaryLog
 from ..tasks import TASKS, Task
 from ..tasks.base import IP
 from ..tracking import TRACKERS
@@ -28,14 +28,14 @@ from ..tree.node import LINEAGE, DamagedNode, Node, write_json
 from ..tree.apply import apply_plan, undo_creation
 from ..tree.plan import Plan, TreeError, plan_run
 from ..utils.folders import folder_problem
-from .checkpoint import WEIGHTLESS_PARTS, assemble, rng_state, set_rng_state
-from .distributed import SINGLE, Dist
+from ..core.checkpoint import WEIGHTLESS_PARTS, assemble, rng_state, set_rng_state
+from ..core.distributed import SINGLE, Dist
 from .dry_run import dry_run, first_batch
 from .handler import NetworkHandler, select_device
 from .init_weights import load_init_weights
-from .losses import check_loss
-from .monitor import Monitor, infer_mode
-from .optim import OPTIMIZERS, SCHEDULERS, check_params, optimizer_problem, scheduler_problem
+from ..core.losses import check_loss
+from ..core.monitor import Monitor, infer_mode
+from ..core.optim import OPTIMIZERS, SCHEDULERS, check_params, optimizer_problem, scheduler_problem
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def check_semantics(cfg: RunConfig) -> Task:
             p.scheduler, p.lr, {k: v for k, v in p.scheduler_params.items()
                                 if k not in spec.own or k == "interval"},
             cfg.training.num_epochs))
-    for key, message in check_loss(p.loss):
+    for key, message in check_loss(p.loss) if p.loss is not None else ():  # None: the model's own
         raise ConfigError(src, f"{IP}.loss{key}", message)
     for name in cfg.training.trackers:
         _lookup(cfg, TRACKERS, name, "training.trackers")
@@ -196,11 +196,12 @@ def prepare(cfg: RunConfig, dist: Dist = SINGLE) -> Run:
     if dist.enabled:
         shard_train_loader(loaders, dist.rank, dist.world, cfg.data.batch_size)
     columns = summary_columns(task.summary_keys(), list(loaders.evals), cfg.training.log_grad)
-    best = _monitor(cfg, "best_load_metric", "auto", 0.0, columns)
+    directions = task.column_directions()
+    best = _monitor(cfg, "best_load_metric", "auto", 0.0, columns, directions)
     early = None
     if cfg.training.early_stopping_patience:
         early = _monitor(cfg, "early_stopping_metric", cfg.training.early_stopping_mode,
-                         cfg.training.early_stopping_min_delta, columns)
+                         cfg.training.early_stopping_min_delta, columns, directions)
     plateau = best.column
     if "monitor" in cfg.model.internal_params.scheduler_params:
         monitor = cfg.model.internal_params.scheduler_params["monitor"]
@@ -275,7 +276,8 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-def _monitor(cfg: RunConfig, key: str, mode: str, min_delta: float, columns: list[str]) -> Monitor:
+def _monitor(cfg: RunConfig, key: str, mode: str, min_delta: float, columns: list[str],
+             directions: dict[str, str]) -> Monitor:
     column = resolve(getattr(cfg.training, key), columns)
     watched = [c for c in columns if c.startswith("val-") or c == "train-loss"]
     if key == "best_load_metric" and not any(c.startswith("val-") for c in columns) and \
@@ -286,7 +288,7 @@ def _monitor(cfg: RunConfig, key: str, mode: str, min_delta: float, columns: lis
                           f"no validation column {column!r}{did_you_mean(column, watched)} "
                           f"(columns: {', '.join(watched)})")
     try:
-        return Monitor(column, infer_mode(column, mode), min_delta)
+        return Monitor(column, infer_mode(column, mode, directions), min_delta)
     except ValueError as exc:
         raise ConfigError(cfg.source, f"training.{key}", str(exc)) from None
 

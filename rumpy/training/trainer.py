@@ -11,13 +11,13 @@ import time
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..results.columns import eval_columns
-from ..results.summary import SummaryLog
+from ..core.columns import eval_columns
+from ..core.summary import SummaryLog
 from ..tree.node import INTERRUPTED
 from ..tree.apply import finish_replacement, restore_replaced
 from .callbacks import Callback, default_callbacks
-from .checkpoint import save_checkpoint
-from .distributed import SINGLE, Dist
+from ..core.checkpoint import save_checkpoint
+from ..core.distributed import SINGLE, Dist
 from .handler import NetworkHandler
 from .progress import Progress
 from .setup import Run
@@ -106,6 +106,9 @@ def train(run: Run, callbacks: list[Callback] | None = None) -> str:
             if main:
                 run.summary = SummaryLog(run.folder.summary, run.columns, run.plan.rows)
                 run.summary.write()  # a branch's inherited rows are on disk before epoch 1
+                directions = run.task.column_directions()  # for readers without the model
+                if directions:
+                    run.node.set_status(directions=directions)
                 run.node.set_status(state="running", started=time.strftime("%Y-%m-%d %H:%M:%S"),
                                     epochs_done=run.plan.start_epoch, best=run.best_info(),
                                     stop_reason=None, error=None)

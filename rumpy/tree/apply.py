@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ..config import ConfigError, RunConfig
 from ..config.load import config_text
-from ..results.run_folder import RunFolder
-from ..training.checkpoint import link_checkpoint
+from ..core.run_folder import RunFolder
+from ..core.checkpoint import link_checkpoint
 from ..utils.atomic import atomic_write_text
 from .lock import tree_lock
 from .node import LINEAGE, Node, write_json

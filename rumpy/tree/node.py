@@ -11,22 +11,34 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..results.run_folder import RunFolder
+from ..core.run_folder import RunFolder
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 from ..utils.atomic import atomic_write_text
+from ..core.declared import reserved_names, writer_of
 from .lock import lock_holder
 
 LINEAGE = "lineage.json"
 STATUS = "status.json"
 INTERRUPTED = "interrupted.pt"
 LAST, BEST = "last.pt", "best.pt"
-# Names inside a node folder that are not branches (and so cannot be branch names).
-RESERVED = {"config.toml", "train.log", "result_outputs", "saved_models", "tensorboard", "eval",
-            "export", LINEAGE, STATUS, ".lock"}
+
+
+class _Reserved:
+    """Names inside a node folder that are not branches (and so cannot be branch names): what
+    the writers declared (tree/declared.py), read when asked, so later declarations count."""
+
+    def __contains__(self, name: str) -> bool:
+        return writer_of("node", name) is not None
+
+    def __iter__(self):
+        return iter(sorted(reserved_names()))
+
+
+RESERVED = _Reserved()
 
 
 log = logging.getLogger(__name__)
@@ -127,6 +139,15 @@ class Node:
     @property
     def status(self) -> dict:
         return read_json(self.path / STATUS) or {}
+
+    def directions(self) -> dict[str, str]:
+        """The node's own metric directions ('model' task), recorded when it trained; a branch
+        that has none yet uses its parent's."""
+        found = self.status.get("directions")
+        if isinstance(found, dict):
+            return {k: v for k, v in found.items() if v in ("max", "min")}
+        parent = self.parent() if self.rel else None
+        return parent.directions() if parent is not None else {}
 
     def set_status(self, **fields) -> None:
         status = self.status
@@ -277,7 +298,7 @@ def _recover_lineage(node: "Node") -> dict:
     key = str(node.path)
     if key in _RECOVERED:
         return _RECOVERED[key]
-    from ..training.checkpoint import CorruptCheckpoint, load_checkpoint
+    from ..core.checkpoint import CorruptCheckpoint, load_checkpoint
 
     parent = node.rel.rsplit("/", 1)[0] if "/" in node.rel else ""
     found = None
@@ -305,13 +326,6 @@ def _recover_lineage(node: "Node") -> dict:
     return found
 
 
-# What rumpy writes inside a node (besides branches and hidden temp/lock files).
-_MODEL_FILE = re.compile(r"(epoch_\d+|weights_\d+|interrupted|last|best)\.pt(\.sha256)?"
-                         r"(\.corrupt)?")
-_OUTPUT_FILE = re.compile(r"summary\.csv|\w+_baseline\.csv|per_(image|sample)_epoch_\d+\.csv|"
-                          r"[\w.-]+\.png|epoch_\d+_samples|examples")
-
-
 def foreign_content(folder: Path) -> str | None:
     """Why `folder` is not recognisably a rumpy node made by rumpy (None when it is): anything
     overwrite_data would delete must be rumpy's own."""
@@ -326,17 +340,13 @@ def foreign_content(folder: Path) -> str | None:
         return "its config.toml is not a rumpy config"
     for entry in folder.iterdir():
         name = entry.name
-        if name.startswith(".") or name in ("config.toml", "train.log", LINEAGE, STATUS,
-                                             "tensorboard", "eval", "export"):
-            continue  # (eval/ and export/ are written by rumpy eval and rumpy export-model)
         if entry.is_symlink():
             return f"it holds a symbolic link, {name}"
-        if name == "saved_models" and entry.is_dir():
+        if name in ("saved_models", "result_outputs") and entry.is_dir():
             stray = [e.name for e in entry.iterdir()
-                     if not e.name.startswith(".") and not _MODEL_FILE.fullmatch(e.name)]
-        elif name == "result_outputs" and entry.is_dir():
-            stray = [e.name for e in entry.iterdir()
-                     if not e.name.startswith(".") and not _OUTPUT_FILE.fullmatch(e.name)]
+                     if not e.name.startswith(".") and writer_of(name, e.name) is None]
+        elif name.startswith(".") or writer_of("node", name) is not None:
+            continue  # a hidden temp/lock file, or what a declared writer makes (declared.py)
         elif entry.is_dir() and (entry / "config.toml").is_file():
             problem = foreign_content(entry)  # a branch: the same rules
             if problem:

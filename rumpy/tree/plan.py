@@ -3,7 +3,6 @@ start a new run, continue a node in place, or fork a branch. `tree/apply.py` the
 writes."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import dataclasses
 import sys
@@ -14,10 +13,10 @@ from pathlib import Path
 from ..config import RunConfig
 from ..config.load import load_config, stored_config, to_toml_dict
 from ..config.schema import InternalParams, TrainingConfig
-from ..results.run_folder import RunFolder
-from ..training.checkpoint import CorruptCheckpoint, is_weights_only, load_checkpoint
-from ..results.columns import resolve
-from ..training.monitor import Monitor, infer_mode
+from ..core.run_folder import RunFolder
+from ..core.checkpoint import CorruptCheckpoint, is_weights_only, load_checkpoint
+from ..core.columns import resolve
+from ..core.monitor import Monitor, infer_mode
 from ..utils.folders import folder_problem
 from ..utils.names import name_problem
 from .lock import check_unlocked, tree_lock
@@ -39,6 +38,8 @@ IN_PLACE_CHANGES = (
     "data.cache", "data.cache_dir", "data.cache_memory_limit_gb", "data.eval_batch_size",
 )
 LOCATION_KEYS = ("experiment", "experiment_save_loc")
+# A plugin file's hash is a record, not a setting: a changed plugin is a warning (plugins.py).
+NOT_SETTINGS = LOCATION_KEYS + ("plugin_sha256",)
 # aim_home defaults to experiment_save_loc; a moved Results folder changes both.
 
 
@@ -101,7 +102,8 @@ def _override_model(cfg: RunConfig, node: Node, diff: dict) -> dict:
 def config_diff(old: dict, new: dict) -> dict[str, list]:
     a, b = flatten(old), flatten(new)
     return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys())
-            if a.get(k) != b.get(k) and k not in LOCATION_KEYS}
+            if a.get(k) != b.get(k) and k not in NOT_SETTINGS and
+            not k.startswith("plugin_sha256.")}
 
 
 def _architecture_keys(diff: dict) -> list[str]:
@@ -198,7 +200,7 @@ def best_saved_epoch(node: Node, metric: str) -> tuple[int | None, str, float | 
     saved = node.saved_epochs()
     rows = [r for r in node.summary() if r["epoch"] in saved]
     column = resolve(metric, list(rows[0]) if rows else [])
-    monitor = Monitor(column, infer_mode(column))
+    monitor = Monitor(column, infer_mode(column, directions=node.directions()))
     monitor.replay(rows)
     return monitor.best_epoch, column, monitor.best
 
@@ -270,100 +272,121 @@ def _check_needed_keys(t: TrainingConfig) -> None:
 
 
 def plan_run(cfg: RunConfig) -> Plan:
+    """What this call does to the tree: a new run, a continue in place or a new branch; every
+    refusal is raised here, before anything is written."""
     t = cfg.training
     root = Path(cfg.experiment_save_loc) / cfg.experiment
     _check_needed_keys(t)
     _check_location(Path(cfg.experiment_save_loc), root)
     if t.continue_from_epoch is None:
-        node = Node(root, "")
-        plan = Plan("new", node)
-        if root.exists():
-            if not t.overwrite_data:
-                RunFolder(root).ensure_absent()
-            check_unlocked(root)
-            foreign = foreign_content(root)
-            if foreign:
-                raise TreeError(f"training.overwrite_data: refusing to remove {root}: {foreign}; "
-                                f"rumpy removes only run folders it made")
-            branches = [n.rel for n in node.walk() if n.rel]
-            if branches:
-                raise TreeError(f"training.overwrite_data: {root} has branches "
-                                f"({', '.join(branches)}); remove them before overwriting the run")
-            plan.remove_root = True
-        return plan
-
+        return _plan_new(t, root)
     node = _node_for(cfg, root)
-    new = to_toml_dict(cfg)
-    diff = config_diff(stored_config(node.folder.config), new)
+    diff = config_diff(stored_config(node.folder.config), to_toml_dict(cfg))
     diff = _override_model(cfg, node, diff)
     arch = _architecture_keys(diff)
     if arch:
         changes = "; ".join(f"{k}: {diff[k][0]!r} -> {diff[k][1]!r}" for k in arch)
         raise TreeError(f"{arch[0]}: the architecture cannot change on continue or in a branch "
                         f"({changes}); start a new run instead")
-    plan = Plan("branch" if t.new_branch else "continue", node)
-    fork_ckpt = fork_sha = None
-    # A fork reads its checkpoint under the tree lock, so retention cannot delete it meanwhile.
-    with tree_lock(root) if t.new_branch else contextlib.nullcontext():
-        epoch, state = _resume_point(node, t.continue_from_epoch, cfg, plan)
-        if t.new_branch:
-            plan.set_aside = []  # a fork never renames its parent's files
-            fork_ckpt = node.checkpoint_for(epoch)
-            if fork_ckpt is None:
-                raise TreeError(f"training.continue_from_epoch: {node.path} has no checkpoint of "
-                                f"epoch {epoch} to fork from")
-            if "resume" in state:  # 'last' found a mid-epoch checkpoint: fork at the epoch before
-                state = load_checkpoint(fork_ckpt)
-            if fork_ckpt.name in (LAST, BEST):  # the fork point becomes an epoch checkpoint
-                plan.materialise = (fork_ckpt, node.folder.checkpoint(epoch))
-            try:
-                fork_sha = fork_ckpt.with_name(fork_ckpt.name + ".sha256").read_text().split()[0]
-            except (OSError, IndexError):
-                raise TreeError(f"training.continue_from_epoch: the checksum of {fork_ckpt} is "
-                                f"gone or empty") from None
+    if t.new_branch:
+        return _plan_branch(cfg, root, node, diff)
+    return _plan_continue(cfg, node, diff)
+
+
+def _plan_new(t: TrainingConfig, root: Path) -> Plan:
+    """A fresh run; over an existing one only with overwrite_data, and only over rumpy's own."""
+    plan = Plan("new", Node(root, ""))
+    if root.exists():
+        if not t.overwrite_data:
+            RunFolder(root).ensure_absent()
+        check_unlocked(root)
+        foreign = foreign_content(root)
+        if foreign:
+            raise TreeError(f"training.overwrite_data: refusing to remove {root}: {foreign}; "
+                            f"rumpy removes only run folders it made")
+        branches = [n.rel for n in plan.node.walk() if n.rel]
+        if branches:
+            raise TreeError(f"training.overwrite_data: {root} has branches "
+                            f"({', '.join(branches)}); remove them before overwriting the run")
+        plan.remove_root = True
+    return plan
+
+
+def _start_from(plan: Plan, epoch: int, state: dict, t: TrainingConfig) -> None:
+    """The checkpoint a continue or branch starts from, and what it can restore."""
     plan.start_epoch, plan.state = epoch, state
     if is_weights_only(state):
         plan.load_optimizer = plan.load_scheduler = False
         log.warning("epoch %d of %s has only its weights (weights_N.pt): training starts a fresh "
-                    "optimizer, and the scheduler is replayed to epoch %d", epoch, node.path, epoch)
+                    "optimizer, and the scheduler is replayed to epoch %d", epoch,
+                    plan.node.path, epoch)
     if t.num_epochs <= epoch:
         raise TreeError(f"training.num_epochs: {t.num_epochs} epochs are already done "
                         f"(continuing from epoch {epoch}); raise num_epochs")
 
-    if t.new_branch:
-        name = t.new_branch_name or f"branch_epoch_{epoch}"
-        problem = name_problem(name, branch=True) or (
-            f"{name!r} is a name rumpy uses (not {', '.join(sorted(RESERVED))})"
-            if name in RESERVED else None)
-        if problem:
-            raise TreeError(f"training.new_branch_name: {problem}")
-        target = node.path / name
-        if target.exists():
-            raise TreeError(f"training.new_branch_name: {target} already exists; choose another name")
-        plan.node = Node(root, f"{node.rel}/{name}" if node.rel else name)
-        plan.rows = [{**r, "inherited": 1} for r in _rows_until(node, epoch, state)]
-        plan.load_optimizer = plan.load_optimizer and not t.skip_optimizer_load
-        changed_schedule = any(k.startswith(("model.internal_params.lr",
-                                             "model.internal_params.scheduler",
-                                             "model.internal_params.optimizer",
-                                             "data.batch_size", "training.num_epochs"))
-                               for k in diff)
-        plan.load_scheduler = plan.load_scheduler and not t.skip_scheduler_load and \
-            not changed_schedule
-        plan.reset_early_stopping = t.early_stopping_reset_on_branch
-        plan.lineage = {
-            "parent": node.rel, "fork_epoch": epoch,
-            "fork_checkpoint": str((plan.materialise[1] if plan.materialise
-                                    else fork_ckpt).relative_to(root)),
-            "fork_checkpoint_sha256": fork_sha,
-            "config_diff": diff, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join(sys.argv), "skip_optimizer_load": t.skip_optimizer_load,
-            "skip_scheduler_load": t.skip_scheduler_load,
-            "scheduler_rebuilt": not plan.load_scheduler,
-        }
-        return plan
 
-    # In place: the same node goes on, with its own settings.
+def _plan_branch(cfg: RunConfig, root: Path, node: Node, diff: dict) -> Plan:
+    """A new node inside `node`, forked at a saved epoch with the config's changes."""
+    t = cfg.training
+    plan = Plan("branch", node)
+    # A fork reads its checkpoint under the tree lock, so retention cannot delete it meanwhile.
+    with tree_lock(root):
+        epoch, state = _resume_point(node, t.continue_from_epoch, cfg, plan)
+        plan.set_aside = []  # a fork never renames its parent's files
+        fork_ckpt = node.checkpoint_for(epoch)
+        if fork_ckpt is None:
+            raise TreeError(f"training.continue_from_epoch: {node.path} has no checkpoint of "
+                            f"epoch {epoch} to fork from")
+        if "resume" in state:  # 'last' found a mid-epoch checkpoint: fork at the epoch before
+            state = load_checkpoint(fork_ckpt)
+        if fork_ckpt.name in (LAST, BEST):  # the fork point becomes an epoch checkpoint
+            plan.materialise = (fork_ckpt, node.folder.checkpoint(epoch))
+        try:
+            fork_sha = fork_ckpt.with_name(fork_ckpt.name + ".sha256").read_text().split()[0]
+        except (OSError, IndexError):
+            raise TreeError(f"training.continue_from_epoch: the checksum of {fork_ckpt} is "
+                            f"gone or empty") from None
+    _start_from(plan, epoch, state, t)
+    name = t.new_branch_name or f"branch_epoch_{epoch}"
+    problem = name_problem(name, branch=True) or (
+        f"{name!r} is a name rumpy uses (not {', '.join(sorted(RESERVED))})"
+        if name in RESERVED else None)
+    if problem:
+        raise TreeError(f"training.new_branch_name: {problem}")
+    target = node.path / name
+    if target.exists():
+        raise TreeError(f"training.new_branch_name: {target} already exists; choose another name")
+    plan.node = Node(root, f"{node.rel}/{name}" if node.rel else name)
+    plan.rows = [{**r, "inherited": 1} for r in _rows_until(node, epoch, state)]
+    plan.load_optimizer = plan.load_optimizer and not t.skip_optimizer_load
+    changed_schedule = any(k.startswith(("model.internal_params.lr",
+                                         "model.internal_params.scheduler",
+                                         "model.internal_params.optimizer",
+                                         "data.batch_size", "training.num_epochs"))
+                           for k in diff)
+    plan.load_scheduler = plan.load_scheduler and not t.skip_scheduler_load and \
+        not changed_schedule
+    plan.reset_early_stopping = t.early_stopping_reset_on_branch
+    plan.lineage = {
+        "parent": node.rel, "fork_epoch": epoch,
+        "fork_checkpoint": str((plan.materialise[1] if plan.materialise
+                                else fork_ckpt).relative_to(root)),
+        "fork_checkpoint_sha256": fork_sha,
+        "config_diff": diff, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": " ".join(sys.argv), "skip_optimizer_load": t.skip_optimizer_load,
+        "skip_scheduler_load": t.skip_scheduler_load,
+        "scheduler_rebuilt": not plan.load_scheduler,
+    }
+    return plan
+
+
+def _plan_continue(cfg: RunConfig, node: Node, diff: dict) -> Plan:
+    """The same node goes on, with its own settings, from a saved epoch (later epochs removed
+    only with overwrite_data)."""
+    t = cfg.training
+    plan = Plan("continue", node)
+    epoch, state = _resume_point(node, t.continue_from_epoch, cfg, plan)
+    _start_from(plan, epoch, state, t)
     check_unlocked(node.path)
     if node.rel and epoch < node.fork_epoch:
         parent = node.parent.rel or "''"

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config.load import read_toml
-from ..results.columns import resolve
-from ..training.monitor import Monitor, infer_mode
+from ..core.columns import resolve
+from ..core.monitor import Monitor, infer_mode
 from .node import LINEAGE, DamagedNode, Node, read_json
 
 
@@ -16,7 +16,7 @@ def _best(node: Node, rows: list[dict]) -> str:
         column = "val-PSNR"
     column = resolve(column, list(rows[0]) if rows else [])
     try:
-        monitor = Monitor(column, infer_mode(column))
+        monitor = Monitor(column, infer_mode(column, directions=node.directions()))
     except ValueError:
         return ""
     monitor.replay(rows)

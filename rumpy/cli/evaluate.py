@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 
-from ..cli.args import Parser, epoch, non_negative, positive
+from .args import Parser, epoch, non_negative, positive
 
 log = logging.getLogger("rumpy")
 
@@ -31,7 +31,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                              "equals whole-image inference when the model's receptive field "
                              "fits in it")
     parser.add_argument("--metadata-from", dest="metadata_from", metavar="NODE",
-                        help="conditioned SR models: use the degradation metadata this regression "
+                        help="conditioned SR models: use the degradation metadata this predictor "
                              "node predicts from each LR image (blind evaluation)")
     parser.add_argument("--gpu", choices=("off", "single"), default="off",
                         help="'single' runs on cuda:0 (default off)")
@@ -51,8 +51,8 @@ def _device(args) -> str:
 
 def _run_eval(args: argparse.Namespace, only_task: str | None = None) -> int:
     from ..config import ConfigError
-    from .evaluate import evaluate_node, report_lines
-    from .load import InferenceError
+    from ..inference.evaluate import evaluate_node, report_lines
+    from ..inference.load import InferenceError
 
     if args.gpu == "single":
         import torch
@@ -78,8 +78,8 @@ def _run_eval(args: argparse.Namespace, only_task: str | None = None) -> int:
 
 def _run_export(args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from .export import export_model
-    from .load import InferenceError
+    from ..inference.export import export_model
+    from ..inference.load import InferenceError
 
     try:
         report = export_model(args.node, epoch=args.epoch, fmt=args.format, out_dir=args.output)

@@ -10,7 +10,19 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..config.load import config_text
+from .declared import declare
 from ..utils.atomic import atomic_write_text, dir_mode
+
+
+# What training's callbacks write in result_outputs/ (the task adds its per-sample CSVs).
+for _pattern in (r"summary\.csv", r"\w+_baseline\.csv", r"[\w.-]+\.png", r"epoch_\d+_samples",
+                 r"examples"):
+    declare("result_outputs", _pattern, "training's outputs")
+# What the commands after training write inside a node.
+EVAL_DIR = "eval"
+EXPORT_DIR = "export"
+declare("node", EVAL_DIR, "rumpy eval")
+declare("node", EXPORT_DIR, "rumpy export-model")
 
 
 class RunExistsError(FileExistsError):

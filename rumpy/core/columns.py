@@ -52,9 +52,11 @@ _TRAIN = {"train-loss": "loss", "learning-rate": "learning_rate", "epoch-time": 
           "grad-norm-mean": "grad_norm_mean", "grad-norm-max": "grad_norm_max"}
 
 
-def parse(column: str, eval_sets: list[str] | None = None) -> Column | None:
+def parse(column: str, eval_sets: list[str] | None = None,
+          extra: tuple[str, ...] = ()) -> Column | None:
     """The parts of a summary column, or None for epoch/inherited and unknown names. The metric
-    is the last part that names a registered metric (or 'loss')."""
+    is the last part that names a registered metric (or 'loss', or one of `extra`: a node's own
+    metric names)."""
     if column in _TRAIN:
         return Column("train", _TRAIN[column])
     if not column.startswith("val-"):
@@ -65,7 +67,7 @@ def parse(column: str, eval_sets: list[str] | None = None) -> Column | None:
         if rest.startswith(f"{candidate}-"):
             name, rest = candidate, rest[len(candidate) + 1:]
             break
-    known = {m.lower(): m for m in metric_names()} | {"loss": "loss"}
+    known = {m.lower(): m for m in [*metric_names(), *extra]} | {"loss": "loss"}
     parts = rest.split("-")
     found = [i for i, p in enumerate(parts) if p.lower() in known]
     if not found:
@@ -79,11 +81,14 @@ def parse(column: str, eval_sets: list[str] | None = None) -> Column | None:
     return Column("val", known[parts[i].lower()], name, target)
 
 
-def direction(column: str) -> str | None:
-    """'max' or 'min' by the column's metric, None when it names no metric."""
-    info = parse(column)
+def direction(column: str, directions: dict[str, str] | None = None) -> str | None:
+    """'max' or 'min' by the column's metric, None when it names no metric. `directions`: a
+    node's own (a 'model' task's metrics, recorded in status.json) before the registry's."""
+    info = parse(column, extra=tuple(directions or ()))
     if info is None:
         return None
+    if directions and info.metric in directions:
+        return directions[info.metric]
     higher = higher_is_better(info.metric)
     return None if higher is None else ("max" if higher else "min")
 

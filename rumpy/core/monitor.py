@@ -4,14 +4,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..results.columns import direction
+from .columns import direction
 
 
-def infer_mode(column: str, mode: str = "auto") -> str:
-    """The mode as given, or the direction the column's metric declares."""
+def infer_mode(column: str, mode: str = "auto", directions: dict[str, str] | None = None) -> str:
+    """The mode as given, or the direction the column's metric declares (`directions`: the
+    node's own, see core.columns.direction)."""
     if mode != "auto":
         return mode
-    found = direction(column)
+    found = direction(column, directions)
     if found is None:
         raise ValueError(f"cannot tell whether higher or lower {column} is better; set the mode")
     return found
