@@ -70,7 +70,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _table_of(folder: Path, metrics, at: str, by, out: Path | None = None,
               every_state: bool = False) -> int:
     from .main import _output_problem
-    from ..results.table import TableError, write_table
+    from ..sweep.table import TableError, write_table
 
     if out is not None:
         problem = _output_problem(out / "sweep_table.csv")

@@ -19,7 +19,7 @@ PLOTS = ("optimization_history.png", "param_importances.png")
 
 
 def _trial_row(sweep, frozen) -> dict:
-    from ..sweep.trial import best_of, metric_values, trial_nodes
+    from .trial import best_of, metric_values, trial_nodes
 
     spec = sweep.search
     nodes = trial_nodes(sweep, frozen.number, frozen.user_attrs)
@@ -55,8 +55,8 @@ def _trial_row(sweep, frozen) -> dict:
 
 
 def build_search_table(folder: Path) -> tuple[pd.DataFrame, object]:
-    from ..sweep.run import read_manifest
-    from ..sweep.study import load_study
+    from .run import read_manifest
+    from .study import load_study
 
     sweep = read_manifest(folder)
     study = load_study(folder, sweep.name)
@@ -115,7 +115,7 @@ def write_plots(folder: Path, sweep) -> list[Path]:
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as ov
 
-    from ..sweep.study import load_study
+    from .study import load_study
 
     study = load_study(folder, sweep.name)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -53,7 +53,7 @@ def collect(folder: Path, by: list[str] | None) -> tuple[list[str], list[Entry]]
         raise TableError(f"{folder}: no such folder")
     manifest = folder / "sweep.json"
     if by is None and manifest.is_file():
-        from ..sweep.run import ManifestError, read_manifest
+        from .run import ManifestError, read_manifest
 
         try:
             sweep = read_manifest(folder)
@@ -203,7 +203,7 @@ def write_table(folder: Path, metrics: list[str] | None = None, at: str = "best"
 
 
 def _is_search(folder: Path) -> bool:
-    from ..sweep.run import ManifestError, read_manifest
+    from .run import ManifestError, read_manifest
 
     try:
         return read_manifest(folder).search is not None
