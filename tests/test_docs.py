@@ -66,9 +66,10 @@ def test_example_configs_load(path):
         from rumpy.data.degrade import read_pipeline
         assert read_pipeline(path, overrides={"hr": "HR", "out": "LR"}).steps
         return
-    if "sweep" in read_toml(path):  # a sweep: every cell's config is checked
+    if "sweep" in read_toml(path):  # a sweep: every cell's (or search end's) config is checked
         from rumpy.sweep.spec import read_sweep
-        assert read_sweep(path).cells
+        sweep = read_sweep(path)
+        assert sweep.cells or sweep.search
         return
     cfg = load_config(path)
     check_semantics(cfg)  # model, optimizer, scheduler, loss and metric settings are valid

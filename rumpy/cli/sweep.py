@@ -14,7 +14,7 @@ log = logging.getLogger("rumpy")
 def _sweep(args: argparse.Namespace) -> int:
     from ..config import ConfigError
     from ..sweep.launch import ClusterOptions, run_local, run_submitit
-    from ..sweep.run import status_lines, write_manifest
+    from ..sweep.run import ManifestError, status_lines, write_manifest
     from ..sweep.spec import read_sweep
 
     try:
@@ -22,17 +22,35 @@ def _sweep(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    if args.status:
-        for line in status_lines(sweep):
-            print(line)
-        return 0
+    if (args.promote is None) != (args.num_epochs is None):
+        log.error("--promote TRIAL and --num_epochs N go together")
+        return 2
+    if args.promote is not None and sweep.search is None:
+        log.error("--promote: %s is a grid, not a search", args.file)
+        return 2
     try:
+        if args.status:
+            for line in status_lines(sweep):
+                print(line)
+            return 0
         write_manifest(sweep)
-    except ConfigError as exc:
+    except (ConfigError, ManifestError) as exc:
         log.error("%s", exc)
         return 2
-    log.info("sweep %s: %d cells (%d settings x %d seeds) in %s", sweep.name, len(sweep.cells),
-             len(sweep.cells) // len(sweep.seeds), len(sweep.seeds), sweep.folder)
+    if args.promote is not None:
+        from ..sweep.search_run import promote_trial
+
+        code = promote_trial(sweep, args.promote, args.num_epochs)
+        if code in (0, 1) and not args.no_table:
+            _table_of(sweep.folder, None, "best", None)
+        return code
+    if sweep.search is not None:
+        log.info("sweep %s: a search of %d trials x %d seeds in %s", sweep.name,
+                 sweep.search.n_trials, len(sweep.seeds), sweep.folder)
+    else:
+        log.info("sweep %s: %d cells (%d settings x %d seeds) in %s", sweep.name,
+                 len(sweep.cells), len(sweep.cells) // len(sweep.seeds), len(sweep.seeds),
+                 sweep.folder)
     if args.launcher == "local":
         code = run_local(sweep.folder, args.workers)
     else:
@@ -52,7 +70,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _table_of(folder: Path, metrics, at: str, by, out: Path | None = None,
               every_state: bool = False) -> int:
     from .main import _output_problem
-    from ..results.table import TableError, write_table
+    from ..sweep.table import TableError, write_table
 
     if out is not None:
         problem = _output_problem(out / "sweep_table.csv")
@@ -116,6 +134,11 @@ def _sweep_arguments(sweep) -> None:
     sweep.add_argument("--wait", action="store_true", help="slurm: wait for the jobs")
     sweep.add_argument("--status", action="store_true", help="show the cells' states and exit")
     sweep.add_argument("--no-table", action="store_true", help="skip the table at the end")
+    sweep.add_argument("--promote", type=non_negative, metavar="TRIAL",
+                       help="a search: continue this (pruned or complete) trial to --num_epochs, "
+                            "as a new trial with its parameters")
+    sweep.add_argument("--num_epochs", "--num-epochs", type=positive, metavar="N",
+                       help="with --promote: the epochs the promoted trial trains to")
     sweep.set_defaults(func=_sweep)
 
 

@@ -9,6 +9,7 @@ The manifest, <sweep folder>/sweep.json, lists the cells and how to build their 
 worker needs nothing else."""
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -18,23 +19,32 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..core.run_folder import RunExistsError
-from ..tree.lock import NodeLockedError, file_lock
-from ..tree.node import Node, read_json, write_json
+from ..tree.lock import NodeLockedError, file_lock, lock_holder
+from ..tree.node import Node, write_json
 from ..utils.process import die_with_parent
 from .spec import Cell, Sweep
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "sweep.json"
-DONE = ("finished", "stopped_early", "diverged")   # never trained again by the sweep
+DONE = ("finished", "stopped_early", "diverged", "pruned")   # never trained again by the sweep
+
+
+class ManifestError(ValueError):
+    """sweep.json is damaged: one line naming it (never a traceback)."""
+
+
+# What a search's manifest keeps of its spec; all but n_trials must stay as the study began.
+_SEARCH_FIELDS = ("n_trials", "metric", "direction", "sampler", "pruner", "space", "start_from")
 
 
 def write_manifest(sweep: Sweep) -> None:
-    """Creates or extends sweep.json; a cell already listed must keep its values."""
+    """Creates or extends sweep.json; a cell already listed must keep its values, a search
+    its space, metric, sampler and pruner (n_trials may grow)."""
     sweep.folder.mkdir(parents=True, exist_ok=True)
     path = sweep.folder / MANIFEST
     with file_lock(sweep.folder / ".sweep.lock"):
-        old = read_json(path)
+        old = _read_manifest_data(path) if path.exists() else None
         cells = [asdict(c) for c in sweep.cells]
         if old is not None:
             known = {c["name"]: c for c in old.get("cells", [])}
@@ -43,19 +53,71 @@ def write_manifest(sweep: Sweep) -> None:
                     raise ConfigError(str(sweep.source), "sweep", f"{path} lists cell "
                                       f"{cell['name']} with other values; use another sweep name")
             cells = list(old.get("cells", [])) + [c for c in cells if c["name"] not in known]
+        search = None
+        if sweep.search is not None:
+            search = {k: getattr(sweep.search, k) for k in _SEARCH_FIELDS}
+            before = (old or {}).get("search")
+            if old is not None and (before is None or any(
+                    before.get(k) != v for k, v in search.items() if k != "n_trials")):
+                changed = "grid" if before is None else next(
+                    k for k, v in search.items() if k != "n_trials" and before.get(k) != v)
+                raise ConfigError(str(sweep.source), f"sweep.search.{changed}",
+                                  f"{path} holds a study begun with another {changed}; use "
+                                  f"another sweep name (only n_trials may change)")
+        elif old is not None and old.get("search") is not None:
+            raise ConfigError(str(sweep.source), "sweep.grid", f"{path} holds a search; use "
+                                                               f"another sweep name")
         write_json(path, {
             "name": sweep.name, "source": str(sweep.source), "cfg_defaults": sweep.cfg_defaults,
             "overrides": sweep.overrides, "grid": sweep.grid, "seeds": sweep.seeds,
-            "cells": cells, "updated": time.strftime("%Y-%m-%d %H:%M:%S")})
+            "cells": cells, "search": search, "updated": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def _read_manifest_data(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{path.parent} holds no {MANIFEST} (not a sweep folder)") from None
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{path} is damaged ({' '.join(str(exc).split())[:120]}); remove it "
+                            f"and run `rumpy sweep` on the sweep file again to rewrite it (the "
+                            f"cells' folders are kept)") from None
+    problem = _manifest_problem(data)
+    if problem:
+        raise ManifestError(f"{path} is damaged ({problem}); remove it and run `rumpy sweep` "
+                            f"on the sweep file again to rewrite it (the cells' folders are "
+                            f"kept)")
+    return data
+
+
+def _manifest_problem(data) -> str | None:
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for key, kind in (("name", str), ("source", str), ("grid", dict), ("seeds", list),
+                      ("cells", list)):
+        if not isinstance(data.get(key), kind):
+            return f"{key}: missing or not a {kind.__name__}"
+    for cell in data["cells"]:
+        if not isinstance(cell, dict) or not isinstance(cell.get("name"), str) or \
+                not isinstance(cell.get("values"), dict) or not isinstance(cell.get("seed"), int):
+            return f"cells: {str(cell)[:60]} is not a cell"
+    search = data.get("search")
+    if search is not None and (not isinstance(search, dict) or
+                               any(k not in search for k in _SEARCH_FIELDS)):
+        return "search: incomplete"
+    return None
 
 
 def read_manifest(folder: Path) -> Sweep:
-    data = read_json(folder / MANIFEST)
-    if data is None:
-        raise FileNotFoundError(f"{folder} holds no {MANIFEST} (not a sweep folder)")
+    data = _read_manifest_data(folder / MANIFEST)
+    search = None
+    if data.get("search") is not None:
+        from .search_spec import SearchSpec
+
+        search = SearchSpec(**{k: data["search"][k] for k in _SEARCH_FIELDS})
     return Sweep(Path(data["source"]), folder, data["name"], data["grid"], data["seeds"],
                  [Cell(c["name"], c["values"], c["seed"]) for c in data["cells"]],
-                 data.get("cfg_defaults", []), data.get("overrides", []))
+                 data.get("cfg_defaults", []), data.get("overrides", []), search)
 
 
 def cell_state(sweep: Sweep, cell: Cell) -> str:
@@ -63,7 +125,10 @@ def cell_state(sweep: Sweep, cell: Cell) -> str:
     node = Node(sweep.folder / cell.name, "")
     if not node.exists():
         return "new"
-    return node.state()
+    state = node.state()
+    if state != "running" and lock_holder(node.path) is not None:
+        return "running"  # another worker is starting it (its status is not written yet)
+    return state
 
 
 def _extended(sweep: Sweep, cell: Cell) -> bool:
@@ -100,28 +165,28 @@ class _Stop:
             signal.signal(sig, handler)
 
 
-def _train_cell(sweep: Sweep, cell: Cell, resume: bool) -> tuple[str, bool]:
-    from ..logs import attach_file, detach_file
-    from ..training.setup import prepare, start
-    from ..training.trainer import train
+def _train_cell(sweep: Sweep, cell: Cell) -> tuple[str, bool]:
+    from .cell import resume_mode, train_node
 
     cfg = sweep.config(cell)
-    if resume:
-        cfg.training.continue_from_epoch = "last"
-    run = prepare(cfg)
-    start(run)  # claims the cell: a second worker is refused here
-    log.info("sweep %s: %s cell %s", sweep.name, "resuming" if resume else "starting", cell.name)
-    handler = attach_file(run.folder.log)
-    try:
-        return train(run), run.stop_requested
-    finally:
-        detach_file(handler)
+    node = Node(sweep.folder / cell.name, "")
+    mode = resume_mode(node, cfg.training.num_epochs)
+    return train_node(cfg, node, mode,
+                      announce=f"sweep {sweep.name}: {_VERB[mode]} cell {cell.name}")
+
+
+_VERB = {"new": "starting", "continue": "resuming", "restart": "restarting",
+         "finish": "finishing"}
 
 
 def run_cells(folder: Path) -> int:
     """One worker: trains every cell it can claim; 0 when it ran out of cells, 130 when it was
     interrupted (its cell saved, as any run), 1 when a cell failed (the others still ran)."""
     sweep = read_manifest(folder)
+    if sweep.search is not None:
+        from .search_run import run_trials
+
+        return run_trials(sweep)
     failed = 0
     with _Stop() as stop:
         for cell in sweep.cells:
@@ -142,7 +207,7 @@ def _run_cell(sweep: Sweep, cell: Cell) -> str:
     if state == "running" or (state in DONE and not _extended(sweep, cell)):
         return "done"
     try:
-        outcome, stop_requested = _train_cell(sweep, cell, resume=state != "new")
+        outcome, stop_requested = _train_cell(sweep, cell)
     except (RunExistsError, NodeLockedError):
         log.info("sweep %s: cell %s was claimed by another worker", sweep.name, cell.name)
         return "done"
@@ -157,6 +222,10 @@ def _run_cell(sweep: Sweep, cell: Cell) -> str:
 
 
 def status_lines(sweep: Sweep) -> list[str]:
+    if sweep.search is not None:
+        from .search_status import search_status_lines
+
+        return search_status_lines(sweep)
     states = [(cell, cell_state(sweep, cell)) for cell in sweep.cells]
     counts: dict[str, int] = {}
     for _, state in states:

@@ -7,7 +7,10 @@
 
 Each cell (a grid combination x a seed) is an ordinary run folder <save_loc>/<name>/<cell>/,
 named by its values, e.g. `lr=0.001,num_blocks=4,seed=42`. Every cell's config is built and
-checked (the config loader and the registries) before anything runs."""
+checked (the config loader and the registries) before anything runs.
+
+`[sweep.search]` (search_spec.py) makes the sweep an Optuna study instead of a grid: its cells
+are its trials x seeds, made as the study asks for them (search_run.py)."""
 from __future__ import annotations
 
 import itertools
@@ -20,8 +23,9 @@ from ..catalog import load_config
 from ..config import ConfigError, RunConfig
 from ..config.compose import compose
 from ..registry import did_you_mean
+from .search_spec import SearchSpec, read_search, sample_values
 
-SWEEP_KEYS = ("grid", "seeds", "repetitions", "name")
+SWEEP_KEYS = ("grid", "seeds", "repetitions", "name", "search")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+-]")
 
 
@@ -46,11 +50,21 @@ class Sweep:
     cells: list[Cell] = field(default_factory=list)
     cfg_defaults: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    search: "SearchSpec | None" = None
+
+    def fixed(self) -> dict[str, Any]:
+        """Keys every cell sets besides its values: a search's `from` node and epoch."""
+        start = self.search.start_from if self.search is not None else None
+        if not start:
+            return {}
+        return {"training.init_weights_path": start["node"],
+                "training.init_weights_epoch": start["epoch"]}
 
     def config(self, cell: Cell) -> RunConfig:
         """The cell's run config: the sweep file with its values, in its own run folder."""
         label = f"sweep cell {cell.name}"
-        values = {key: (label, value) for key, value in cell.values.items()}
+        values = {key: (label, value) for key, value in self.fixed().items()}
+        values.update({key: (label, value) for key, value in cell.values.items()})
         values["training.seed"] = (label, cell.seed)
         values["experiment"] = (label, cell.name)
         values["experiment_save_loc"] = (label, str(self.folder))
@@ -86,6 +100,8 @@ def read_sweep(path: Path, cfg_defaults: tuple = (), overrides: tuple = ()) -> S
         if key not in SWEEP_KEYS:
             raise ConfigError(source, f"sweep.{key}", f"unknown key{did_you_mean(key, SWEEP_KEYS)}"
                                                       f" (allowed: {', '.join(SWEEP_KEYS)})")
+    if "search" in table and "grid" in table:
+        raise ConfigError(source, "sweep.search", "a sweep has a grid or a search, not both")
     grid = table.get("grid", {})
     if not isinstance(grid, dict):
         raise ConfigError(source, "sweep.grid", "expected a table of key = [values]")
@@ -119,6 +135,8 @@ def read_sweep(path: Path, cfg_defaults: tuple = (), overrides: tuple = ()) -> S
     sweep = Sweep(Path(path).resolve(), Path(base.experiment_save_loc) / name, name, grid, seeds,
                   cfg_defaults=[str(Path(d).resolve()) for d in cfg_defaults],
                   overrides=list(overrides))
+    if "search" in table:
+        return _with_search(sweep, table["search"], base)
     keys = list(grid)
     for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
         values = dict(zip(keys, combo))
@@ -129,12 +147,40 @@ def read_sweep(path: Path, cfg_defaults: tuple = (), overrides: tuple = ()) -> S
         raise ConfigError(source, "sweep.grid", "two cells would share a folder name; make the "
                                                 "values differ in their text")
     for cell in sweep.cells:  # every cell's config is valid before anything runs
-        cfg = sweep.config(cell)
-        if cfg.training.continue_from_epoch is not None or cfg.training.overwrite_data:
-            raise ConfigError(source, "training", "a sweep continues and resumes its cells "
-                                                  "itself: remove continue_from_epoch and "
-                                                  "overwrite_data")
-        from ..training.setup import check_semantics
+        _check_cell(sweep, cell)
+    return sweep
 
-        check_semantics(cfg)
+
+def _check_cell(sweep: Sweep, cell: Cell) -> RunConfig:
+    from ..training.setup import check_semantics
+
+    cfg = sweep.config(cell)
+    if cfg.training.continue_from_epoch is not None or cfg.training.overwrite_data:
+        raise ConfigError(str(sweep.source), "training", "a sweep continues and resumes its "
+                                                         "cells itself: remove "
+                                                         "continue_from_epoch and overwrite_data")
+    check_semantics(cfg)
+    return cfg
+
+
+def _with_search(sweep: Sweep, table, base: RunConfig) -> Sweep:
+    """A search's spec, and a config for each end of each key's range (and every choice)."""
+    from ..core.columns import set_prefix
+    from ..training.setup import check_semantics
+
+    task = check_semantics(base)
+    # the columns its runs will have (the task's own keys are known only once it has its data)
+    columns = ["train-loss"] + [f"{set_prefix(i, name)}{key}"
+                                for i, name in enumerate(base.data.eval_sets)
+                                for key in ["loss"] + list(base.training.metrics or [])]
+    del task
+    sweep.search = read_search(str(sweep.source), table, base, columns)
+    for values in sample_values(sweep.search) or [{}]:
+        key = next(iter(values), "")
+        try:
+            _check_cell(sweep, Cell("search-space", values, sweep.seeds[0]))
+        except ConfigError as exc:
+            where = "" if exc.key_path == key else f"{exc.key_path}: "
+            raise ConfigError(str(sweep.source), f"sweep.search.space.{key}",
+                              f"{values[key]!r}: {where}{exc.message}") from None
     return sweep

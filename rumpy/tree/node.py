@@ -155,7 +155,8 @@ class Node:
         write_json(self.path / STATUS, status)
 
     def state(self) -> str:
-        """running, finished, stopped_early, interrupted, diverged or crashed, derived from the
+        """running, finished, stopped_early, pruned (a search's pruner stopped it: sweep/),
+        interrupted, diverged or crashed, derived from the
         disk when status.json cannot say: a 'running' node whose process is gone is 'crashed',
         or 'finished' when its checkpoints reach num_epochs (killed after its last save)."""
         state = self.status.get("state", "unknown")

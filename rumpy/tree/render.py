@@ -48,7 +48,7 @@ def _describe(node: Node) -> str:
     if best:
         parts.append(best)
     reason = node.status.get("stop_reason")
-    if node.state() == "stopped_early" and reason:
+    if node.state() in ("stopped_early", "pruned") and reason:
         parts.append(f"({reason.split(';')[0]})")
     return "  ".join(parts)
 

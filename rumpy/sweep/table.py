@@ -53,11 +53,19 @@ def collect(folder: Path, by: list[str] | None) -> tuple[list[str], list[Entry]]
         raise TableError(f"{folder}: no such folder")
     manifest = folder / "sweep.json"
     if by is None and manifest.is_file():
-        from ..sweep.run import read_manifest
+        from .run import ManifestError, read_manifest
 
-        sweep = read_manifest(folder)
+        try:
+            sweep = read_manifest(folder)
+        except ManifestError as exc:
+            raise TableError(str(exc)) from None
         by = list(sweep.grid)
         nodes = [Node(folder / c.name, "") for c in sweep.cells]
+        gone = [n for n in nodes if not n.exists()]
+        for node in gone:  # listed, but its folder or config.toml is gone: said, not dropped
+            if node.path.is_dir():
+                log.warning("cell %s has no config.toml; it is left out of the table",
+                            node.path.name)
         nodes = [n for n in nodes if n.exists()]
     else:
         nodes = _runs(folder)
@@ -118,6 +126,10 @@ def build_table(folder: Path, metrics: list[str] | None = None, at: str = "best"
                         len(left), ", ".join(sorted({e.node.state() for e in left})))
         entries = [e for e in entries if e.node.state() in FINAL]
     picked = [(e, _row_at(e, at)) for e in entries]
+    for entry, row in picked:
+        if row is None and entry.node.state() in FINAL:  # its summary.csv is gone or empty
+            log.warning("run %s has no summary.csv rows; it is left out of the table (see n)",
+                        entry.node.path)
     picked = [(e, r) for e, r in picked if r is not None]
     if not picked:
         raise TableError(f"{folder}: no run has finished an epoch yet")
@@ -173,6 +185,10 @@ def write_table(folder: Path, metrics: list[str] | None = None, at: str = "best"
     """The table as markdown, written as sweep_table.csv/.md into `out`, or into the sweep
     folder for a sweep's own table; nothing is written for other tables without `out` (never
     into a run folder)."""
+    if by is None and (folder / "sweep.json").is_file() and _is_search(folder):
+        from .search_table import write_search_table
+
+        return write_search_table(folder, out)
     table, keys, metrics = build_table(folder, metrics, at, by, every_state)
     text = markdown(table, keys, metrics, at)
     if out is None:
@@ -184,3 +200,12 @@ def write_table(folder: Path, metrics: list[str] | None = None, at: str = "best"
     atomic_write_text(csv_path, table.to_csv(index=False))
     atomic_write_text(md_path, text)
     return text, [csv_path, md_path]
+
+
+def _is_search(folder: Path) -> bool:
+    from .run import ManifestError, read_manifest
+
+    try:
+        return read_manifest(folder).search is not None
+    except ManifestError as exc:
+        raise TableError(str(exc)) from None
