@@ -40,9 +40,10 @@ class StopAfter(Callback):
     def __init__(self, epoch: int):
         self.epoch = epoch
 
-    def on_epoch_end(self, run, epoch, row, result) -> None:
+    def on_epoch_end(self, run, epoch, row, result) -> str | None:
         if epoch == self.epoch:
-            run.stop_reason = f"stopped after epoch {epoch} by the test"
+            return f"stopped after epoch {epoch} by the test"  # a stop request
+        return None
 
 
 def stop_after(path: Path, epoch: int) -> None:
