@@ -180,7 +180,7 @@ def test_metric_attributes():
     for key, (name, higher) in expected.items():
         m = _metric(key)
         assert (m.name, m.higher_is_better, m.protocol, m.task) == (name, higher, False, "regression")
-        assert METRICS.meta(key)["task"] == "regression"
+        assert METRICS.meta(key)["tasks"] == ("regression",)  # its scope
         # a variance needs two samples: an eval set of one is refused for R2 and Pearson
         assert METRICS.meta(key).get("min_samples", 1) == (2 if higher else 1)
     assert _metric("r2").name == METRICS.get("r2")(device="cpu").name
