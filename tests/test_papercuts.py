@@ -136,7 +136,7 @@ def test_metric_names_resolve_alike_in_plot_and_export_and_errors_list_columns(
     assert rumpy_main(["export", str(root), "--best", "PSNX"]) == 2
     for record in caplog.records:
         assert "no column 'PSNX'; did you mean 'val-PSNR'? (columns: train-loss, " \
-               "learning-rate, val-loss, val-PSNR, val-SSIM, epoch-time)" in record.getMessage()
+               "learning-rate, val-loss, val-PSNR, val-SSIM, epoch-time, data-wait)" in record.getMessage()
     # the compare plot has the bicubic baseline, as the single-node plots do
     fig, drawn = compare_figure(root, "PSNR")
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
