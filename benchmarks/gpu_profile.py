@@ -176,13 +176,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--cpu-smoke", action="store_true")
+    parser.add_argument("--cpu-dispatch", action="store_true",
+                        help="on the CPU, EDSR-baseline's 16 blocks at 4 channels and 4x4 crops: "
+                             "a step bound by launches and Python, as a small step on a GPU is")
     parser.add_argument("--precisions", default="bf16,fp16,fp32")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     log.setLevel(logging.INFO)
-    if args.cpu_smoke:
+    label = "EDSR-baseline"
+    if args.cpu_dispatch:
+        args.gpu, args.batch, args.crop, args.workers, tile = "off", 1, 4, 0, 48
+        gpu.MODELS[label] = (*gpu.MODELS[label][:2], "num_features = 4\nnum_blocks = 16")
+        args.cpu_smoke = True
+        torch.set_num_threads(1)
+    elif args.cpu_smoke:
         args.gpu, args.batch, args.crop, args.workers, tile = "off", 4, 12, 0, 48
         args.steps, args.rounds = 3, 1
     else:
@@ -200,7 +209,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         gpu.make_data(root, tile, train=gpu.TRAIN_IMAGES, val=8)
-        bench = gpu.ModelBench(args, "EDSR-baseline", root)
+        bench = gpu.ModelBench(args, label, root)
         batches = bench.batches[:args.steps]
         for precision in args.precisions.split(","):
             log.info("%s: variants", precision)
