@@ -15,6 +15,7 @@ from ..utils.names import MAX_BYTES, name_problem
 from .compose import Composed, compose, read_toml
 from .errors import ConfigError
 from .legacy import log_notes, translate
+from .node_location import node_location
 from .placeholders import expand_placeholders
 from .schema import InternalParams, RunConfig
 
@@ -309,6 +310,7 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     path = Path(path)
     flags = {CLI_OVERRIDES[flag]: (f"--{flag}", value) for flag, value in (overrides or {}).items()
              if value is not None}
+    presets = {**node_location(path), **(presets or {})}  # --dev's save location wins
     composed = compose(path, tuple(cfg_defaults), tuple(key_overrides), flags, values, presets)
     raw = composed.table
     for name in ignore:
