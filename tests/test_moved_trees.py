@@ -9,6 +9,7 @@ from pathlib import Path
 
 from conftest import no_timing, rows, same_weights, weights
 
+from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
 
 
@@ -60,3 +61,47 @@ def test_a_renamed_run_folder_continues_under_its_new_name(write_config, tmp_pat
     assert not old.exists()
     assert [int(r["epoch"]) for r in rows(new)] == [1, 2]
     assert 'experiment = "tiny_renamed"' in (new / "config.toml").read_text()
+
+
+def _trained(write_config, tmp_path) -> tuple[Path, Path]:
+    cfg = write_config(num_epochs=2, extra_training='logging = "text"\nkeep_every_n_epochs = 0\n'
+                                                  'keep_last_n = 5')
+    assert train_main(["--parameters", str(cfg)]) == 0
+    return cfg, tmp_path / "Results" / "tiny"
+
+
+def test_no_write_or_removal_follows_a_symbolic_link_out_of_the_tree(write_config, tmp_path,
+                                                                     caplog):
+    cfg, node = _trained(write_config, tmp_path)
+    outside = tmp_path / "outside"
+    for name in ("saved_models", "result_outputs"):
+        # the folder moved out of the tree, a link left in its place
+        shutil.move(node / name, outside / name)
+        (node / name).symlink_to(outside / name, target_is_directory=True)
+        before = snapshot(outside)
+        caplog.clear()
+        assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "last",
+                           "--num_epochs", "3"]) == 2
+        assert f"{node / name} is a symbolic link" in caplog.text
+        for command in (["clean", str(node), "--keep-every", "0", "--keep-last", "0"],
+                        ["eval", str(node), "--epoch", "last"]):
+            caplog.clear()
+            assert rumpy_main(command) == 2
+            assert f"{node / name} is a symbolic link" in caplog.text, command
+        assert snapshot(outside) == before  # nothing written or removed there
+        (node / name).unlink()
+        shutil.move(outside / name, node / name)
+    # the run folder itself a link: cleaning or continuing through it is refused
+    link = tmp_path / "Results" / "link"
+    link.symlink_to(node, target_is_directory=True)
+    before = snapshot(node)
+    caplog.clear()
+    assert rumpy_main(["clean", str(link), "--keep-every", "0", "--keep-last", "0"]) == 2
+    assert f"{link} is a symbolic link" in caplog.text
+    assert train_main(["--parameters", str(link / "config.toml"), "--continue_from_epoch",
+                       "last", "--num_epochs", "3"]) == 2
+    assert snapshot(node) == before
+    # with the links gone the same commands work
+    link.unlink()
+    assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "last",
+                       "--num_epochs", "3"]) == 0

@@ -5,6 +5,7 @@ from where the file lies."""
 from __future__ import annotations
 
 import logging
+import os
 import tomllib
 from pathlib import Path
 
@@ -21,9 +22,10 @@ def node_location(path: Path) -> dict[str, tuple[str, object]]:
     """Presets ({key: (label, value)}) placing a run at the tree `path` (a node's config.toml)
     is in: experiment_save_loc, experiment and training.branch_root, and aim_home when it was
     the save location's default. {} for any other file."""
-    if path.name != "config.toml" or not _is_node(path.resolve().parent):
+    # not resolved: a link on the way stays visible (and is refused when the run is planned)
+    folder = Path(os.path.abspath(path)).parent
+    if path.name != "config.toml" or not _is_node(folder):
         return {}
-    folder = path.resolve().parent
     root, rel = folder, []
     while _is_node(root.parent):
         rel.insert(0, root.name)

@@ -283,6 +283,9 @@ def plan_run(cfg: RunConfig) -> Plan:
     if t.continue_from_epoch is None:
         return _plan_new(t, root)
     node = _node_for(cfg, root)
+    problem = node.link_problem()
+    if problem:
+        raise TreeError(f"training.continue_from_epoch: {problem}")
     diff = config_diff(stored_config(node.folder.config), to_toml_dict(cfg))
     diff = _override_model(cfg, node, diff)
     arch = _architecture_keys(diff)
