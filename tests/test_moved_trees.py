@@ -105,3 +105,19 @@ def test_no_write_or_removal_follows_a_symbolic_link_out_of_the_tree(write_confi
     link.unlink()
     assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "last",
                        "--num_epochs", "3"]) == 0
+
+
+def test_a_run_inside_a_run_is_refused_before_anything_is_written(write_config, tmp_path,
+                                                                  caplog):
+    cfg, node = _trained(write_config, tmp_path)
+    before = snapshot(node)
+    for flags in (["--experiment_name", "tiny/sub"],
+                  ["--save_loc", str(node / "result_outputs"), "--experiment_name", "x"]):
+        caplog.clear()
+        assert train_main(["--parameters", str(cfg), *flags]) == 2
+        assert f"would be inside the run folder {node}" in caplog.text
+        assert snapshot(node) == before
+    # the run itself still continues and cleans
+    assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "last",
+                       "--num_epochs", "3"]) == 0
+    assert rumpy_main(["clean", str(node), "--keep-every", "0", "--keep-last", "1"]) == 0

@@ -259,6 +259,12 @@ def _check_location(save_loc: Path, root: Path) -> None:
                         f"folders (use the folder it points to as experiment_save_loc)")
     if root.exists() and not root.is_dir():
         raise TreeError(f"experiment: {root} is a file, not a run folder")
+    for folder in root.parents:  # a run inside a run: neither could be continued or cleaned
+        if (folder / "config.toml").is_file() and ((folder / "status.json").is_file() or
+                                                   (folder / "saved_models").is_dir()):
+            raise TreeError(f"experiment: {root} would be inside the run folder {folder}; a run "
+                            f"holds only its own files and branches (fork it with "
+                            f"--continue_from_epoch N --new_branch, or pick a name outside it)")
 
 
 def _check_needed_keys(t: TrainingConfig) -> None:
