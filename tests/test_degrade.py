@@ -229,3 +229,47 @@ def test_output_folder_must_be_new_or_empty(tmp_path, hr_dir):
         run(read_pipeline(None, "downsample", {"hr": str(hr_dir), "out": str(out)}))
     with pytest.raises(ConfigError, match="inside the HR folder"):
         run(read_pipeline(None, "downsample", {"hr": str(hr_dir), "out": str(hr_dir / "lr")}))
+
+
+@pytest.mark.parametrize("out, flags, message", [
+    ("afile", [], "afile is a file, not a folder"),
+    ("afile/x", [], "afile is a file, so"),
+    ("new", ["--seed", "-3"], "seed: expected an integer from 0 to 2**32 - 1, got -3"),
+])
+def test_bad_output_folders_and_seeds_are_one_line_errors(tmp_path, hr_dir, caplog, out, flags,
+                                                          message):
+    (tmp_path / "afile").write_text("mine")
+    with caplog.at_level("ERROR"):
+        assert rumpy_main(["degrade", "--hr", str(hr_dir), "--out", str(tmp_path / out),
+                           "--pipeline", "downsample", *flags]) == 2
+    assert message in caplog.text and "Traceback" not in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing made
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_an_interrupted_degrade_leaves_no_output_behind(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    photo = data.astronaut()
+    for i in range(40):
+        write_png(hr / f"{i:03d}.png", np.ascontiguousarray(photo[i * 8: i * 8 + 96, :96]))
+    proc = subprocess.Popen([sys.executable, "-m", "rumpy.cli.main", "degrade", "--hr", str(hr),
+                             "--out", str(tmp_path / "lr"), "--pipeline", "blur-downsample"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300  # the first LR image in the hidden folder, then Ctrl+C
+    while not list(tmp_path.glob(".lr.partial-*/*.png")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr"]
+    # the folder is free for the next run (a quick pipeline: the blur's PCA fit takes ~20 s)
+    assert rumpy_main(["degrade", "--hr", str(hr), "--out", str(tmp_path / "lr"),
+                       "--pipeline", "downsample"]) == 0
+    assert len(list((tmp_path / "lr").glob("*.png"))) == 40
