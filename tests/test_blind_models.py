@@ -177,11 +177,42 @@ def test_missing_row_is_a_one_line_error_naming_the_image(degraded, tmp_path, ca
     assert not (tmp_path / "Results").exists()
 
 
+@pytest.mark.parametrize("damage, key, message", [
+    (lambda text: b"\xff\xfe\x00garbage\x81" * 50, "degradation_metadata",
+     "is not a CSV file rumpy degrade wrote (UnicodeDecodeError"),
+    (None, "metadata", "image 0003.png: 0-realesrganblur-sigma_x is 99 in"),
+])
+def test_damaged_metadata_csvs_are_one_line_errors(degraded, tmp_path, caplog, damage, key,
+                                                  message):
+    lr = tmp_path / "lr"
+    shutil.copytree(degraded["train_lr"], lr)
+    csv_path = lr / "degradation_metadata.csv"
+    if key == "metadata":  # sigma_x of image 0003 replaced by 99, outside [0.5, 2.5]
+        lines = csv_path.read_text().splitlines()
+        header = lines[0].split(",")
+        column = header.index("0-realesrganblur-sigma_x")
+        for n, line in enumerate(lines):
+            if line.startswith("0003.png,"):
+                cells = line.split(",")
+                cells[column] = "99"
+                lines[n] = ",".join(cells)
+        csv_path.write_text("\n".join(lines) + "\n")
+    else:
+        csv_path.write_bytes(damage(csv_path.read_text()))
+    with caplog.at_level("ERROR"):
+        assert train_main(["--parameters", str(blind_toml({**degraded, "train_lr": lr},
+                                                          tmp_path))]) == 2
+    assert message in caplog.text and "Traceback" not in caplog.text
+    assert f"data.training_sets.tiles.{key}" in caplog.text
+    assert not (tmp_path / "Results").exists()
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"metadata": '["sigma_z"]'}, "no column 'sigma_z'"),
     ({"metadata": "[]", "eval_metadata": "[]"}, "is conditioned on degradation metadata"),
     ({"eval_metadata": '["sigma_x"]'}, "set chelsea gives ['sigma_x']"),
     ({"train_csv": '"missing.csv"'}, "file not found"),
+    ({"model": "edsr"}, "edsr takes no degradation metadata"),
 ])
 def test_bad_metadata_configs_are_refused_before_writing(degraded, tmp_path, caplog, kwargs,
                                                          message):

@@ -552,3 +552,24 @@ def test_found_by_the_adversarial_campaign(write_config, tmp_path, tiny_sets, ca
     assert rumpy_main(["export", str(node), "-o", str(tmp_path / "Results")]) == 2
     assert (node / "config.toml").read_bytes() == config
     assert rumpy_main(["export", str(node), "-o", str(tmp_path / "new" / "dir" / "all.csv")]) == 0
+
+
+@pytest.mark.parametrize("where", ["tiny/train.log", "tiny/.tree.lock", ".tiny.start.lock"])
+def test_a_folder_where_rumpy_keeps_a_file_is_a_one_line_error(write_config, tmp_path, caplog,
+                                                               where):
+    cfg = write_config(num_epochs=1, extra_training='logging = "text"')
+    assert train_main(["--parameters", str(cfg)]) == 0
+    path = tmp_path / "Results" / where
+    if path.exists():
+        path.rename(path.with_name(path.name + ".moved"))
+    path.mkdir()
+    (path / "x").write_text("someone's")
+    caplog.clear()
+    assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "last",
+                       "--num_epochs", "2"]) == 2
+    assert f"{path}" in caplog.text and "Traceback" not in caplog.text
+    assert "lock file" in caplog.text or "log file" in caplog.text
+    node = tmp_path / "Results" / "tiny"
+    assert not (node / "saved_models" / "epoch_2.pt").exists()
+    assert (path / "x").read_text() == "someone's"
+    assert _status(node)["state"] == "finished"

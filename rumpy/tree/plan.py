@@ -19,7 +19,7 @@ from ..core.columns import resolve
 from ..core.monitor import Monitor, infer_mode
 from ..utils.folders import folder_problem
 from ..utils.names import name_problem
-from .lock import check_unlocked, tree_lock
+from .lock import LOCK_NAME, TREE_LOCK_NAME, check_unlocked, tree_lock
 from .node import (BEST, INTERRUPTED, LAST, RESERVED, Node, foreign_content,
                    pointer_epoch)
 
@@ -267,6 +267,16 @@ def _check_location(save_loc: Path, root: Path) -> None:
                             f"--continue_from_epoch N --new_branch, or pick a name outside it)")
 
 
+def _file_problem(node: Node) -> str | None:
+    """A folder (or anything but a file) where the node keeps its log or the tree its lock:
+    found before training, not as a crash after the first epoch."""
+    for path in (node.folder.log, node.root / TREE_LOCK_NAME, node.path / LOCK_NAME):
+        if path.exists() and not path.is_file():
+            return (f"{path} is a folder, where rumpy keeps its "
+                    f"{'log' if path.name == 'train.log' else 'lock'} file; remove it")
+    return None
+
+
 def _check_needed_keys(t: TrainingConfig) -> None:
     """A key that only acts with another (new_branch_name with new_branch, ...) given alone is
     surely a fork the user expected: refused, not silently ignored."""
@@ -289,7 +299,7 @@ def plan_run(cfg: RunConfig) -> Plan:
     if t.continue_from_epoch is None:
         return _plan_new(t, root)
     node = _node_for(cfg, root)
-    problem = node.link_problem()
+    problem = node.link_problem() or _file_problem(node)
     if problem:
         raise TreeError(f"training.continue_from_epoch: {problem}")
     diff = config_diff(stored_config(node.folder.config), to_toml_dict(cfg))
