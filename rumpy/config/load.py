@@ -259,6 +259,8 @@ class TaskSpec(Protocol):
     dataset_kinds: tuple[str, ...]      # the first is a data table's default `type`
     config_defaults: dict[str, Any]     # key path -> default, for the per_task keys it uses
 
+    def model_name_problem(self, name: str) -> str | None: ...
+
 
 class Catalog(Protocol):
     """The components a config may name, handed to the loader by the layer above (the config
@@ -334,6 +336,11 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     for key_path, message in legacy.problems:
         builder.problems.append(ConfigError(composed.origin(key_path, source), key_path, message))
     cfg: RunConfig = builder.build(RunConfig, raw, "")
+    if builder.problems and isinstance(cfg.model.name, str) and cfg.model.name:
+        problem = spec.model_name_problem(cfg.model.name)  # in the report of every problem
+        if problem:
+            builder.problems.append(ConfigError(composed.origin("model.name", source),
+                                                "model.name", problem))
     if builder.problems:
         raise ConfigError.report(builder.problems)
     cfg.source = source
