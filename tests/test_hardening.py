@@ -313,6 +313,9 @@ def test_leftover_temp_files_are_cleaned_and_files_keep_the_umask(write_config, 
         assert stat.S_IMODE(f.stat().st_mode) & 0o664 == 0o664, f
     leftovers = [node / "result_outputs" / ".summary.csv.k3j4.tmp",
                  node / "saved_models" / ".epoch_2.pt.x9.tmp", node / ".status.json.a1.tmp"]
+    samples = sorted((node / "result_outputs").glob("epoch_*_samples"))
+    assert samples
+    leftovers.append(samples[0] / ".chelsea_0.png.q7.tmp")  # a sample killed mid-write
     for f in leftovers:
         f.write_bytes(b"half a write")
     mine = node / "result_outputs" / "notes.tmp"  # not rumpy's pattern: left alone

@@ -347,7 +347,11 @@ def _restore_monitors(run: Run) -> None:
 
 def clean_temporary_files(folder: Path) -> None:
     """Leftovers of atomic writes that a killed process never renamed (`.<name>.<rand>.tmp`)."""
-    for sub in (folder, folder / "saved_models", folder / "result_outputs"):
+    outputs = folder / "result_outputs"
+    subs = [folder, folder / "saved_models", outputs]
+    if outputs.is_dir():  # sample folders of each epoch, examples
+        subs += sorted(p for p in outputs.iterdir() if p.is_dir() and not p.is_symlink())
+    for sub in subs:
         for leftover in sub.glob(".*.tmp"):
             if leftover.is_file():
                 leftover.unlink(missing_ok=True)
