@@ -576,3 +576,34 @@ def test_a_folder_where_rumpy_keeps_a_file_is_a_one_line_error(write_config, tmp
     assert not (node / "saved_models" / "epoch_2.pt").exists()
     assert (path / "x").read_text() == "someone's"
     assert _status(node)["state"] == "finished"
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_lost_config_toml_is_recovered_from_the_checkpoints(write_config, tmp_path, caplog,
+                                                              damage):
+    cfg = write_config(num_epochs=2, extra_training='logging = "text"')
+    assert train_main(["--parameters", str(cfg)]) == 0
+    node = tmp_path / "Results" / "tiny"
+    config = node / "config.toml"
+    whole = config.read_text()
+    if damage == "deleted":
+        config.unlink()
+    else:  # cut in half: valid TOML that lacks [model] and [data]
+        config.write_text(whole[: whole.index("[model]")])
+    caplog.clear()
+    assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "last",
+                       "--num_epochs", "3"]) == 0
+    assert "the config is recovered from" in caplog.text
+    assert "architecture" not in caplog.text
+    assert [int(r["epoch"]) for r in rows(node)] == [1, 2, 3]
+    assert config.read_text().replace("num_epochs = 3", "num_epochs = 2") == whole
+    # nothing to recover from: one line, nothing written
+    config.unlink()
+    for path in (node / "saved_models").iterdir():
+        path.unlink()
+    caplog.clear()
+    assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "last",
+                       "--num_epochs", "4"]) == 2
+    assert "config.toml is missing, and no verified checkpoint of the node holds its config" \
+        in caplog.text
+    assert not config.exists()

@@ -19,6 +19,7 @@ from ..core.columns import resolve
 from ..core.monitor import Monitor, infer_mode
 from ..utils.folders import folder_problem
 from ..utils.names import name_problem
+from .recover import node_config, recoverable
 from .lock import LOCK_NAME, TREE_LOCK_NAME, check_unlocked, tree_lock
 from .node import (BEST, INTERRUPTED, LAST, RESERVED, Node, foreign_content,
                    pointer_epoch)
@@ -131,7 +132,7 @@ def _node_for(cfg: RunConfig, root: Path) -> Node:
         if root.joinpath(*parts[:depth]).is_symlink():
             raise TreeError(f"training.branch_root: {root.joinpath(*parts[:depth])} is a symbolic "
                             f"link; rumpy follows none, so writes stay inside {root}")
-    if not node.exists():
+    if not node.exists() and not recoverable(node):
         known = [n.rel for n in Node(root, "").walk() if n.rel] if Node(root, "").exists() else []
         where = f"branch {rel!r} of {root}" if rel else str(root)
         hint = f"; branches: {', '.join(known)}" if known else ""
@@ -302,7 +303,11 @@ def plan_run(cfg: RunConfig) -> Plan:
     problem = node.link_problem() or _file_problem(node)
     if problem:
         raise TreeError(f"training.continue_from_epoch: {problem}")
-    diff = config_diff(stored_config(node.folder.config), to_toml_dict(cfg))
+    try:
+        stored = node_config(node)
+    except ValueError as exc:
+        raise TreeError(f"training.continue_from_epoch: {exc}") from None
+    diff = config_diff(stored, to_toml_dict(cfg))
     diff = _override_model(cfg, node, diff)
     arch = _architecture_keys(diff)
     if arch:
