@@ -273,3 +273,46 @@ def test_an_interrupted_degrade_leaves_no_output_behind(tmp_path):
     assert rumpy_main(["degrade", "--hr", str(hr), "--out", str(tmp_path / "lr"),
                        "--pipeline", "downsample"]) == 0
     assert len(list((tmp_path / "lr").glob("*.png"))) == 40
+
+
+def test_realesrgan_preset_draws_real_esrgans_kernel_distribution(tmp_path, hr_dir):
+    from rumpy.data.degrade.blur import RealESRGANBlur
+
+    op = RealESRGANBlur({"preset": "realesrgan"}, 1, "t", "b")
+    rng = np.random.default_rng(0)
+    drawn = [op.sample(rng) for _ in range(8000)]
+    kinds = [p["kernel_type"] for p in drawn]
+    # sinc with its probability 0.1, then the six families by Real-ESRGAN's weights
+    assert abs(kinds.count("sinc") / len(kinds) - 0.1) < 0.015
+    for kind, weight in zip(op.options["kernel_range"], op.options["kernel_probabilities"]):
+        assert abs(kinds.count(kind) / len(kinds) - 0.9 * weight) < 0.02, kind
+    # a shape beta either side of 1 with equal chance (a uniform draw over [0.5, 4] gives 0.14)
+    betas = np.array([p["beta_g"] for p in drawn if p["kernel_type"].startswith("generalized")])
+    assert abs(np.mean(betas < 1) - 0.5) < 0.05 and betas.min() >= 0.5 and betas.max() <= 4
+    # supports 7..21 drawn uniformly, every kernel padded to 21x21 and summing to 1
+    supports = [p["support"] for p in drawn]
+    assert sorted(set(supports)) == list(range(7, 22, 2))
+    assert all(abs(supports.count(k) / len(supports) - 1 / 8) < 0.02 for k in set(supports))
+    small = next(p for p in drawn if p["support"] == 7 and p["kernel_type"] == "iso")
+    kernel = op.kernel(small)
+    assert kernel.shape == (21, 21) and abs(kernel.sum() - 1) < 1e-9
+    assert not kernel[:7].any() and not kernel[:, :7].any()  # the support is 7x7
+    # a sinc kernel's cut-off: [pi/3, pi] below a 13-pixel support, [pi/5, pi] from 13 on
+    sincs = [p for p in drawn if p["kernel_type"] == "sinc"]
+    assert all(p["omega_c"] >= math.pi / 3 for p in sincs if p["support"] < 13)
+    assert min(p["omega_c"] for p in sincs if p["support"] >= 13) < math.pi / 3
+    # the second degradation's preset: narrower Gaussians
+    assert RealESRGANBlur({"preset": "realesrgan2"}, 1, "t", "b").bounds["sigma_x"] == (0.2, 1.5)
+    # through rumpy degrade: every LR image is rebuilt exactly from its CSV row (support too)
+    text = ('pipeline = [["realesrganblur", "b"], ["downsample", "d"]]\nscale = 2\nseed = 4\n'
+            'multiples = 4\n[deg_configs.b]\npreset = "realesrgan"\nrequest_pca_kernels = false\n'
+            '[deg_configs.d]\n')
+    out = _run(tmp_path, hr_dir, "re", text)
+    steps = read_pipeline(out / "degradation_config.toml", overrides={"hr": ".", "out": "."}).steps
+    rows = _rows(out)
+    assert "0-realesrganblur-support" in rows[0]
+    for row in rows:
+        hr = read_rgb(hr_dir / (row["image"].rsplit("_q", 1)[0] + ".png"))
+        assert np.array_equal(reapply(hr, steps, row), read_rgb(out / row["image"]))
+    with pytest.raises(ConfigError, match="unknown preset 'realesrgn'; did you mean 'realesrgan'"):
+        RealESRGANBlur({"preset": "realesrgn"}, 1, "t", "b")

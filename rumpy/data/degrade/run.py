@@ -58,6 +58,9 @@ def row_params(step: Step, row: dict[str, str]) -> dict[str, Any]:
             params[key] = int(value)
         else:
             params[key] = kind(float(value)) if kind is int else kind(value)
+    for key, kind in getattr(step.op, "optional_columns", {}).items():
+        if key not in params and step.column(key) in row:
+            params[key] = kind(float(row[step.column(key)]))
     return params
 
 
