@@ -216,12 +216,32 @@ def test_damaged_summary_is_rebuilt_from_checkpoints(whole_and_damaged, damage, 
 def test_unverifiable_or_misnamed_checkpoints_are_refused(whole_and_damaged, caplog):
     from conftest import no_timing
     path, whole, node = whole_and_damaged
+    from conftest import same_weights, weights
     models = node / "saved_models"
-    (models / "epoch_2.pt.sha256").unlink()  # cannot be verified: not used, the previous one is
+    # an intact checkpoint whose checksum file was deleted: verified by the CRC-32 of every
+    # record inside it, used, and its checksum file written again
+    sidecar = models / "epoch_2.pt.sha256"
+    digest = sidecar.read_text()
+    sidecar.unlink()
     assert _continue(path) == 0
-    assert "epoch_2.pt: its checksum file epoch_2.pt.sha256 is missing" in caplog.text
-    assert "epoch_2.pt.corrupt" in [p.name for p in models.iterdir()]
+    assert "every record inside it passed its CRC-32 check" in caplog.text
+    assert sidecar.read_text() == digest
+    assert not [p.name for p in models.iterdir() if p.name.endswith(".corrupt")]
     assert no_timing(rows(node)) == no_timing(rows(whole))
+    assert same_weights(weights(node, 3), weights(whole, 3))
+    # damaged bytes and no checksum file: refused, named
+    data = bytearray((models / "epoch_3.pt").read_bytes())
+    for i in range(len(data) // 3, 2 * len(data) // 3, 97):
+        data[i] ^= 0xFF
+    (models / "epoch_3.pt").write_bytes(bytes(data))
+    (models / "epoch_3.pt.sha256").unlink()
+    (models / "last.pt").unlink()
+    (models / "last.pt.sha256").unlink()
+    with pytest.raises(ConfigError, match="epoch_3.pt: its checksum file epoch_3.pt.sha256 is "
+                                          "missing and the file fails its own integrity check"):
+        prepare(load_config(path, {"experiment_name": "damaged", "continue_from_epoch": 3,
+                                   "new_branch": True}))
+    (models / "epoch_3.pt").write_bytes((whole / "saved_models" / "epoch_3.pt").read_bytes())
     # a checkpoint copied over another epoch's (with its checksum) is refused, named
     for suffix in ("", ".sha256"):
         (models / f"epoch_3.pt{suffix}").write_bytes((models / f"epoch_1.pt{suffix}").read_bytes())
