@@ -31,6 +31,7 @@ from ..utils.folders import folder_problem
 from ..core.checkpoint import WEIGHTLESS_PARTS, assemble, rng_state, set_rng_state
 from ..core.distributed import SINGLE, Dist
 from .dry_run import dry_run, first_batch
+from .data_parallel import distribute
 from .handler import NetworkHandler, select_device
 from .init_weights import load_init_weights
 from ..core.losses import check_loss
@@ -270,7 +271,7 @@ def build_run(checked: Checked) -> Run:
         raise ConfigError(src, IP, f"cannot train {cfg.model.name} with these settings "
                                    f"(tried one step and the schedule before writing anything): "
                                    f"{type(exc).__name__}: {_one_line(exc)}") from None
-    handler.distribute(dist, cfg.training.sync_bn)
+    distribute(cfg, handler, dist, device)
     configure_backends(cfg, device)
     run = Run(cfg, plan, device, task, handler, loaders, columns, best, early,
               config_table=to_toml_dict(cfg), init_weights=init_info, dist=dist)
