@@ -11,11 +11,10 @@ from ..tree.node import INTERRUPTED
 from ..tree.apply import finish_replacement
 from ..tree.retention import prune_checkpoints
 from .output_worker import PATIENCE_S, OutputWorker
-
-INTERRUPTED_PATIENCE_S = 15.0  # a stopped run waits this long at most for an idle output worker
 from .saving import CheckpointWriter
 
 log = logging.getLogger(__name__)
+INTERRUPTED_PATIENCE_S = 15.0  # a stopped run waits this long at most for an idle output worker
 
 
 class Callback:
