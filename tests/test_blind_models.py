@@ -353,3 +353,24 @@ def test_blind_evaluation_with_predicted_metadata(degraded, tmp_path, caplog):
     with caplog.at_level("ERROR"):  # an SR node is no predictor
         assert rumpy_main(["eval", str(node), "--metadata-from", str(node)]) == 2
     assert "--metadata-from takes a node that predicts named targets" in caplog.text
+
+
+def test_a_continue_refuses_metadata_normalised_otherwise(degraded, tmp_path, caplog):
+    """Without degradation_config.toml beside the CSV the values would be normalised over the
+    CSV's own span instead of the pipeline's ranges: the model's inputs would silently change."""
+    lr = tmp_path / "lr"
+    shutil.copytree(degraded["train_lr"], lr)
+    path = blind_toml({**degraded, "train_lr": lr}, tmp_path, num_epochs=1)
+    assert train_main(["--parameters", str(path)]) == 0
+    node = tmp_path / "Results" / "blind_sftmd"
+    (lr / "degradation_config.toml").rename(tmp_path / "aside.toml")
+    before = sorted(p.name for p in node.rglob("*"))
+    caplog.clear()
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                       "--num_epochs", "2"]) == 2
+    assert "data.training_sets.tiles.metadata: the node trained with other metadata: " \
+           "0-realesrganblur-sigma_x was normalised over [0.5, 2.5]" in caplog.text
+    assert sorted(p.name for p in node.rglob("*")) == before  # nothing written
+    (tmp_path / "aside.toml").rename(lr / "degradation_config.toml")
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                       "--num_epochs", "2"]) == 0

@@ -336,3 +336,38 @@ def check_use(cfg: RunConfig, train: list, evals: list, takes_metadata: bool) ->
             raise ConfigError(cfg.source, f"data.{section}.{given.name}.metadata",
                               f"{cfg.model.name} takes no degradation metadata; remove metadata "
                               f"or choose a conditioned model (`rumpy models` marks them)")
+
+
+def normalisation(cfg: RunConfig, where: str, ds) -> dict | None:
+    """What a set's metadata values mean to the model: each named column's [low, high] and, for
+    `blur_kernel`, the kernel PCA basis (its digest). A node keeps it in its checkpoints, so a
+    continue that would read the same files differently (a degradation_config.toml removed, a
+    basis refitted) is refused instead of training on silently renormalised inputs."""
+    if not getattr(ds, "metadata", None) or getattr(ds, "degradations", None):
+        return None  # online sets draw their metadata from their own config
+    csv_path = metadata_csv(cfg, ds)
+    columns, rows = _read_csv(cfg.source, f"{where}.degradation_metadata", csv_path)
+    chosen = [_column(cfg.source, where, n, columns, csv_path) for n in ds.metadata if n != KERNEL]
+    ranges = _column_ranges(rows, chosen, _ranges(csv_path))
+    out: dict = {"columns": chosen, "ranges": [list(map(float, ranges[c])) for c in chosen]}
+    if KERNEL in ds.metadata:
+        import hashlib
+
+        basis = kernel_basis(cfg, where, ds)
+        digest = hashlib.sha256()
+        for array in (basis.mean, basis.components, basis.code_min, basis.code_max):
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        out["kernel_pca_sha256"] = digest.hexdigest()
+    return out
+
+
+def normalisation_change(before: dict, now: dict) -> str | None:
+    """How a set's metadata normalisation changed since a checkpoint (None: unchanged)."""
+    if before.get("columns") != now.get("columns"):
+        return f"its columns were {before.get('columns')}, now {now.get('columns')}"
+    for column, old, new in zip(now["columns"], before.get("ranges", []), now["ranges"]):
+        if not np.allclose(old, new, rtol=1e-9, atol=0):
+            return f"{column} was normalised over {old}, now over {new}"
+    if before.get("kernel_pca_sha256") != now.get("kernel_pca_sha256"):
+        return "its blur_kernel codes come from another kernel PCA basis (kernel_pca.npz)"
+    return None

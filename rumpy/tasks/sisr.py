@@ -9,7 +9,8 @@ from torch import nn
 
 from ..data.images import bicubic, to_float
 from ..data.loaders import Loaders
-from ..data.metadata import check_use as check_metadata_use, metadata_length
+from ..data.metadata import (check_use as check_metadata_use, metadata_length,
+                             normalisation, normalisation_change)
 from ..data.paired import build_eval_loaders, build_loaders, check_data, check_eval_sets
 from ..metrics.lpips import LPIPSWeightsError
 from ..models import MODELS
@@ -57,6 +58,28 @@ class SISRTask(Task):
             if too_small:
                 self.fail(*too_small)
         check_metadata_use(self.cfg, self._train_sets, self._eval_sets, self.takes_metadata)
+        # what each training set's metadata means to the model, kept in every checkpoint
+        self.metadata_norms = {}
+        for s in self._train_sets if self.takes_metadata else []:
+            norm = normalisation(self.cfg, f"data.training_sets.{s.name}", s.config)
+            if norm is not None:
+                self.metadata_norms[s.name] = norm
+
+    def state_dict(self) -> dict:
+        norms = getattr(self, "metadata_norms", None)
+        return {"metadata_normalisation": norms} if norms else {}
+
+    def check_resume(self, state: dict) -> None:
+        """The metadata must mean to the model what it meant when the checkpoint was saved."""
+        saved = (state.get("parts", {}).get("task") or {}).get("metadata_normalisation", {})
+        for name, before in saved.items():
+            now = getattr(self, "metadata_norms", {}).get(name)
+            change = normalisation_change(before, now) if now is not None else None
+            if change:
+                self.fail(f"data.training_sets.{name}.metadata",
+                          f"the node trained with other metadata: {change} (was "
+                          f"degradation_config.toml or kernel_pca.npz beside the CSV removed or "
+                          f"changed?); restore it, or start a new run")
 
     def training_samples(self) -> dict[str, int]:
         return {s.name: len(s.keys) * s.config.repeat for s in self._train_sets}
