@@ -40,7 +40,9 @@ META = '["sigma_x", "sigma_y", "gaussian_noise_sigma"]'
 TINY = {"srmd": "num_layers = 3\nnum_features = 8",
         "sftmd": "num_features = 8\nnum_blocks = 1",
         "qedsr": "num_features = 8\nnum_blocks = 1\nq_layer_nonlinearity = true",
-        "qrcan": "num_groups = 1\nnum_blocks = 1\nnum_features = 8\nreduction = 4"}
+        "qrcan": "num_groups = 1\nnum_blocks = 1\nnum_features = 8\nreduction = 4",
+        "qhan": "num_groups = 1\nnum_blocks = 1\nnum_features = 8\nreduction = 4",
+        "qsan": "num_groups = 1\nnum_blocks = 1\nnum_features = 8\nreduction = 4"}
 
 
 @pytest.fixture(scope="module")
