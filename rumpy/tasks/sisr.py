@@ -34,6 +34,7 @@ class SISRTask(Task):
         "training.num_samples": 3,
         "training.metric_channel": "y",
         "training.metric_crop_border": True,
+        "training.metric_grey": "own",
         "training.best_load_metric": "val-PSNR",
         "training.early_stopping_metric": "val-PSNR",
         "model.internal_params.scale": 4,
@@ -113,7 +114,7 @@ class SISRTask(Task):
                                    {s.name: set(s.config.val_example_indices)
                                     for s in self._eval_sets
                                     if fitting and getattr(s.config, "val_example_indices", None)},
-                                   dist=self.dist)
+                                   dist=self.dist, grey=t.metric_grey)
         return self.loaders
 
     def eval_order(self) -> list[tuple[str, list[str]]]:
@@ -127,7 +128,7 @@ class SISRTask(Task):
         self.loaders.evals["overfit"] = loader
         e = self.evaluator
         self.evaluator = Evaluator(e.metrics, e.scale, e.channel, bool(e.border), {"overfit": loader},
-                                   {"overfit": keys}, e.device, e.num_samples)
+                                   {"overfit": keys}, e.device, e.num_samples, grey=e.grey)
 
     def model_kwargs(self) -> dict:
         if getattr(self, "takes_metadata", False):
