@@ -40,9 +40,16 @@ def test_prepare_data_command(tmp_path):
 def test_models_command_lists_registry():
     proc = _run(str(BIN / "rumpy"), "models")
     assert proc.returncode == 0
-    assert [line.split()[0] for line in proc.stdout.splitlines()] == \
-        ["cnn_regressor", "edsr", "han", "mlp", "qedsr", "qrcan", "rcan", "safmn", "san", "sftmd",
-         "srcnn", "srmd", "vdsr"]
+    from rumpy import catalog  # noqa: F401  (every task's models)
+    from rumpy.models import MODELS
+    names = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert names == [n for n in MODELS for _ in MODELS.all(n)]
+    assert {"cnn_regressor", "edsr", "han", "mlp", "qedsr", "qrcan", "rcan", "safmn", "san",
+            "sftmd", "srcnn", "srmd", "vdsr"} <= set(names)
+    conditioned = {line.split()[0] for line in proc.stdout.splitlines()
+                   if "+ degradation metadata" in line}
+    assert conditioned == {n for n in names if getattr(MODELS.get(n), "takes_metadata", False)}
+    assert {"qrcan", "qhan", "srmd"} <= conditioned
 
 
 def test_train_sisr_end_to_end_as_subprocess(write_config, tmp_path):
