@@ -236,7 +236,9 @@ def build_run(checked: Checked) -> Run:
     _development_modes(cfg, task, loaders)
     if dist.enabled:
         shard_train_loader(loaders, dist.rank, dist.world, cfg.data.batch_size)
-    columns = summary_columns(task.summary_keys(), list(loaders.evals), cfg.training.log_grad)
+    t = cfg.training
+    columns = summary_columns(task.summary_keys(), list(loaders.evals), t.log_grad,
+                              task.train_terms(), raw=bool(t.ema_decay) and t.validate_ema == "both")
     directions = task.column_directions()
     best = _monitor(cfg, "best_load_metric", "auto", 0.0, columns, directions)
     early = None
@@ -432,6 +434,14 @@ def _restore(run: Run) -> None:
                  saved_precision, handler.precision)
     if parts.get("scaler") and handler.amp:  # a scaler only means something to fp16
         handler.scaler.load_state_dict(parts["scaler"])
+    for name, group in handler.groups.items():  # absent in a parent without it: starts fresh
+        group.restore(parts.get(name), plan.load_optimizer, plan.load_scheduler,
+                      0 if run.cfg.training.skip_scheduler_load else plan.start_epoch)
+    if handler.ema is not None:
+        if parts.get("ema") is not None:
+            handler.ema.load_state_dict(parts["ema"])
+        else:  # a fork from a node without EMA weights: the average starts from its weights
+            handler.ema.reset(handler.model)
     handler.step = parts["loop"]["step"]
     ranks = state.get("rng_ranks")
     if run.dist.enabled and ranks and len(ranks) == run.dist.world:
