@@ -57,7 +57,7 @@ def test_wrong_type_and_value(write_config):
 def test_unknown_model_lists_registered(write_config):
     msg = _fails(write_config(model="edsrr"))
     assert "model.name: unknown model 'edsrr'; did you mean 'edsr'?" in msg
-    assert "sisr models: edsr, han, qedsr, qrcan, rcan, safmn, san, sftmd, srcnn, srmd, vdsr" in msg
+    assert "sisr models: edsr, han, qedsr, qrcan, rcan, rrdbnet, safmn, san, sftmd, srcnn, srmd, vdsr" in msg
 
 
 def test_unknown_optimizer_scheduler_metric_loss(write_config):

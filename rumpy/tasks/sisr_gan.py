@@ -16,6 +16,7 @@ import torch
 from ..config import ConfigError
 from ..core.gan_losses import GAN_LOSSES
 from ..core.losses import loss_parts, loss_terms
+from ..core.optim import GroupSettings
 from ..data.images import to_float
 from ..models import MODELS, build_model, check_model_params, model_params
 from ..models.discriminators import DISCRIMINATOR
@@ -69,7 +70,6 @@ class GANStep:
         return [*self.pixel_names, "loss-gan", "loss-d"]
 
     def network(self):
-        from ..training.groups import GroupSettings
         d = self.cfg
         module = build_model(d.name, d.arch, (DISCRIMINATOR,))
         return module, GroupSettings(lr=d.lr, optimizer=d.optimizer,

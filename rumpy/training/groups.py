@@ -6,27 +6,10 @@ task")."""
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from ..core.optim import build_optimizer, build_scheduler
-
-
-@dataclass
-class GroupSettings:
-    """How a task's extra network is optimised (from its config section)."""
-
-    lr: float
-    optimizer: str = "adam"
-    optimizer_params: dict | None = None
-    scheduler: str = "none"
-    scheduler_params: dict | None = None
-    grad_clip: float = 0.0
-    every: int = 1          # steps every N iterations
-    start_step: int = 0     # and only once this many iterations were taken
-    trainable: bool = True  # false: frozen (used, never stepped)
+from ..core.optim import GroupSettings, build_optimizer, build_scheduler
 
 
 class OptimGroup:
