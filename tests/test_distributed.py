@@ -158,3 +158,36 @@ def test_killed_job_continues_exactly_and_sigterm_saves_once(write_config, tmp_p
     done = torchrun(path, "--continue_from_epoch", "last")
     assert done.returncode == 0, done.stdout + done.stderr
     assert no_timing(rows(node)) == no_timing(rows(reference))
+
+
+def test_gan_with_ema_two_processes_equal_one(write_config, tmp_path):
+    """Both networks under DDP (the discriminator's two forward passes, one backward), and the
+    EMA weights: every rank keeps the same average (the sharded validation scores the EMA
+    weights of every rank, and equals the one-process run's)."""
+    gan = ('ema_decay = 0.9\n')
+    disc = ('\n[model.discriminator]\nname = "unet_discriminator"\nnum_feat = 4\n'
+            'gan_type = "ragan"\ngan_weight = 0.1\nlr = 1e-3\n')
+    paths = {}
+    for name in ("gan_one", "gan_two"):
+        path = config(write_config, name, epochs=2)
+        path.write_text(path.read_text().replace('logging = "text"', f'logging = "text"\n{gan}')
+                        .replace('name = "edsr"', 'name = "rrdbnet"')
+                        .replace("num_features = 8\nnum_blocks = 1",
+                                 "num_feat = 8\nnum_block = 1\nnum_grow_ch = 4") + disc)
+        paths[name] = path
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert train_main(["--parameters", str(paths["gan_one"])]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    proc = torchrun(paths["gan_two"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = tmp_path / "Results" / "gan_one", tmp_path / "Results" / "gan_two"
+    assert close(rows(a), rows(b), rel=1e-4)
+    pa = load_checkpoint(a / "saved_models" / "epoch_2.pt")["parts"]
+    pb = load_checkpoint(b / "saved_models" / "epoch_2.pt")["parts"]
+    for part in ("ema", "model"):
+        assert all(torch.allclose(pa[part][k], pb[part][k], atol=1e-5) for k in pa[part])
+    da, db = pa["discriminator"]["model"], pb["discriminator"]["model"]
+    assert all(torch.allclose(da[k], db[k], atol=1e-5) for k in da)

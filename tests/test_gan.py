@@ -230,3 +230,24 @@ def test_perceptual_gan_run_trains(write_config, vgg_file, tmp_path):
     header = list(rows(tmp_path / "Results" / "tiny")[0])
     assert {"train-loss-l1", "train-loss-perceptual", "train-loss-gan", "train-loss-d"} <= \
         set(header)
+
+
+def test_discriminator_input_size_must_be_the_hr_crop(write_config):
+    cfg = write_config(model="rrdbnet", params=RRDB, num_epochs=1)
+    cfg.write_text(cfg.read_text() + DISC.replace("unet_discriminator", "vgg_discriminator")
+                   .replace("num_feat = 4", "num_feat = 4\ninput_size = 32"))
+    with pytest.raises(ConfigError) as info:
+        prepare(load_config(cfg))
+    assert "model.discriminator.input_size: vgg_discriminator sees the HR training crops: " \
+           "expected 24" in str(info.value)
+
+
+def test_discriminator_section_is_sisr_only(tmp_path):
+    from rumpy.config.load import read_toml  # noqa: F401  (the regression quickstart's TOML)
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "args" / "blur_regression.toml").read_text()
+    path = tmp_path / "reg.toml"
+    path.write_text(text + '\n[model.discriminator]\nname = "unet_discriminator"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "model.discriminator" in str(info.value) and "not used by task" in str(info.value)

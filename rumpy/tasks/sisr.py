@@ -77,6 +77,8 @@ class SISRTask(Task):
             if too_small:
                 self.fail(*too_small)
         check_metadata_use(self.cfg, self._train_sets, self._eval_sets, self.takes_metadata)
+        if self.gan is not None:
+            self.gan.check_data()
 
     def training_samples(self) -> dict[str, int]:
         return {s.name: len(s.keys) * s.config.repeat for s in self._train_sets}

@@ -69,9 +69,27 @@ class GANStep:
     def terms(self) -> list[str]:
         return [*self.pixel_names, "loss-gan", "loss-d"]
 
+    def check_data(self) -> None:
+        """A discriminator of fixed input size sees the HR crops: they must have that size."""
+        d, cfg = self.cfg, self.task.cfg
+        size = d.arch.get("input_size")
+        if size is None:
+            return
+        for name, ds in cfg.data.training_sets.items():
+            crop = getattr(ds, "crop", None)
+            if crop and crop * cfg.scale != size:
+                raise ConfigError(cfg.source, f"{D}.input_size",
+                                  f"{d.name} sees the HR training crops: expected "
+                                  f"{crop * cfg.scale} (data.training_sets.{name}.crop {crop} x "
+                                  f"scale {cfg.scale}), got {size}")
+
     def network(self):
         d = self.cfg
-        module = build_model(d.name, d.arch, (DISCRIMINATOR,))
+        try:
+            module = build_model(d.name, d.arch, (DISCRIMINATOR,))
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise ConfigError(self.task.cfg.source, D, f"cannot build {d.name}: "
+                                                       f"{' '.join(str(exc).split())[:200]}") from None
         return module, GroupSettings(lr=d.lr, optimizer=d.optimizer,
                                      optimizer_params=d.optimizer_params, scheduler=d.scheduler,
                                      scheduler_params=d.scheduler_params, grad_clip=d.grad_clip,

@@ -104,6 +104,8 @@ class Run:
         parts = {**self.handler.parts(), "monitors": monitors, "task": self.task.state_dict()}
         if weights_only:
             parts = {k: v for k, v in parts.items() if k not in WEIGHTLESS_PARTS}
+            for name in self.handler.groups:  # another network's weights alone, too
+                parts[name] = {"model": parts[name]["model"]}
         if self.node.rel:  # a branch's checkpoints carry its lineage, to recover lineage.json
             extra["lineage"] = self.node.lineage
         if self.rng_ranks is not None:
@@ -263,6 +265,8 @@ def build_run(checked: Checked) -> Run:
     init_info = load_init_weights(cfg, model) if plan.kind == "new" else None
     try:
         handler = NetworkHandler(cfg, model, task, len(loaders.train), device, plateau)
+    except ConfigError:  # a task's other network, named at its own key
+        raise
     except Exception as exc:
         raise ConfigError(src, IP, f"cannot build {cfg.model.name} with these settings: "
                                    f"{_one_line(exc)}") from None
