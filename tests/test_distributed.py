@@ -166,7 +166,9 @@ def test_gan_with_ema_two_processes_equal_one(write_config, tmp_path):
     weights of every rank, and equals the one-process run's)."""
     gan = ('ema_decay = 0.9\n')
     disc = ('\n[model.discriminator]\nname = "unet_discriminator"\nnum_feat = 4\n'
-            'gan_type = "ragan"\ngan_weight = 0.1\nlr = 1e-3\n')
+            'gan_type = "vanilla"\ngan_weight = 0.1\nlr = 1e-3\n')
+    # (not ragan here: its discriminator's last bias cancels out of the loss, so Adam turns
+    # the ranks' all-reduce rounding of a zero gradient into lr-sized steps)
     paths = {}
     for name in ("gan_one", "gan_two"):
         path = config(write_config, name, epochs=2)
@@ -187,7 +189,7 @@ def test_gan_with_ema_two_processes_equal_one(write_config, tmp_path):
     assert close(rows(a), rows(b), rel=1e-4)
     pa = load_checkpoint(a / "saved_models" / "epoch_2.pt")["parts"]
     pb = load_checkpoint(b / "saved_models" / "epoch_2.pt")["parts"]
-    for part in ("ema", "model"):
-        assert all(torch.allclose(pa[part][k], pb[part][k], atol=1e-5) for k in pa[part])
-    da, db = pa["discriminator"]["model"], pb["discriminator"]["model"]
-    assert all(torch.allclose(da[k], db[k], atol=1e-5) for k in da)
+    for a_, b_ in ((pa["ema"], pb["ema"]), (pa["model"], pb["model"]),
+                   (pa["discriminator"]["model"], pb["discriminator"]["model"])):
+        worst = max((float((a_[k].float() - b_[k].float()).abs().max()), k) for k in a_)
+        assert worst[0] < 1e-5, worst
