@@ -111,3 +111,18 @@ def test_validate_ema_needs_ema_decay(write_config):
     with pytest.raises(ConfigError) as info:
         prepare(load_config(write_config(extra_training='validate_ema = "both"')))
     assert "training.validate_ema" in str(info.value)
+
+
+def test_ema_copies_until_its_start_step_then_averages():
+    from rumpy.training.ema import EMA
+    net = torch.nn.Linear(2, 1)
+    ema = EMA(net, decay=0.5, start_step=1)
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+    ema.update(net, 1)  # up to the start step: a copy
+    assert torch.equal(ema.model.weight, net.weight)
+    with torch.no_grad():
+        net.weight.fill_(4.0)
+    ema.update(net, 2)  # then 0.5 * 2 + 0.5 * 4
+    assert torch.allclose(ema.model.weight, torch.full_like(net.weight, 3.0))
+    assert not ema.model.weight.requires_grad

@@ -129,6 +129,11 @@ def test_gan_fork_of_psnr_node_continues_exactly(psnr, monkeypatch):
         assert no_timing(rows(node)) == no_timing(rows(whole)), name
         for key in NETWORK_PARTS:
             assert equal(parts(node, 4)[key], p[key]), (name, key)
+    # eval loads the generator (its EMA weights) and scores what validation scored
+    from rumpy.inference.evaluate import evaluate_node
+    report = evaluate_node(whole, epoch=4)
+    assert report.sets[0].means["PSNR"] == pytest.approx(float(rows(whole)[3]["val-PSNR"]),
+                                                         abs=1e-9)
 
 
 def test_gan_settings_are_checked_before_writing(psnr, tmp_path):
