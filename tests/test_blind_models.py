@@ -40,7 +40,9 @@ META = '["sigma_x", "sigma_y", "gaussian_noise_sigma"]'
 TINY = {"srmd": "num_layers = 3\nnum_features = 8",
         "sftmd": "num_features = 8\nnum_blocks = 1",
         "qedsr": "num_features = 8\nnum_blocks = 1\nq_layer_nonlinearity = true",
-        "qrcan": "num_groups = 1\nnum_blocks = 1\nnum_features = 8\nreduction = 4"}
+        "qrcan": "num_groups = 1\nnum_blocks = 1\nnum_features = 8\nreduction = 4",
+        "qhan": "num_groups = 1\nnum_blocks = 1\nnum_features = 8\nreduction = 4",
+        "qsan": "num_groups = 1\nnum_blocks = 1\nnum_features = 8\nreduction = 4"}
 
 
 @pytest.fixture(scope="module")
@@ -177,11 +179,42 @@ def test_missing_row_is_a_one_line_error_naming_the_image(degraded, tmp_path, ca
     assert not (tmp_path / "Results").exists()
 
 
+@pytest.mark.parametrize("damage, key, message", [
+    (lambda text: b"\xff\xfe\x00garbage\x81" * 50, "degradation_metadata",
+     "is not a CSV file rumpy degrade wrote (UnicodeDecodeError"),
+    (None, "metadata", "image 0003.png: 0-realesrganblur-sigma_x is 99 in"),
+])
+def test_damaged_metadata_csvs_are_one_line_errors(degraded, tmp_path, caplog, damage, key,
+                                                  message):
+    lr = tmp_path / "lr"
+    shutil.copytree(degraded["train_lr"], lr)
+    csv_path = lr / "degradation_metadata.csv"
+    if key == "metadata":  # sigma_x of image 0003 replaced by 99, outside [0.5, 2.5]
+        lines = csv_path.read_text().splitlines()
+        header = lines[0].split(",")
+        column = header.index("0-realesrganblur-sigma_x")
+        for n, line in enumerate(lines):
+            if line.startswith("0003.png,"):
+                cells = line.split(",")
+                cells[column] = "99"
+                lines[n] = ",".join(cells)
+        csv_path.write_text("\n".join(lines) + "\n")
+    else:
+        csv_path.write_bytes(damage(csv_path.read_text()))
+    with caplog.at_level("ERROR"):
+        assert train_main(["--parameters", str(blind_toml({**degraded, "train_lr": lr},
+                                                          tmp_path))]) == 2
+    assert message in caplog.text and "Traceback" not in caplog.text
+    assert f"data.training_sets.tiles.{key}" in caplog.text
+    assert not (tmp_path / "Results").exists()
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"metadata": '["sigma_z"]'}, "no column 'sigma_z'"),
     ({"metadata": "[]", "eval_metadata": "[]"}, "is conditioned on degradation metadata"),
     ({"eval_metadata": '["sigma_x"]'}, "set chelsea gives ['sigma_x']"),
     ({"train_csv": '"missing.csv"'}, "file not found"),
+    ({"model": "edsr"}, "edsr takes no degradation metadata"),
 ])
 def test_bad_metadata_configs_are_refused_before_writing(degraded, tmp_path, caplog, kwargs,
                                                          message):
@@ -322,3 +355,24 @@ def test_blind_evaluation_with_predicted_metadata(degraded, tmp_path, caplog):
     with caplog.at_level("ERROR"):  # an SR node is no predictor
         assert rumpy_main(["eval", str(node), "--metadata-from", str(node)]) == 2
     assert "--metadata-from takes a node that predicts named targets" in caplog.text
+
+
+def test_a_continue_refuses_metadata_normalised_otherwise(degraded, tmp_path, caplog):
+    """Without degradation_config.toml beside the CSV the values would be normalised over the
+    CSV's own span instead of the pipeline's ranges: the model's inputs would silently change."""
+    lr = tmp_path / "lr"
+    shutil.copytree(degraded["train_lr"], lr)
+    path = blind_toml({**degraded, "train_lr": lr}, tmp_path, num_epochs=1)
+    assert train_main(["--parameters", str(path)]) == 0
+    node = tmp_path / "Results" / "blind_sftmd"
+    (lr / "degradation_config.toml").rename(tmp_path / "aside.toml")
+    before = sorted(p.name for p in node.rglob("*"))
+    caplog.clear()
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                       "--num_epochs", "2"]) == 2
+    assert "data.training_sets.tiles.metadata: the node trained with other metadata: " \
+           "0-realesrganblur-sigma_x was normalised over [0.5, 2.5]" in caplog.text
+    assert sorted(p.name for p in node.rglob("*")) == before  # nothing written
+    (tmp_path / "aside.toml").rename(lr / "degradation_config.toml")
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                       "--num_epochs", "2"]) == 0

@@ -41,8 +41,9 @@ def test_models_command_lists_registry():
     proc = _run(str(BIN / "rumpy"), "models")
     assert proc.returncode == 0
     assert [line.split()[0] for line in proc.stdout.splitlines()] == \
-        ["cnn_regressor", "edsr", "han", "mlp", "qedsr", "qrcan", "rcan", "rrdbnet", "safmn",
-         "san", "sftmd", "srcnn", "srmd", "unet_discriminator", "vdsr", "vgg_discriminator"]
+        ["cnn_regressor", "edsr", "han", "mlp", "qedsr", "qhan", "qrcan", "qsan", "rcan",
+         "rrdbnet", "safmn", "san", "sftmd", "srcnn", "srmd", "unet_discriminator", "vdsr",
+         "vgg_discriminator"]
 
 
 def test_train_sisr_end_to_end_as_subprocess(write_config, tmp_path):

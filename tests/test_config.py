@@ -57,7 +57,9 @@ def test_wrong_type_and_value(write_config):
 def test_unknown_model_lists_registered(write_config):
     msg = _fails(write_config(model="edsrr"))
     assert "model.name: unknown model 'edsrr'; did you mean 'edsr'?" in msg
-    assert "sisr models: edsr, han, qedsr, qrcan, rcan, rrdbnet, safmn, san, sftmd, srcnn, srmd, vdsr" in msg
+    from rumpy.models import MODELS
+    assert f"sisr models: {', '.join(MODELS.names(('sisr', 'image')))})" in msg
+    assert "sisr models: edsr, han, " in msg
 
 
 def test_unknown_optimizer_scheduler_metric_loss(write_config):
@@ -233,4 +235,11 @@ def test_every_problem_of_a_config_is_reported_at_once(tmp_path):
                     "model.internal_params.lr", "data.batch_size", "data.training_sets.a.type",
                     "data.eval_sets.b.cutof"]
     assert all(str(path) in line for line in lines[:-1])
+    # an unknown model is one of them (the original rcan-dan.toml's `dan`)
+    path.write_text(path.read_text().replace('name = "edsr"', 'name = "dan"'))
+    proc = subprocess.run([sys.executable, "-m", "rumpy.cli.train", "--parameters", str(path)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == "(8 problems)"
+    assert "model.name: unknown model 'dan'" in proc.stderr
     assert not (tmp_path / "Results").exists()

@@ -229,3 +229,90 @@ def test_output_folder_must_be_new_or_empty(tmp_path, hr_dir):
         run(read_pipeline(None, "downsample", {"hr": str(hr_dir), "out": str(out)}))
     with pytest.raises(ConfigError, match="inside the HR folder"):
         run(read_pipeline(None, "downsample", {"hr": str(hr_dir), "out": str(hr_dir / "lr")}))
+
+
+@pytest.mark.parametrize("out, flags, message", [
+    ("afile", [], "afile is a file, not a folder"),
+    ("afile/x", [], "afile is a file, so"),
+    ("new", ["--seed", "-3"], "seed: expected an integer from 0 to 2**32 - 1, got -3"),
+])
+def test_bad_output_folders_and_seeds_are_one_line_errors(tmp_path, hr_dir, caplog, out, flags,
+                                                          message):
+    (tmp_path / "afile").write_text("mine")
+    with caplog.at_level("ERROR"):
+        assert rumpy_main(["degrade", "--hr", str(hr_dir), "--out", str(tmp_path / out),
+                           "--pipeline", "downsample", *flags]) == 2
+    assert message in caplog.text and "Traceback" not in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing made
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_an_interrupted_degrade_leaves_no_output_behind(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    photo = data.astronaut()
+    for i in range(40):
+        write_png(hr / f"{i:03d}.png", np.ascontiguousarray(photo[i * 8: i * 8 + 96, :96]))
+    proc = subprocess.Popen([sys.executable, "-m", "rumpy.cli.main", "degrade", "--hr", str(hr),
+                             "--out", str(tmp_path / "lr"), "--pipeline", "blur-downsample"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300  # the first LR image in the hidden folder, then Ctrl+C
+    while not list(tmp_path.glob(".lr.partial-*/*.png")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr"]
+    # the folder is free for the next run (a quick pipeline: the blur's PCA fit takes ~20 s)
+    assert rumpy_main(["degrade", "--hr", str(hr), "--out", str(tmp_path / "lr"),
+                       "--pipeline", "downsample"]) == 0
+    assert len(list((tmp_path / "lr").glob("*.png"))) == 40
+
+
+def test_realesrgan_preset_draws_real_esrgans_kernel_distribution(tmp_path, hr_dir):
+    from rumpy.data.degrade.blur import RealESRGANBlur
+
+    op = RealESRGANBlur({"preset": "realesrgan"}, 1, "t", "b")
+    rng = np.random.default_rng(0)
+    drawn = [op.sample(rng) for _ in range(8000)]
+    kinds = [p["kernel_type"] for p in drawn]
+    # sinc with its probability 0.1, then the six families by Real-ESRGAN's weights
+    assert abs(kinds.count("sinc") / len(kinds) - 0.1) < 0.015
+    for kind, weight in zip(op.options["kernel_range"], op.options["kernel_probabilities"]):
+        assert abs(kinds.count(kind) / len(kinds) - 0.9 * weight) < 0.02, kind
+    # a shape beta either side of 1 with equal chance (a uniform draw over [0.5, 4] gives 0.14)
+    betas = np.array([p["beta_g"] for p in drawn if p["kernel_type"].startswith("generalized")])
+    assert abs(np.mean(betas < 1) - 0.5) < 0.05 and betas.min() >= 0.5 and betas.max() <= 4
+    # supports 7..21 drawn uniformly, every kernel padded to 21x21 and summing to 1
+    supports = [p["support"] for p in drawn]
+    assert sorted(set(supports)) == list(range(7, 22, 2))
+    assert all(abs(supports.count(k) / len(supports) - 1 / 8) < 0.02 for k in set(supports))
+    small = next(p for p in drawn if p["support"] == 7 and p["kernel_type"] == "iso")
+    kernel = op.kernel(small)
+    assert kernel.shape == (21, 21) and abs(kernel.sum() - 1) < 1e-9
+    assert not kernel[:7].any() and not kernel[:, :7].any()  # the support is 7x7
+    # a sinc kernel's cut-off: [pi/3, pi] below a 13-pixel support, [pi/5, pi] from 13 on
+    sincs = [p for p in drawn if p["kernel_type"] == "sinc"]
+    assert all(p["omega_c"] >= math.pi / 3 for p in sincs if p["support"] < 13)
+    assert min(p["omega_c"] for p in sincs if p["support"] >= 13) < math.pi / 3
+    # the second degradation's preset: narrower Gaussians
+    assert RealESRGANBlur({"preset": "realesrgan2"}, 1, "t", "b").bounds["sigma_x"] == (0.2, 1.5)
+    # through rumpy degrade: every LR image is rebuilt exactly from its CSV row (support too)
+    text = ('pipeline = [["realesrganblur", "b"], ["downsample", "d"]]\nscale = 2\nseed = 4\n'
+            'multiples = 4\n[deg_configs.b]\npreset = "realesrgan"\nrequest_pca_kernels = false\n'
+            '[deg_configs.d]\n')
+    out = _run(tmp_path, hr_dir, "re", text)
+    steps = read_pipeline(out / "degradation_config.toml", overrides={"hr": ".", "out": "."}).steps
+    rows = _rows(out)
+    assert "0-realesrganblur-support" in rows[0]
+    for row in rows:
+        hr = read_rgb(hr_dir / (row["image"].rsplit("_q", 1)[0] + ".png"))
+        assert np.array_equal(reapply(hr, steps, row), read_rgb(out / row["image"]))
+    with pytest.raises(ConfigError, match="unknown preset 'realesrgn'; did you mean 'realesrgan'"):
+        RealESRGANBlur({"preset": "realesrgn"}, 1, "t", "b")

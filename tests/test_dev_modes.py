@@ -77,7 +77,8 @@ def test_overfit_drives_the_loss_down_by_orders_of_magnitude(tmp_path):
         type = "arrays"
         file = "{tmp_path / 'points.npz'}"
         """))
-    assert train_main(["--parameters", str(path), "--overfit"]) == 0
+    assert train_main(["--parameters", str(path), "--overfit", "--save_loc",
+                       str(tmp_path / "Results")]) == 0
     summary = rows(tmp_path / "Results" / "over")
     first, last = summary[0], summary[-1]
     assert float(last["train-loss"]) < float(first["train-loss"]) / 100
@@ -87,12 +88,21 @@ def test_overfit_drives_the_loss_down_by_orders_of_magnitude(tmp_path):
     assert len(per_sample) == 1 + 16 and per_sample[1].startswith("overfit,sample_0,")
 
 
-def test_overfit_for_super_resolution_validates_on_the_training_patches(write_config, tmp_path):
+def test_overfit_for_super_resolution_validates_on_the_training_patches(write_config, tmp_path,
+                                                                      caplog):
     path = write_config(num_epochs=3, extra_training='logging = "text"')
+    # a check beside the config's real run: its folder goes to a temporary folder
+    (tmp_path / "Results" / "tiny").mkdir(parents=True)
+    caplog.set_level("INFO")
     assert train_main(["--parameters", str(path), "--overfit"]) == 0
-    summary = rows(tmp_path / "Results" / "tiny")
+    assert list((tmp_path / "Results").iterdir()) == [tmp_path / "Results" / "tiny"]
+    where = Path(caplog.text.split("--overfit: the run folder goes to ")[1].split()[0])
+    assert rows(where / "tiny")
+    assert train_main(["--parameters", str(path), "--overfit", "--save_loc",
+                       str(tmp_path / "Results"), "--experiment_name", "over"]) == 0
+    summary = rows(tmp_path / "Results" / "over")
     assert "val-PSNR" in summary[0] and float(summary[-1]["val-PSNR"]) > float(summary[0]["val-PSNR"])
-    per_image = (tmp_path / "Results" / "tiny" / "result_outputs" /
+    per_image = (tmp_path / "Results" / "over" / "result_outputs" /
                  "per_image_epoch_3.csv").read_text().strip().splitlines()
     assert [line.split(",")[:2] for line in per_image[1:]] == [["overfit", f"patch_{i}"]
                                                               for i in range(4)]

@@ -76,12 +76,18 @@ def test_two_processes_equal_one_at_the_same_global_batch(write_config, tmp_path
     assert len(load_checkpoint(b / "saved_models" / "epoch_3.pt")["rng_ranks"]) == 2
 
 
-def test_a_batch_that_does_not_split_is_a_one_line_error(write_config, tmp_path):
+@pytest.mark.parametrize("edit, message", [
+    (("batch_size = 4", "batch_size = 3"), "data.batch_size: expected a multiple of the 2 "
+                                           "processes"),
+    (('logging = "text"', 'logging = "text"\nsync_bn = true'),
+     "training.sync_bn: SyncBatchNorm runs on CUDA GPUs only"),
+])
+def test_a_batch_that_does_not_split_is_a_one_line_error(write_config, tmp_path, edit, message):
     path = config(write_config, "odd", epochs=1)
-    path.write_text(path.read_text().replace("batch_size = 4", "batch_size = 3"))
+    path.write_text(path.read_text().replace(*edit))
     proc = torchrun(path)
     assert proc.returncode != 0
-    assert "data.batch_size: expected a multiple of the 2 processes" in proc.stdout + proc.stderr
+    assert message in proc.stdout + proc.stderr
     # torchrun itself reports a failed worker with its own traceback; none comes from rumpy
     # (the package's own folder: a clone may itself be called rumpy/, with torch inside it)
     package = str(Path(__file__).resolve().parents[1] / "rumpy") + os.sep
@@ -193,3 +199,33 @@ def test_gan_with_ema_two_processes_equal_one(write_config, tmp_path):
                    (pa["discriminator"]["model"], pb["discriminator"]["model"])):
         worst = max((float((a_[k].float() - b_[k].float()).abs().max()), k) for k in a_)
         assert worst[0] < 1e-5, worst
+
+
+@pytest.mark.slow
+def test_ranks_stop_and_save_when_the_launcher_is_killed(write_config, tmp_path):
+    """kill -9 of torchrun alone: its ranks get SIGTERM (they die with their parent), agree to
+    stop, save one mid-epoch checkpoint and exit; nothing goes on training unsupervised."""
+    path = config(write_config, "orphans", epochs=4, repeat=30)
+    node = tmp_path / "Results" / "orphans"
+    proc = torchrun(path, wait=False)
+    _wait_for(lambda: (node / "saved_models" / "epoch_1.pt").exists(), proc)
+    ranks = descendants(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)  # the launcher only
+    proc.wait(timeout=60)
+    deadline = time.time() + 300
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() and
+                                         "zombie" not in _state(p) for p in ranks):
+        time.sleep(0.1)
+    assert not [p for p in ranks if Path(f"/proc/{p}").exists() and "zombie" not in _state(p)]
+    status = json.loads((node / "status.json").read_text())
+    assert status["state"] == "interrupted", status
+    assert status["stop_reason"].startswith("stopped (Ctrl+C/SIGTERM)")  # and saved
+    assert ((node / "saved_models" / "interrupted.pt").exists()
+            or "after epoch" in status["stop_reason"])
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"

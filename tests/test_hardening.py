@@ -216,12 +216,32 @@ def test_damaged_summary_is_rebuilt_from_checkpoints(whole_and_damaged, damage, 
 def test_unverifiable_or_misnamed_checkpoints_are_refused(whole_and_damaged, caplog):
     from conftest import no_timing
     path, whole, node = whole_and_damaged
+    from conftest import same_weights, weights
     models = node / "saved_models"
-    (models / "epoch_2.pt.sha256").unlink()  # cannot be verified: not used, the previous one is
+    # an intact checkpoint whose checksum file was deleted: verified by the CRC-32 of every
+    # record inside it, used, and its checksum file written again
+    sidecar = models / "epoch_2.pt.sha256"
+    digest = sidecar.read_text()
+    sidecar.unlink()
     assert _continue(path) == 0
-    assert "epoch_2.pt: its checksum file epoch_2.pt.sha256 is missing" in caplog.text
-    assert "epoch_2.pt.corrupt" in [p.name for p in models.iterdir()]
+    assert "every record inside it passed its CRC-32 check" in caplog.text
+    assert sidecar.read_text() == digest
+    assert not [p.name for p in models.iterdir() if p.name.endswith(".corrupt")]
     assert no_timing(rows(node)) == no_timing(rows(whole))
+    assert same_weights(weights(node, 3), weights(whole, 3))
+    # damaged bytes and no checksum file: refused, named
+    data = bytearray((models / "epoch_3.pt").read_bytes())
+    for i in range(len(data) // 3, 2 * len(data) // 3, 97):
+        data[i] ^= 0xFF
+    (models / "epoch_3.pt").write_bytes(bytes(data))
+    (models / "epoch_3.pt.sha256").unlink()
+    (models / "last.pt").unlink()
+    (models / "last.pt.sha256").unlink()
+    with pytest.raises(ConfigError, match="epoch_3.pt: its checksum file epoch_3.pt.sha256 is "
+                                          "missing and the file fails its own integrity check"):
+        prepare(load_config(path, {"experiment_name": "damaged", "continue_from_epoch": 3,
+                                   "new_branch": True}))
+    (models / "epoch_3.pt").write_bytes((whole / "saved_models" / "epoch_3.pt").read_bytes())
     # a checkpoint copied over another epoch's (with its checksum) is refused, named
     for suffix in ("", ".sha256"):
         (models / f"epoch_3.pt{suffix}").write_bytes((models / f"epoch_1.pt{suffix}").read_bytes())
@@ -313,6 +333,9 @@ def test_leftover_temp_files_are_cleaned_and_files_keep_the_umask(write_config, 
         assert stat.S_IMODE(f.stat().st_mode) & 0o664 == 0o664, f
     leftovers = [node / "result_outputs" / ".summary.csv.k3j4.tmp",
                  node / "saved_models" / ".epoch_2.pt.x9.tmp", node / ".status.json.a1.tmp"]
+    samples = sorted((node / "result_outputs").glob("epoch_*_samples"))
+    assert samples
+    leftovers.append(samples[0] / ".chelsea_0.png.q7.tmp")  # a sample killed mid-write
     for f in leftovers:
         f.write_bytes(b"half a write")
     mine = node / "result_outputs" / "notes.tmp"  # not rumpy's pattern: left alone
@@ -552,3 +575,55 @@ def test_found_by_the_adversarial_campaign(write_config, tmp_path, tiny_sets, ca
     assert rumpy_main(["export", str(node), "-o", str(tmp_path / "Results")]) == 2
     assert (node / "config.toml").read_bytes() == config
     assert rumpy_main(["export", str(node), "-o", str(tmp_path / "new" / "dir" / "all.csv")]) == 0
+
+
+@pytest.mark.parametrize("where", ["tiny/train.log", "tiny/.tree.lock", ".tiny.start.lock"])
+def test_a_folder_where_rumpy_keeps_a_file_is_a_one_line_error(write_config, tmp_path, caplog,
+                                                               where):
+    cfg = write_config(num_epochs=1, extra_training='logging = "text"')
+    assert train_main(["--parameters", str(cfg)]) == 0
+    path = tmp_path / "Results" / where
+    if path.exists():
+        path.rename(path.with_name(path.name + ".moved"))
+    path.mkdir()
+    (path / "x").write_text("someone's")
+    caplog.clear()
+    assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "last",
+                       "--num_epochs", "2"]) == 2
+    assert f"{path}" in caplog.text and "Traceback" not in caplog.text
+    assert "lock file" in caplog.text or "log file" in caplog.text
+    node = tmp_path / "Results" / "tiny"
+    assert not (node / "saved_models" / "epoch_2.pt").exists()
+    assert (path / "x").read_text() == "someone's"
+    assert _status(node)["state"] == "finished"
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_lost_config_toml_is_recovered_from_the_checkpoints(write_config, tmp_path, caplog,
+                                                              damage):
+    cfg = write_config(num_epochs=2, extra_training='logging = "text"')
+    assert train_main(["--parameters", str(cfg)]) == 0
+    node = tmp_path / "Results" / "tiny"
+    config = node / "config.toml"
+    whole = config.read_text()
+    if damage == "deleted":
+        config.unlink()
+    else:  # cut in half: valid TOML that lacks [model] and [data]
+        config.write_text(whole[: whole.index("[model]")])
+    caplog.clear()
+    assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "last",
+                       "--num_epochs", "3"]) == 0
+    assert "the config is recovered from" in caplog.text
+    assert "architecture" not in caplog.text
+    assert [int(r["epoch"]) for r in rows(node)] == [1, 2, 3]
+    assert config.read_text().replace("num_epochs = 3", "num_epochs = 2") == whole
+    # nothing to recover from: one line, nothing written
+    config.unlink()
+    for path in (node / "saved_models").iterdir():
+        path.unlink()
+    caplog.clear()
+    assert train_main(["--parameters", str(cfg), "--continue_from_epoch", "last",
+                       "--num_epochs", "4"]) == 2
+    assert "config.toml is missing, and no verified checkpoint of the node holds its config" \
+        in caplog.text
+    assert not config.exists()

@@ -46,6 +46,32 @@ def test_psnr_ssim_y_channel_match_skimage(scale):
         assert abs(float(ssim[i]) - ref_ssim) < 1e-4
 
 
+def test_a_greyscale_image_is_scored_on_its_grey_values_as_the_papers_do():
+    """Set14's bridge.png is greyscale: the papers' MATLAB scripts score such an image on its
+    grey values; its studio-swing luma (BasicSR's way, `metric_grey = "luma"`) compresses the
+    errors by 219/255 and adds 1.32 dB. A colour image in the same batch is scored as before."""
+    from rumpy.metrics.sr import prepare_pair
+    rng = np.random.default_rng(3)
+    grey = data.camera()[100:164, 200:264]  # a real greyscale photo, expanded to RGB
+    hr_g = np.repeat(grey[..., None], 3, axis=2)
+    sr_g = np.repeat(np.clip(grey.astype(int) + rng.integers(-9, 10, grey.shape), 0, 255)
+                     .astype(np.uint8)[..., None], 3, axis=2)
+    sr_c, hr_c = _pair(1)
+    sr, hr = _batch(sr_g, sr_c), _batch(hr_g, hr_c)
+    psnr, ssim = METRICS.get("psnr")(), METRICS.get("ssim")()
+    own = prepare_pair(sr, hr, "y", 2, "own")
+    luma = prepare_pair(sr, hr, "y", 2, "luma")
+    g_sr, g_hr = sr_g[2:-2, 2:-2, 0], hr_g[2:-2, 2:-2, 0]
+    assert abs(float(psnr(*own)[0]) - peak_signal_noise_ratio(g_hr, g_sr, data_range=255)) < 1e-4
+    ref_ssim = structural_similarity(g_hr.astype(float), g_sr.astype(float), data_range=255,
+                                     gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    assert abs(float(ssim(*own)[0]) - ref_ssim) < 1e-4
+    gain = float(psnr(*luma)[0]) - float(psnr(*own)[0])
+    assert abs(gain - 20 * np.log10(255 / 219)) < 1e-4  # 1.32 dB
+    for a, b in zip(own, luma):  # the colour image: studio-swing luma either way
+        assert torch.equal(a[1], b[1])
+
+
 def test_rgb_and_no_crop_options_match_skimage():
     s, h = _pair(7)
     sr, hr = _batch(s), _batch(h)

@@ -19,6 +19,8 @@ TINY = {
     "sftmd": {"num_features": 8, "num_blocks": 2},
     "qedsr": {"num_features": 8, "num_blocks": 2, "q_layer_nonlinearity": True},
     "qrcan": {"num_groups": 2, "num_blocks": 2, "num_features": 16, "reduction": 4},
+    "qhan": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
+    "qsan": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
     "rrdbnet": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},  # x2 and x4 (as published)
 }
 

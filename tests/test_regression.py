@@ -415,3 +415,23 @@ def test_fixed_shape_model_on_other_eval_sizes_is_refused(tmp_path, regression_d
         prepare(load_config(path))
     path.write_text(path.read_text() + "crop = 24\n")  # the same crop: accepted
     assert prepare(load_config(path)).task.model_kwargs()["input_shape"] == [3, 24, 24]
+
+
+def test_a_model_drawing_random_numbers_continues_exactly(write, tmp_path):
+    """Dropout draws from the global RNG every step: a continue (from an epoch, and from a
+    Ctrl+C mid-epoch checkpoint) must hand it the stream the uninterrupted run had, and save
+    the same RNG state at its next checkpoint."""
+    arch = "hidden_sizes = [32, 32]\ndropout = 0.3"
+    path = write(epochs=3, arch=arch)
+    assert train_main(["--parameters", str(path), "--experiment_name", "whole"]) == 0
+    assert train_main(["--parameters", str(path), "--experiment_name", "cut",
+                       "--num_epochs", "1"]) == 0
+    assert train_main(["--parameters", str(path), "--experiment_name", "cut",
+                       "--continue_from_epoch", "last"]) == 0
+    whole, cut = tmp_path / "Results" / "whole", tmp_path / "Results" / "cut"
+    assert no_timing(rows(cut)) == no_timing(rows(whole))
+    for epoch in (2, 3):
+        assert same_weights(weights(cut, epoch), weights(whole, epoch))
+        a = load_checkpoint(whole / "saved_models" / f"epoch_{epoch}.pt")["rng"]
+        b = load_checkpoint(cut / "saved_models" / f"epoch_{epoch}.pt")["rng"]
+        assert torch.equal(a["torch"], b["torch"]), epoch

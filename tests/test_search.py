@@ -203,3 +203,23 @@ def test_search_from_a_node_fine_tunes_its_weights(write_config, tmp_path):
     assert lineage["source"] == str((tmp_path / "Results" / "base").resolve())
     assert lineage["epoch"] == 1
     assert status(node)["state"] == "finished"
+
+
+def test_a_search_runs_as_submitit_jobs_sharing_the_journal(write_config, tmp_path):
+    """Cluster jobs (submitit's local executor stands in for Slurm: the same pickled worker)
+    draw trials from one journal: every trial trains once, in its own node."""
+    pytest.importorskip("submitit")
+    path = search_file(write_config, SEARCH.replace("n_trials = 6", "n_trials = 3"),
+                       num_epochs=1)
+    assert rumpy_main(["sweep", str(path), "--launcher", "submitit-local", "--workers", "2",
+                       "--no-table"]) == 0
+    folder = tmp_path / "Results" / "sw"
+    assert (folder / ".submitit").is_dir()
+    study = optuna.load_study(study_name="sw", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(folder / "optuna.journal"))))
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    for t in trials:
+        node = folder / f"trial={t.number},seed=1"
+        assert starts(node) == 1 and status(node)["optuna_trial"] == t.number

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import no_timing, rows, same_weights, weights
 
 from rumpy.cli.main import main as rumpy_main
@@ -54,6 +55,14 @@ def tree_files(folder: Path, skip: str | None = None) -> dict[str, str]:
     return out
 
 
+def same_rng(a: Path, b: Path, epoch: int) -> bool:
+    """The global random state two nodes saved after `epoch`: torch's, numpy's, Python's."""
+    ra, rb = (load_checkpoint(n / "saved_models" / f"epoch_{epoch}.pt")["rng"] for n in (a, b))
+    return (torch.equal(ra["torch"], rb["torch"]) and ra["python"] == rb["python"]
+            and torch.equal(ra["numpy"]["keys"], rb["numpy"]["keys"])
+            and ra["numpy"]["pos"] == rb["numpy"]["pos"])
+
+
 @pytest.fixture
 def cfg(write_config):
     return write_config(num_epochs=4, extra_params=STEP_LR)
@@ -68,6 +77,7 @@ def test_continue_equals_uninterrupted(cfg, tmp_path):
     assert len(rows(split)) == 4
     for epoch in (2, 4):
         assert same_weights(weights(whole, epoch), weights(split, epoch))
+    assert same_rng(whole, split, 4)  # a model drawing random numbers would go on alike
     assert json.loads((split / "status.json").read_text())["state"] == "finished"
 
 
@@ -160,6 +170,7 @@ def test_sigkill_mid_epoch_then_continue_is_exact(write_config, tmp_path):
     assert train(path, "--experiment_name", "killed", "--continue_from_epoch", "last") == 0
     assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
     assert same_weights(weights(node, 3), weights(tmp_path / "Results" / "whole", 3))
+    assert same_rng(node, tmp_path / "Results" / "whole", 3)
 
 
 def test_ctrl_c_saves_and_continue_is_exact(write_config, tmp_path):
@@ -179,6 +190,7 @@ def test_ctrl_c_saves_and_continue_is_exact(write_config, tmp_path):
     assert train(path, "--experiment_name", "stopped", "--continue_from_epoch", "last") == 0
     assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
     assert same_weights(weights(node, 3), weights(tmp_path / "Results" / "whole", 3))
+    assert same_rng(node, tmp_path / "Results" / "whole", 3)
     assert not (node / "saved_models" / "interrupted.pt").exists()
 
 

@@ -58,6 +58,8 @@ def _models(args: argparse.Namespace) -> int:
                 pre = "bicubic-upsampled input" if getattr(cls, "pre_upsampled", False) \
                     else "LR input"
                 about = f"scales {scales or 'any'}; {pre}"
+                if getattr(cls, "takes_metadata", False):
+                    about += " + degradation metadata"
             else:
                 about = "inputs from the data"
             origin = MODELS.origin(name, tasks)

@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Nam
                      "validation batches, anomaly detection, gradient norms; the run folder goes "
                      "to a temporary folder unless --save_loc is given")
     dev.add_argument("--overfit", action="store_true", help="train and validate on one fixed "
-                     "batch: the loss should fall by orders of magnitude")
+                     "batch: the loss should fall by orders of magnitude; the run folder goes "
+                     "to a temporary folder unless --save_loc is given")
     tree = parser.add_argument_group("result tree (each also a [training] key)")
     tree.add_argument("--continue_from_epoch", type=epoch, metavar="N|last|best",
                       help="continue (or fork) from this epoch of the node at --branch_root")
@@ -59,21 +60,24 @@ def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Nam
 
 
 def _presets(args: argparse.Namespace) -> dict:
-    """The keys --dev and --overfit set (beneath explicit flags and overrides)."""
+    """The keys --dev and --overfit set (beneath explicit flags and overrides). Both are checks,
+    not results: their run folder goes to a new temporary folder (unless --save_loc), so they
+    never collide with, or pose as, the config's real run."""
     out = {}
     if args.dev:
         out.update({k: ("--dev", v) for k, v in (
             ("training.num_epochs", 5), ("training.limit_train_batches", 10),
             ("training.limit_eval_batches", 10), ("training.detect_anomaly", True),
             ("training.log_grad", True))})
-        if args.save_loc is None:
-            import tempfile
-            where = tempfile.mkdtemp(prefix="rumpy-dev-")
-            out["experiment_save_loc"] = ("--dev", where)
-            log.info("--dev: the run folder goes to %s (give --save_loc to keep it elsewhere)",
-                     where)
     if args.overfit:
         out["training.overfit"] = ("--overfit", True)
+    mode = "--dev" if args.dev else "--overfit" if args.overfit else None
+    if mode and args.save_loc is None:
+        import tempfile
+        where = tempfile.mkdtemp(prefix=f"rumpy-{mode[2:]}-")
+        out["experiment_save_loc"] = (mode, where)
+        log.info("%s: the run folder goes to %s (give --save_loc to keep it elsewhere)", mode,
+                 where)
     return out
 
 

@@ -15,6 +15,7 @@ from ..utils.names import MAX_BYTES, name_problem
 from .compose import Composed, compose, read_toml
 from .errors import ConfigError
 from .legacy import log_notes, translate
+from .node_location import node_location
 from .placeholders import expand_placeholders
 from .schema import RunConfig
 
@@ -260,6 +261,8 @@ class TaskSpec(Protocol):
     dataset_kinds: tuple[str, ...]      # the first is a data table's default `type`
     config_defaults: dict[str, Any]     # key path -> default, for the per_task keys it uses
 
+    def model_name_problem(self, name: str) -> str | None: ...
+
 
 class Catalog(Protocol):
     """The components a config may name, handed to the loader by the layer above (the config
@@ -311,6 +314,7 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     path = Path(path)
     flags = {CLI_OVERRIDES[flag]: (f"--{flag}", value) for flag, value in (overrides or {}).items()
              if value is not None}
+    presets = {**node_location(path), **(presets or {})}  # --dev's save location wins
     composed = compose(path, tuple(cfg_defaults), tuple(key_overrides), flags, values, presets)
     raw = composed.table
     for name in ignore:
@@ -334,6 +338,11 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     for key_path, message in legacy.problems:
         builder.problems.append(ConfigError(composed.origin(key_path, source), key_path, message))
     cfg: RunConfig = builder.build(RunConfig, raw, "")
+    if builder.problems and isinstance(cfg.model.name, str) and cfg.model.name:
+        problem = spec.model_name_problem(cfg.model.name)  # in the report of every problem
+        if problem:
+            builder.problems.append(ConfigError(composed.origin("model.name", source),
+                                                "model.name", problem))
     if builder.problems:
         raise ConfigError.report(builder.problems)
     cfg.source = source

@@ -74,6 +74,11 @@ class TrainingConfig:
                                      choices=("y", "rgb"), per_task=True)
     metric_crop_border: bool | None = opt(None, "crop `scale` pixels from each border before "
                                                 "PSNR/SSIM", per_task=True)
+    metric_grey: str | None = opt(None, "with metric_channel = 'y', a greyscale image (its HR's "
+                                        "channels equal) is scored on its own grey values "
+                                        "('own', the SR papers' MATLAB protocol) or on the luma "
+                                        "of its RGB expansion ('luma', as BasicSR)",
+                                  choices=("own", "luma"), per_task=True)
     stop_on_divergence: bool = opt(True, "a non-finite training loss stops the run (state "
                                          "'diverged'; the last good checkpoint is kept)")
     log_grad: bool = opt(False, "the gradient norm's mean and max over each epoch's steps as "

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import random
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 FORMAT = 2
@@ -121,8 +125,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         expected = sidecar.read_text().split()[0]
     except FileNotFoundError:
-        raise CorruptCheckpoint(f"{path}: its checksum file {sidecar.name} is missing, so it "
-                                f"cannot be verified") from None
+        expected = _restore_sidecar(path, data)
     except (OSError, ValueError, IndexError):
         raise CorruptCheckpoint(f"{path}: its checksum file {sidecar.name} is empty or "
                                 f"unreadable") from None
@@ -138,6 +141,31 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         raise CorruptCheckpoint(f"{path}: holds epoch {state.get('epoch')}, not the epoch of its "
                                 f"name (a copy of another checkpoint?)")
     return state
+
+
+def _restore_sidecar(path: Path, data: bytes) -> str:
+    """A checkpoint whose checksum file was deleted (never by a kill: the checksum is written
+    first) is verified by the CRC-32 that torch.save's zip format keeps for every record, and
+    its checksum file is written again. Returns its digest; CorruptCheckpoint when a record
+    fails its CRC."""
+    sidecar = path.with_name(path.name + ".sha256")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        bad = f"({exc})"
+    if bad is not None:
+        raise CorruptCheckpoint(f"{path}: its checksum file {sidecar.name} is missing and the "
+                                f"file fails its own integrity check at {bad}")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        atomic_write_text(sidecar, f"{digest}  {path.name}\n")
+        done = "written again"
+    except OSError:
+        done = "not written (read-only?)"
+    log.warning("%s: its checksum file was missing; every record inside it passed its CRC-32 "
+                "check, so it is used and its checksum file %s", path, done)
+    return digest
 
 
 def is_weights_only(state: dict) -> bool:

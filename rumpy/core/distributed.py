@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as torch_dist
+
+from ..utils.process import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,9 @@ def init(gpu: str) -> Dist:
         torch.cuda.set_device(local)
     if not torch_dist.is_initialized():
         torch_dist.init_process_group("nccl" if cuda else "gloo")
+    # The launcher killed (kill -9 of torchrun, a job's cleanup) must not leave the ranks
+    # training unsupervised: its death is a SIGTERM to each, which saves and stops them.
+    die_with_parent(signal.SIGTERM)
     return Dist(rank, world, local)
 
 

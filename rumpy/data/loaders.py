@@ -131,5 +131,7 @@ def flatten_crops(samples: list[dict]) -> dict:
 
 
 def eval_loader(dataset: Dataset, sizes: list, batch_size: int, pin_memory: bool) -> DataLoader:
+    # its own generator: each pass would otherwise draw a seed from the global RNG, and the
+    # passes a continue makes (baseline, validation) would shift the training's random stream
     return DataLoader(dataset, batch_sampler=eval_batches(sizes, batch_size), num_workers=0,
-                      pin_memory=pin_memory)
+                      pin_memory=pin_memory, generator=torch.Generator())

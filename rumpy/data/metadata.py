@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -80,10 +81,7 @@ def read_metadata(cfg: RunConfig, where: str, ds, lr_paths: list[Path]) -> np.nd
     csv_path = metadata_csv(cfg, ds)
     if not csv_path.is_file():
         raise ConfigError(src, f"{where}.degradation_metadata", f"file not found: {csv_path}")
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = list(reader.fieldnames or [])
-        rows = list(reader)
+    columns, rows = _read_csv(src, f"{where}.degradation_metadata", csv_path)
     if "image" not in columns:
         raise ConfigError(src, f"{where}.degradation_metadata",
                           f"{csv_path} has no 'image' column (a rumpy degrade CSV expected)")
@@ -100,7 +98,8 @@ def read_metadata(cfg: RunConfig, where: str, ds, lr_paths: list[Path]) -> np.nd
             raise ConfigError(src, f"{where}.degradation_metadata",
                               f"image {path.name} has no row in {csv_path}")
         image_rows.append(row)
-    ranges = _column_ranges(rows, chosen, _ranges(csv_path))
+    configured = _ranges(csv_path)
+    ranges = _column_ranges(rows, chosen, configured)
     values = np.zeros((len(lr_paths), len(chosen)), dtype=np.float64)
     for i, (path, row) in enumerate(zip(lr_paths, image_rows)):
         for j, column in enumerate(chosen):
@@ -110,6 +109,12 @@ def read_metadata(cfg: RunConfig, where: str, ds, lr_paths: list[Path]) -> np.nd
                 raise ConfigError(src, f"{where}.metadata",
                                   f"image {path.name}: {column} is {row[column]!r} in "
                                   f"{csv_path}, not a number") from None
+            low, high = configured.get(column, (-math.inf, math.inf))
+            if not low - 1e-6 * abs(low) <= values[i, j] <= high + 1e-6 * abs(high):
+                raise ConfigError(src, f"{where}.metadata",
+                                  f"image {path.name}: {column} is {row[column]} in {csv_path}, "
+                                  f"outside the range [{low}, {high}] of the {CONFIG_NAME} "
+                                  f"beside it (the CSV and the pipeline that made it disagree)")
     scalars = iter(normalise(values, [ranges[c] for c in chosen]).T)
     parts = []
     for name in ds.metadata:
@@ -121,6 +126,19 @@ def read_metadata(cfg: RunConfig, where: str, ds, lr_paths: list[Path]) -> np.nd
         else:
             parts.append(next(scalars)[:, None])
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _read_csv(src: str, key: str, csv_path: Path) -> tuple[list[str], list[dict]]:
+    """(columns, rows) of a metadata CSV; a file that is not UTF-8 CSV is a one-line error."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or []), list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(src, key, f"{csv_path} is not a CSV file rumpy degrade wrote "
+                                    f"({type(exc).__name__}: {exc})"[:300]) from None
+    except OSError as exc:
+        raise ConfigError(src, key, f"cannot read {csv_path}: {exc.strerror or exc}") from None
 
 
 def _csv_kernels(src: str, where: str, csv_path: Path, columns: list[str], lr_paths: list[Path],
@@ -246,9 +264,7 @@ def _column_ranges(rows: list[dict], chosen: list[str], ranges: dict) -> dict:
 def metadata_ranges(cfg: RunConfig, where: str, ds) -> list[tuple[float, float]]:
     """The (low, high) each of the set's `metadata` values is normalised over."""
     csv_path = metadata_csv(cfg, ds)
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns, rows = list(reader.fieldnames or []), list(reader)
+    columns, rows = _read_csv(cfg.source, f"{where}.degradation_metadata", csv_path)
     if KERNEL in ds.metadata:
         raise ConfigError(cfg.source, f"{where}.metadata",
                           "'blur_kernel' (a kernel's PCA code) has no range in the parameters' "
@@ -313,5 +329,45 @@ def check_use(cfg: RunConfig, train: list, evals: list, takes_metadata: bool) ->
                 raise ConfigError(cfg.source, f"data.{section}.{s.name}.metadata",
                                   f"set {s.name} gives {names[s.name]}, the model takes "
                                   f"{wanted} (every set the same, in the same order)")
-    elif any(names.values()):
-        log.warning("%s takes no metadata: the sets' metadata keys are ignored", cfg.model.name)
+    else:
+        given = next((s for s in train + evals if names[s.name]), None)
+        if given is not None:  # metadata the model never sees is surely a mistake
+            section = "training_sets" if given in train else "eval_sets"
+            raise ConfigError(cfg.source, f"data.{section}.{given.name}.metadata",
+                              f"{cfg.model.name} takes no degradation metadata; remove metadata "
+                              f"or choose a conditioned model (`rumpy models` marks them)")
+
+
+def normalisation(cfg: RunConfig, where: str, ds) -> dict | None:
+    """What a set's metadata values mean to the model: each named column's [low, high] and, for
+    `blur_kernel`, the kernel PCA basis (its digest). A node keeps it in its checkpoints, so a
+    continue that would read the same files differently (a degradation_config.toml removed, a
+    basis refitted) is refused instead of training on silently renormalised inputs."""
+    if not getattr(ds, "metadata", None) or getattr(ds, "degradations", None):
+        return None  # online sets draw their metadata from their own config
+    csv_path = metadata_csv(cfg, ds)
+    columns, rows = _read_csv(cfg.source, f"{where}.degradation_metadata", csv_path)
+    chosen = [_column(cfg.source, where, n, columns, csv_path) for n in ds.metadata if n != KERNEL]
+    ranges = _column_ranges(rows, chosen, _ranges(csv_path))
+    out: dict = {"columns": chosen, "ranges": [list(map(float, ranges[c])) for c in chosen]}
+    if KERNEL in ds.metadata:
+        import hashlib
+
+        basis = kernel_basis(cfg, where, ds)
+        digest = hashlib.sha256()
+        for array in (basis.mean, basis.components, basis.code_min, basis.code_max):
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        out["kernel_pca_sha256"] = digest.hexdigest()
+    return out
+
+
+def normalisation_change(before: dict, now: dict) -> str | None:
+    """How a set's metadata normalisation changed since a checkpoint (None: unchanged)."""
+    if before.get("columns") != now.get("columns"):
+        return f"its columns were {before.get('columns')}, now {now.get('columns')}"
+    for column, old, new in zip(now["columns"], before.get("ranges", []), now["ranges"]):
+        if not np.allclose(old, new, rtol=1e-9, atol=0):
+            return f"{column} was normalised over {old}, now over {new}"
+    if before.get("kernel_pca_sha256") != now.get("kernel_pca_sha256"):
+        return "its blur_kernel codes come from another kernel PCA basis (kernel_pca.npz)"
+    return None

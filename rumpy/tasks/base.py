@@ -74,15 +74,9 @@ class Task:
         """Checks that need the registries: the model serves this task and takes these
         parameters, the metrics are this task's."""
         cfg = self.cfg
-        mine = self.model_names()
-        if cfg.model.name not in MODELS:
-            self.fail("model.name", f"unknown model {cfg.model.name!r}"
-                                    f"{did_you_mean(cfg.model.name, mine)} ({self.name} models: "
-                                    f"{', '.join(mine)})")
-        if not MODELS.serves(cfg.model.name, self.scopes()):
-            self.fail("model.name", f"{cfg.model.name!r} is a {'/'.join(model_tasks(cfg.model.name))} "
-                                    f"model, not one for task {self.name!r} (its models: "
-                                    f"{', '.join(mine)})")
+        problem = self.model_name_problem(cfg.model.name)
+        if problem:
+            self.fail("model.name", problem)
         for key, message in check_model_params(cfg.model.name, cfg.model.internal_params.arch,
                                                self.model_inputs, self.scopes()):
             self.fail(f"{IP}.{key}", message)
@@ -112,6 +106,18 @@ class Task:
     @classmethod
     def model_names(cls) -> list[str]:
         return MODELS.names(cls.scopes())
+
+    @classmethod
+    def model_name_problem(cls, name: str) -> str | None:
+        """Why `name` is not a model of this task (None when it is)."""
+        mine = cls.model_names()
+        if name not in MODELS:
+            return (f"unknown model {name!r}{did_you_mean(name, mine)} ({cls.name} models: "
+                    f"{', '.join(mine)})")
+        if not MODELS.serves(name, cls.scopes()):
+            return (f"{name!r} is a {'/'.join(model_tasks(name))} model, not one for task "
+                    f"{cls.name!r} (its models: {', '.join(mine)})")
+        return None
 
     @classmethod
     def metric_names(cls) -> list[str]:

@@ -9,7 +9,8 @@ from torch import nn
 
 from ..data.images import bicubic, to_float
 from ..data.loaders import Loaders
-from ..data.metadata import check_use as check_metadata_use, metadata_length
+from ..data.metadata import (check_use as check_metadata_use, metadata_length,
+                             normalisation, normalisation_change)
 from ..data.paired import build_eval_loaders, build_loaders, check_data, check_eval_sets
 from ..metrics.lpips import LPIPSWeightsError
 from ..models import MODELS
@@ -47,6 +48,7 @@ class SISRTask(Task):
         "training.num_samples": 3,
         "training.metric_channel": "y",
         "training.metric_crop_border": True,
+        "training.metric_grey": "own",
         "training.best_load_metric": "val-PSNR",
         "training.early_stopping_metric": "val-PSNR",
         "model.internal_params.scale": 4,
@@ -79,6 +81,28 @@ class SISRTask(Task):
         check_metadata_use(self.cfg, self._train_sets, self._eval_sets, self.takes_metadata)
         if self.gan is not None:
             self.gan.check_data()
+        # what each training set's metadata means to the model, kept in every checkpoint
+        self.metadata_norms = {}
+        for s in self._train_sets if self.takes_metadata else []:
+            norm = normalisation(self.cfg, f"data.training_sets.{s.name}", s.config)
+            if norm is not None:
+                self.metadata_norms[s.name] = norm
+
+    def state_dict(self) -> dict:
+        norms = getattr(self, "metadata_norms", None)
+        return {"metadata_normalisation": norms} if norms else {}
+
+    def check_resume(self, state: dict) -> None:
+        """The metadata must mean to the model what it meant when the checkpoint was saved."""
+        saved = (state.get("parts", {}).get("task") or {}).get("metadata_normalisation", {})
+        for name, before in saved.items():
+            now = getattr(self, "metadata_norms", {}).get(name)
+            change = normalisation_change(before, now) if now is not None else None
+            if change:
+                self.fail(f"data.training_sets.{name}.metadata",
+                          f"the node trained with other metadata: {change} (was "
+                          f"degradation_config.toml or kernel_pca.npz beside the CSV removed or "
+                          f"changed?); restore it, or start a new run")
 
     def training_samples(self) -> dict[str, int]:
         return {s.name: len(s.keys) * s.config.repeat for s in self._train_sets}
@@ -112,7 +136,7 @@ class SISRTask(Task):
                                    {s.name: set(s.config.val_example_indices)
                                     for s in self._eval_sets
                                     if fitting and getattr(s.config, "val_example_indices", None)},
-                                   dist=self.dist)
+                                   dist=self.dist, grey=t.metric_grey)
         return self.loaders
 
     def eval_order(self) -> list[tuple[str, list[str]]]:
@@ -126,7 +150,7 @@ class SISRTask(Task):
         self.loaders.evals["overfit"] = loader
         e = self.evaluator
         self.evaluator = Evaluator(e.metrics, e.scale, e.channel, bool(e.border), {"overfit": loader},
-                                   {"overfit": keys}, e.device, e.num_samples)
+                                   {"overfit": keys}, e.device, e.num_samples, grey=e.grey)
 
     def model_kwargs(self) -> dict:
         if getattr(self, "takes_metadata", False):

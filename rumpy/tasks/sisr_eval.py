@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from ..data.images import bicubic, bicubic_uint8, quantize, to_float
 from ..metrics import Metric
-from ..metrics.sr import prepare
+from ..metrics.sr import prepare_pair
 from ..core.distributed import SINGLE
 from .base import EvalResult
 
@@ -44,9 +44,10 @@ class Evaluator:
     def __init__(self, metrics: list[Metric], scale: int, channel: str, crop_border: bool,
                  loaders: dict[str, DataLoader], keys: dict[str, list[str]], device: torch.device,
                  num_samples: int, examples: dict[str, set[int]] | None = None,
-                 dist=SINGLE):
+                 dist=SINGLE, grey: str = "own"):
         self.metrics = metrics
         self.channel = channel
+        self.grey = grey
         self.border = scale if crop_border else 0
         self.loaders = loaders
         self.keys = keys
@@ -62,8 +63,7 @@ class Evaluator:
         for m in self.metrics:
             if m.protocol:
                 if prepared is None:  # luma and crop once, shared by PSNR and SSIM
-                    prepared = (prepare(sr_q, self.channel, self.border),
-                                prepare(hr, self.channel, self.border))
+                    prepared = prepare_pair(sr_q, hr, self.channel, self.border, self.grey)
                 scores[m.name] = m(*prepared)
             else:
                 scores[m.name] = m(sr_q, hr)

@@ -10,10 +10,11 @@ from ..core.summary import write_table
 from ..tree.node import INTERRUPTED
 from ..tree.apply import finish_replacement
 from ..tree.retention import prune_checkpoints
-from .output_worker import OutputWorker
+from .output_worker import PATIENCE_S, OutputWorker
 from .saving import CheckpointWriter
 
 log = logging.getLogger(__name__)
+INTERRUPTED_PATIENCE_S = 15.0  # a stopped run waits this long at most for an idle output worker
 
 
 class Callback:
@@ -128,7 +129,10 @@ class Background(Callback):
         self.worker = worker if worker is not None else OutputWorker()
 
     def on_end(self, run, state) -> None:
-        self.worker.drain()
+        # A stop request (Ctrl+C, a scheduler's SIGTERM with its grace period) must end the
+        # process promptly however loaded the machine: the outputs get a short patience.
+        self.worker.drain(patience=INTERRUPTED_PATIENCE_S if state == "interrupted" else
+                          PATIENCE_S)
 
     def close(self, run) -> None:
         if self.worker.finished:

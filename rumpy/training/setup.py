@@ -31,6 +31,7 @@ from ..utils.folders import folder_problem
 from ..core.checkpoint import WEIGHTLESS_PARTS, assemble, rng_state, set_rng_state
 from ..core.distributed import SINGLE, Dist
 from .dry_run import dry_run, first_batch
+from .data_parallel import distribute
 from .handler import NetworkHandler, select_device
 from .init_weights import load_init_weights
 from ..core.losses import check_loss
@@ -276,7 +277,7 @@ def build_run(checked: Checked) -> Run:
         raise ConfigError(src, IP, f"cannot train {cfg.model.name} with these settings "
                                    f"(tried one step and the schedule before writing anything): "
                                    f"{type(exc).__name__}: {_one_line(exc)}") from None
-    handler.distribute(dist, cfg.training.sync_bn)
+    distribute(cfg, handler, dist, device)
     configure_backends(cfg, device)
     run = Run(cfg, plan, device, task, handler, loaders, columns, best, early,
               config_table=to_toml_dict(cfg), init_weights=init_info, dist=dist)
@@ -353,7 +354,11 @@ def _restore_monitors(run: Run) -> None:
 
 def clean_temporary_files(folder: Path) -> None:
     """Leftovers of atomic writes that a killed process never renamed (`.<name>.<rand>.tmp`)."""
-    for sub in (folder, folder / "saved_models", folder / "result_outputs"):
+    outputs = folder / "result_outputs"
+    subs = [folder, folder / "saved_models", outputs]
+    if outputs.is_dir():  # sample folders of each epoch, examples
+        subs += sorted(p for p in outputs.iterdir() if p.is_dir() and not p.is_symlink())
+    for sub in subs:
         for leftover in sub.glob(".*.tmp"):
             if leftover.is_file():
                 leftover.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 load_experiment, eval, export, extract, clean and init_weights_path."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..config import ConfigError, RunConfig, load_config
@@ -14,17 +15,30 @@ def find_node(path: str | Path) -> Node:
     """The node at `path`: a run folder, or a branch folder inside one. A branch is a node
     folder inside another (its parent holds a config.toml too); walking up to the root makes
     its inherited epochs resolve through its parents."""
-    folder = Path(path).expanduser().resolve()
+    given = Path(path).expanduser().absolute()
+    folder = given.resolve()
     if not folder.is_dir():
         raise InferenceError(f"{path}: no such run folder")
     if not (folder / "config.toml").is_file():
         raise InferenceError(f"{path}: not a run folder (no config.toml); give "
                              f"Results/<experiment> or a branch folder inside it")
+    # the folders of the tree as given (a link among them resolves away in `folder`)
+    step = given
+    while (step / "config.toml").is_file():
+        if step.is_symlink():
+            raise InferenceError(f"{path}: {step} is a symbolic link (to {os.readlink(step)}); "
+                                 f"rumpy follows no links in a result tree: give the folder it "
+                                 f"points to")
+        step = step.parent
     root, rel = folder, []
     while (root.parent / "config.toml").is_file():
         rel.insert(0, root.name)
         root = root.parent
-    return Node(root, "/".join(rel))
+    node = Node(root, "/".join(rel))
+    problem = node.link_problem()
+    if problem:
+        raise InferenceError(f"{path}: {problem}")
+    return node
 
 
 def saved_epochs(node: Node) -> dict[int, Path]:

@@ -213,7 +213,11 @@ os.register_at_fork(after_in_child=_drop_in_child)
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on `path` (created, and removed again) for the `with` block; waits for
     another holder. For short critical sections between processes."""
-    fd = _lock_file(Path(path), blocking=True)
+    try:
+        fd = _lock_file(Path(path), blocking=True)
+    except OSError as exc:  # e.g. a folder where the lock file belongs
+        raise NodeLockedError(f"{path}: cannot be used as a lock file ({exc.strerror or exc}); "
+                              f"remove it") from None
     try:
         yield
     finally:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.run_folder import RunFolder
+from ..core.run_folder import EVAL_DIR, EXPORT_DIR, RunFolder
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -123,6 +123,25 @@ class Node:
 
     def exists(self) -> bool:
         return (self.path / "config.toml").is_file()
+
+    def link_problem(self) -> str | None:
+        """Why writing into this node could land outside its tree (None when it cannot): a
+        symbolic link as the run folder, a branch folder on the way to it, or one of the
+        folders rumpy writes and removes files in. Files rumpy replaces are renamed over (a
+        link among them is replaced, never followed)."""
+        folders = [self.root] + [self.root.joinpath(*self.rel.split("/")[:depth])
+                                 for depth in range(1, len(self.rel.split("/")) + 1)
+                                 if self.rel]
+        outputs = self.folder.outputs
+        folders += [self.folder.models, outputs, self.path / EVAL_DIR, self.path / EXPORT_DIR]
+        if outputs.is_dir() and not outputs.is_symlink():
+            folders += sorted(p for p in outputs.iterdir() if p.is_dir() or p.is_symlink())
+        for folder in folders:
+            if folder.is_symlink():
+                return (f"{folder} is a symbolic link (to {os.readlink(folder)}); rumpy follows "
+                        f"no links in a result tree, so that nothing outside it is written or "
+                        f"removed: replace the link by the folder itself")
+        return None
 
     @property
     def lineage(self) -> dict | None:

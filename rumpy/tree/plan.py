@@ -19,7 +19,8 @@ from ..core.columns import resolve
 from ..core.monitor import Monitor, infer_mode
 from ..utils.folders import folder_problem
 from ..utils.names import name_problem
-from .lock import check_unlocked, tree_lock
+from .recover import node_config, recoverable
+from .lock import LOCK_NAME, TREE_LOCK_NAME, check_unlocked, tree_lock
 from .node import (BEST, INTERRUPTED, LAST, RESERVED, Node, foreign_content,
                    pointer_epoch)
 
@@ -131,7 +132,7 @@ def _node_for(cfg: RunConfig, root: Path) -> Node:
         if root.joinpath(*parts[:depth]).is_symlink():
             raise TreeError(f"training.branch_root: {root.joinpath(*parts[:depth])} is a symbolic "
                             f"link; rumpy follows none, so writes stay inside {root}")
-    if not node.exists():
+    if not node.exists() and not recoverable(node):
         known = [n.rel for n in Node(root, "").walk() if n.rel] if Node(root, "").exists() else []
         where = f"branch {rel!r} of {root}" if rel else str(root)
         hint = f"; branches: {', '.join(known)}" if known else ""
@@ -259,6 +260,22 @@ def _check_location(save_loc: Path, root: Path) -> None:
                         f"folders (use the folder it points to as experiment_save_loc)")
     if root.exists() and not root.is_dir():
         raise TreeError(f"experiment: {root} is a file, not a run folder")
+    for folder in root.parents:  # a run inside a run: neither could be continued or cleaned
+        if (folder / "config.toml").is_file() and ((folder / "status.json").is_file() or
+                                                   (folder / "saved_models").is_dir()):
+            raise TreeError(f"experiment: {root} would be inside the run folder {folder}; a run "
+                            f"holds only its own files and branches (fork it with "
+                            f"--continue_from_epoch N --new_branch, or pick a name outside it)")
+
+
+def _file_problem(node: Node) -> str | None:
+    """A folder (or anything but a file) where the node keeps its log or the tree its lock:
+    found before training, not as a crash after the first epoch."""
+    for path in (node.folder.log, node.root / TREE_LOCK_NAME, node.path / LOCK_NAME):
+        if path.exists() and not path.is_file():
+            return (f"{path} is a folder, where rumpy keeps its "
+                    f"{'log' if path.name == 'train.log' else 'lock'} file; remove it")
+    return None
 
 
 def _check_needed_keys(t: TrainingConfig) -> None:
@@ -283,7 +300,14 @@ def plan_run(cfg: RunConfig) -> Plan:
     if t.continue_from_epoch is None:
         return _plan_new(t, root)
     node = _node_for(cfg, root)
-    diff = config_diff(stored_config(node.folder.config), to_toml_dict(cfg))
+    problem = node.link_problem() or _file_problem(node)
+    if problem:
+        raise TreeError(f"training.continue_from_epoch: {problem}")
+    try:
+        stored = node_config(node)
+    except ValueError as exc:
+        raise TreeError(f"training.continue_from_epoch: {exc}") from None
+    diff = config_diff(stored, to_toml_dict(cfg))
     diff = _override_model(cfg, node, diff)
     arch = _architecture_keys(diff)
     if arch:

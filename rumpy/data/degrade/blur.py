@@ -1,7 +1,8 @@
 """Blur steps: `realesrganblur` (Real-ESRGAN's kernel family, isotropic/anisotropic Gaussian,
 generalized, plateau, sinc) and `srmdgaussianblur` (SRMD's isotropic or anisotropic Gaussian).
-Parameters are drawn uniformly over the configured ranges; the CSV holds the values applied (in
-pixels and radians), normalised to [0, 1] only when a data set reads them."""
+Parameters are drawn uniformly over the configured ranges (or as Real-ESRGAN draws them, with
+`preset = "realesrgan"`); the CSV holds the values applied (in pixels and radians), normalised to
+[0, 1] only when a data set reads them."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ...config.errors import ConfigError
+from ...registry import did_you_mean
 from .base import Operation, to_uint8
 from .kernels import KERNEL_CODES, KERNEL_TYPES, filter2d, make_kernel
 from .registry import DEGRADATIONS
@@ -55,11 +58,52 @@ class _Blur(Operation):
         raise NotImplementedError
 
 
+# Real-ESRGAN's kernel distributions (its train_realesrgan_x4plus options and RealESRGANDataset):
+# `preset = "realesrgan"` for the first degradation's blur, "realesrgan2" for the second's.
+# Options given beside a preset override its values.
+_REALESRGAN = {"kernel_range": ["iso", "aniso", "generalized_iso", "generalized_aniso",
+                                "plateau_iso", "plateau_aniso"],
+               "kernel_probabilities": [0.45, 0.25, 0.12, 0.03, 0.12, 0.03],
+               "kernel_size": 21, "kernel_sizes": list(range(7, 22, 2)),
+               "sigma_x_range": [0.2, 3.0], "sigma_y_range": [0.2, 3.0],
+               "rotation_range": [-math.pi, math.pi], "betag_range": [0.5, 4.0],
+               "betap_range": [1.0, 2.0], "omega_c_range": [math.pi / 5, math.pi],
+               "sinc_probability": 0.1, "sampling": "realesrgan"}
+PRESETS = {"realesrgan": _REALESRGAN,
+           "realesrgan2": {**_REALESRGAN, "sigma_x_range": [0.2, 1.5],
+                           "sigma_y_range": [0.2, 1.5]}}
+SAMPLINGS = ("uniform", "realesrgan")
+
+
+def _pad(kernel: np.ndarray, size: int) -> np.ndarray:
+    """A kernel of smaller support, zero-padded to size x size (Real-ESRGAN pads to 21)."""
+    pad = (size - kernel.shape[0]) // 2
+    return np.pad(kernel, ((pad, pad), (pad, pad))) if pad > 0 else kernel
+
+
 @DEGRADATIONS.register("realesrganblur")
 class RealESRGANBlur(_Blur):
+    """Real-ESRGAN's kernel families. `sampling = "uniform"` (the original tool's) draws every
+    parameter uniformly over its range; "realesrgan" draws as Real-ESRGAN does: a shape beta
+    from [low, 1] or [1, high] with equal chance, and a sinc kernel's cut-off from [pi/3, pi]
+    below a 13-pixel support, [pi/5, pi] from 13 on. `kernel_sizes` draws each kernel's odd
+    support (padded to kernel_size, recorded as `support`); `sinc_probability` replaces the
+    kernel by a sinc one with that chance."""
     name = "realesrganblur"
+    optional_columns = {"support": int}  # read from a CSV row when it has them
+
+    def __init__(self, options: dict, scale: int, source: str, where: str):
+        preset = options.get("preset", "")
+        if preset and preset not in PRESETS:
+            raise ConfigError(source, f"{where}.preset", f"unknown preset {preset!r}"
+                                                         f"{did_you_mean(str(preset), PRESETS)} "
+                                                         f"(presets: {', '.join(PRESETS)})")
+        super().__init__({**PRESETS.get(preset, {}), **options}, scale, source, where)
+
     # the original tool's defaults
-    defaults = {"kernel_range": ["iso"], "kernel_probabilities": [], "kernel_size": 21,
+    defaults = {"preset": "", "sampling": "uniform", "kernel_sizes": [],
+                "sinc_probability": 0.0,
+                "kernel_range": ["iso"], "kernel_probabilities": [], "kernel_size": 21,
                 "sigma_x_range": [0.6, 5.0], "sigma_y_range": [0.6, 5.0],
                 "rotation_range": [-math.pi, math.pi], "betag_range": [0.5, 8.0],
                 "betap_range": [0.5, 8.0], "omega_c_range": [math.pi / 3, math.pi],
@@ -99,6 +143,19 @@ class RealESRGANBlur(_Blur):
                        "beta_g": self.range_option("betag_range", 1e-3),
                        "beta_p": self.range_option("betap_range", 1e-3),
                        "omega_c": self.range_option("omega_c_range", 1e-3, math.pi)}
+        if o["sampling"] not in SAMPLINGS:
+            self.fail("sampling", f"expected one of {', '.join(SAMPLINGS)}, got "
+                                  f"{o['sampling']!r}")
+        sizes = o["kernel_sizes"]
+        if any(not isinstance(k, int) or isinstance(k, bool) or k < 3 or k % 2 == 0
+               or k > o["kernel_size"] for k in sizes):
+            self.fail("kernel_sizes", f"expected odd supports from 3 to kernel_size = "
+                                      f"{o['kernel_size']}, got {sizes!r}")
+        if sizes:  # each image's support is a parameter of its kernel
+            self.columns = {**type(self).columns, "support": int}
+        if not 0 <= o["sinc_probability"] <= 1:
+            self.fail("sinc_probability", f"expected a probability in [0, 1], got "
+                                          f"{o['sinc_probability']!r}")
         if o["request_full_kernels"]:
             self.fail("request_full_kernels", "full kernels are not written by rumpy degrade: "
                                               "each is rebuilt exactly from its recorded "
@@ -111,24 +168,49 @@ class RealESRGANBlur(_Blur):
             kind = o["selected_kernel"]
             p = {k: float(o[k]) for k in _PARAMS}
         else:
-            kinds = o["kernel_range"]
-            probs = np.asarray(o["kernel_probabilities"] or [1.0] * len(kinds), dtype=float)
-            kind = kinds[int(rng.choice(len(kinds), p=probs / probs.sum()))]
-            p = {k: float(rng.uniform(*self.bounds[k])) for k in _PARAMS}
+            kind, p = self._draw(rng)
         if kind.endswith("iso") and not kind.endswith("aniso"):
             p["sigma_y"], p["rotation"] = p["sigma_x"], 0.0
         # parameters the kernel does not use are recorded as 0, as the original tool does
         used = {"sinc": ("omega_c",)}.get(kind, ("sigma_x", "sigma_y", "rotation") + (
             ("beta_g",) if kind.startswith("generalized") else
             ("beta_p",) if kind.startswith("plateau") else ()))
+        support = p.pop("support", None)
         p = {k: (v if k in used else 0.0) for k, v in p.items()}
-        return {"kernel_type": kind, "kernel_size": o["kernel_size"], **p}
+        out = {"kernel_type": kind, "kernel_size": o["kernel_size"], **p}
+        if "support" in self.columns:
+            out["support"] = support or o["kernel_size"]
+        return out
+
+    def _draw(self, rng: np.random.Generator) -> tuple[str, dict[str, float]]:
+        """A random kernel's type and parameters (and its support, when drawn)."""
+        o = self.options
+        kinds = o["kernel_range"]
+        probs = np.asarray(o["kernel_probabilities"] or [1.0] * len(kinds), dtype=float)
+        sizes = o["kernel_sizes"]
+        support = int(sizes[int(rng.integers(len(sizes)))]) if sizes else o["kernel_size"]
+        if o["sinc_probability"] and rng.uniform() < o["sinc_probability"]:
+            kind = "sinc"
+        else:
+            kind = kinds[int(rng.choice(len(kinds), p=probs / probs.sum()))]
+        p = {k: float(rng.uniform(*self.bounds[k])) for k in _PARAMS}
+        if o["sampling"] == "realesrgan":
+            for key in ("beta_g", "beta_p"):  # either side of 1, with equal chance
+                low, high = self.bounds[key]
+                p[key] = float(rng.uniform(low, 1.0) if rng.uniform() < 0.5 else
+                               rng.uniform(1.0, high))
+            p["omega_c"] = float(rng.uniform(math.pi / 3 if support < 13 else math.pi / 5,
+                                             math.pi))
+        p["support"] = support
+        return kind, p
 
     def kernel(self, params: dict[str, Any]) -> np.ndarray:
         kind = params["kernel_type"]
         if isinstance(kind, (int, float)):
             kind = KERNEL_TYPES[int(kind)]
-        return make_kernel(kind, int(params["kernel_size"]), params)
+        size = int(params["kernel_size"])
+        support = int(params.get("support") or size)
+        return _pad(make_kernel(kind, support, params), size)
 
     def varies(self) -> bool:
         return bool(self.options["random_selection"])

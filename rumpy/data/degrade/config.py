@@ -95,6 +95,9 @@ def read_pipeline(config: Path | None = None, short: str | None = None,
     if top["scale"] < 1 or top["multiples"] < 1:
         key = "scale" if top["scale"] < 1 else "multiples"
         raise ConfigError(source, key, f"expected a positive integer, got {top[key]}")
+    if not 0 <= top["seed"] < 2**32:
+        raise ConfigError(source, "seed", f"expected an integer from 0 to 2**32 - 1, got "
+                                          f"{top['seed']}")
     top["recursive"] = overrides.get("recursive", top["recursive"])
     _expect(source, "recursive", top["recursive"], bool, "true or false")
     ext = overrides.get("output_extension", top["output_extension"])

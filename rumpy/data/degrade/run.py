@@ -9,6 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
+import shutil
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from ...config.errors import ConfigError
-from ...utils.atomic import atomic_open, atomic_write_text
+from ...utils.atomic import atomic_open, atomic_write_text, dir_mode
+from ...utils.folders import folder_problem
 from ..images import IMAGE_EXTENSIONS, image_size, read_rgb
 from .blur import _Blur
 from .config import Pipeline, Step, read_pipeline
@@ -54,6 +58,9 @@ def row_params(step: Step, row: dict[str, str]) -> dict[str, Any]:
             params[key] = int(value)
         else:
             params[key] = kind(float(value)) if kind is int else kind(value)
+    for key, kind in getattr(step.op, "optional_columns", {}).items():
+        if key not in params and step.column(key) in row:
+            params[key] = kind(float(row[step.column(key)]))
     return params
 
 
@@ -82,6 +89,9 @@ def check(p: Pipeline) -> list[Path]:
         raise ConfigError(p.source, "output_dir", f"{p.out} is inside the HR folder {p.hr}: its "
                                                   f"images would be read back as HR; write "
                                                   f"elsewhere")
+    problem = folder_problem(p.out)
+    if problem:
+        raise ConfigError(p.source, "output_dir", problem)
     if p.out.exists() and any(p.out.iterdir()):
         raise ConfigError(p.source, "output_dir", f"{p.out} already holds files; choose an empty "
                                                   f"or new folder")
@@ -112,7 +122,34 @@ def run(p: Pipeline) -> int:
     """Degrade the folder; returns how many LR images were written."""
     images = check(p)
     pca = _kernel_pca(p)
-    p.out.mkdir(parents=True, exist_ok=True)
+    # Written into a hidden folder and moved into place at the end: an interrupted run
+    # (Ctrl+C, a full disk, a bad image) leaves no half-degraded output behind. A given empty
+    # folder (perhaps a mount point) is kept and filled; a new one is renamed into place whole.
+    final = p.out
+    existed = final.is_dir()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-",
+                                dir=final if existed else final.parent))
+    os.chmod(tmp, dir_mode())  # mkdtemp's 0700 would become the output's mode
+    try:
+        count = _write(p, images, pca, tmp)
+        if existed:
+            for entry in sorted(tmp.iterdir(), key=lambda e: e.name == METADATA_FILE):
+                os.replace(entry, final / entry.name)  # the metadata last: it marks a whole set
+            tmp.rmdir()
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote %d degraded images (%d HR x %d) to %s, with %s and %s%s", count,
+             len(images), p.multiples, final, METADATA_FILE, CONFIG_FILE,
+             f" ({PCA_FILE} too)" if pca is not None else "")
+    return count
+
+
+def _write(p: Pipeline, images: list[Path], pca: KernelPCA | None, folder: Path) -> int:
+    """The LR images, metadata, config and kernel PCA, written into `folder`."""
     rows = []
     for path in images:
         rel = path.relative_to(p.hr)
@@ -120,7 +157,7 @@ def run(p: Pipeline) -> int:
         for copy in range(p.multiples):
             lr, applied = degrade(hr, p.steps, rng_for(p.seed, rel.as_posix(), copy))
             name = _lr_name(rel, copy, p.multiples, p.output_extension)
-            target = p.out / name
+            target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_open(target, "wb") as handle:
                 Image.fromarray(lr).save(handle, format=Image.registered_extensions()[
@@ -133,13 +170,10 @@ def run(p: Pipeline) -> int:
     writer = csv.DictWriter(text, fieldnames=["image"] + p.columns(), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(p.out / METADATA_FILE, text.getvalue())
-    atomic_write_text(p.out / CONFIG_FILE, resolved_toml(p))
+    atomic_write_text(folder / METADATA_FILE, text.getvalue())
+    atomic_write_text(folder / CONFIG_FILE, resolved_toml(p))
     if pca is not None:
-        pca.save(p.out / PCA_FILE)
-    log.info("wrote %d degraded images (%d HR x %d) to %s, with %s and %s%s", len(rows),
-             len(images), p.multiples, p.out, METADATA_FILE, CONFIG_FILE,
-             f" ({PCA_FILE} too)" if pca is not None else "")
+        pca.save(folder / PCA_FILE)
     return len(rows)
 
 

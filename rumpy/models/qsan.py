@@ -1,0 +1,65 @@
+"""Q-SAN (the original tool's meta-attention SAN): SAN (models/san.py) whose every residual
+block in its local-source groups also scales its residual by a meta-attention layer driven by
+the degradation metadata (as Q-RCAN and Q-EDSR modify their blocks); the second-order channel
+attention, the region non-local blocks and the share-source skips are SAN's own."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..limits import count
+from .meta_attention import MetaAttention
+from .registry import MODELS
+from .san import SAN, SecondOrderChannelAttention
+
+
+class QResBlock(nn.Module):
+    def __init__(self, num_features: int, num_metadata: int, nonlinearity: bool):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(num_features, num_features, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(num_features, num_features, 3, padding=1),
+        )
+        self.attention = MetaAttention(num_metadata, num_features, nonlinearity)
+
+    def forward(self, x: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:
+        return x + self.attention(self.body(x), metadata)
+
+
+class QLSRAG(nn.Module):
+    def __init__(self, num_features: int, num_blocks: int, reduction: int, num_metadata: int,
+                 nonlinearity: bool):
+        super().__init__()
+        self.blocks = nn.ModuleList(QResBlock(num_features, num_metadata, nonlinearity)
+                                    for _ in range(num_blocks))
+        self.end = nn.Sequential(SecondOrderChannelAttention(num_features, reduction),
+                                 nn.Conv2d(num_features, num_features, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:
+        out = x
+        for block in self.blocks:
+            out = block(out, metadata)
+        return x + self.end(out)
+
+
+@MODELS.register("qsan", tasks=("sisr",), limits={
+    "num_groups": count(0), "num_blocks": count(0), "num_features": count(8),
+    "reduction": count(1, high="num_features"), "max_combined_im_size": count(1)})
+class QSAN(SAN):
+    takes_metadata = True
+
+    def __init__(self, scale: int, num_metadata: int, num_groups: int = 20, num_blocks: int = 10,
+                 num_features: int = 64, reduction: int = 16,
+                 max_combined_im_size: int = 160000, q_layer_nonlinearity: bool = False):
+        super().__init__(scale, num_groups, num_blocks, num_features, reduction,
+                         max_combined_im_size)
+        self.groups = nn.ModuleList(QLSRAG(num_features, num_blocks, reduction, num_metadata,
+                                           q_layer_nonlinearity) for _ in range(num_groups))
+
+    def forward(self, x: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.sub_mean(x))
+        out = self.non_local(x)
+        source = out
+        for group in self.groups:
+            out = group(out, metadata) + self.gamma * source
+        return self.add_mean(self.tail(self.non_local(out) + x))
