@@ -45,7 +45,8 @@ def test_models_command_lists_registry():
     names = [line.split()[0] for line in proc.stdout.splitlines()]
     assert names == [n for n in MODELS for _ in MODELS.all(n)]
     assert {"cnn_regressor", "edsr", "han", "mlp", "qedsr", "qrcan", "rcan", "safmn", "san",
-            "sftmd", "srcnn", "srmd", "vdsr"} <= set(names)
+            "sftmd", "srcnn", "srmd", "vdsr", "qhan", "qsan", "rrdbnet", "vgg_discriminator",
+            "unet_discriminator"} <= set(names)
     conditioned = {line.split()[0] for line in proc.stdout.splitlines()
                    if "+ degradation metadata" in line}
     assert conditioned == {n for n in names if getattr(MODELS.get(n), "takes_metadata", False)}

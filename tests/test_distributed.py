@@ -166,6 +166,41 @@ def test_killed_job_continues_exactly_and_sigterm_saves_once(write_config, tmp_p
     assert no_timing(rows(node)) == no_timing(rows(reference))
 
 
+def test_gan_with_ema_two_processes_equal_one(write_config, tmp_path):
+    """Both networks under DDP (the discriminator's two forward passes, one backward), and the
+    EMA weights: every rank keeps the same average (the sharded validation scores the EMA
+    weights of every rank, and equals the one-process run's)."""
+    gan = ('ema_decay = 0.9\n')
+    disc = ('\n[model.discriminator]\nname = "unet_discriminator"\nnum_feat = 4\n'
+            'gan_type = "vanilla"\ngan_weight = 0.1\nlr = 1e-3\n')
+    # (not ragan here: its discriminator's last bias cancels out of the loss, so Adam turns
+    # the ranks' all-reduce rounding of a zero gradient into lr-sized steps)
+    paths = {}
+    for name in ("gan_one", "gan_two"):
+        path = config(write_config, name, epochs=2)
+        path.write_text(path.read_text().replace('logging = "text"', f'logging = "text"\n{gan}')
+                        .replace('name = "edsr"', 'name = "rrdbnet"')
+                        .replace("num_features = 8\nnum_blocks = 1",
+                                 "num_feat = 8\nnum_block = 1\nnum_grow_ch = 4") + disc)
+        paths[name] = path
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert train_main(["--parameters", str(paths["gan_one"])]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    proc = torchrun(paths["gan_two"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = tmp_path / "Results" / "gan_one", tmp_path / "Results" / "gan_two"
+    assert close(rows(a), rows(b), rel=1e-4)
+    pa = load_checkpoint(a / "saved_models" / "epoch_2.pt")["parts"]
+    pb = load_checkpoint(b / "saved_models" / "epoch_2.pt")["parts"]
+    for a_, b_ in ((pa["ema"], pb["ema"]), (pa["model"], pb["model"]),
+                   (pa["discriminator"]["model"], pb["discriminator"]["model"])):
+        worst = max((float((a_[k].float() - b_[k].float()).abs().max()), k) for k in a_)
+        assert worst[0] < 1e-5, worst
+
+
 @pytest.mark.slow
 def test_ranks_stop_and_save_when_the_launcher_is_killed(write_config, tmp_path):
     """kill -9 of torchrun alone: its ranks get SIGTERM (they die with their parent), agree to

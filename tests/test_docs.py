@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from rumpy.catalog import load_config
-from rumpy.config.schema import (DataConfig, InternalParams, ModelConfig, RunConfig,
-                                 TrainingConfig)
+from rumpy.config.schema import (DataConfig, DiscriminatorConfig, InternalParams, ModelConfig,
+                                 RunConfig, TrainingConfig)
 from rumpy.data.kinds import DATASET_KINDS
 from rumpy.metrics import METRICS
 from rumpy.models import MODELS
@@ -34,7 +34,7 @@ def _keys(cls) -> list[str]:
 
 
 @pytest.mark.parametrize("cls", [RunConfig, TrainingConfig, ModelConfig, InternalParams, DataConfig,
-                                 *KIND_CLASSES], ids=lambda c: c.__name__)
+                                 DiscriminatorConfig, *KIND_CLASSES], ids=lambda c: c.__name__)
 def test_every_key_is_documented(cls):
     reference = (ROOT / "docs" / "config.md").read_text()
     for key in _keys(cls):

@@ -33,8 +33,15 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metadata-from", dest="metadata_from", metavar="NODE",
                         help="conditioned SR models: use the degradation metadata this predictor "
                              "node predicts from each LR image (blind evaluation)")
+    _add_weights_argument(parser)
     parser.add_argument("--gpu", choices=("off", "single"), default="off",
                         help="'single' runs on cuda:0 (default off)")
+
+
+def _add_weights_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", choices=("ema", "raw"), default="ema",
+                        help="a node trained with training.ema_decay: its EMA weights (the "
+                             "default: what it validated) or the raw ones")
 
 
 def os_error(command: str, exc: OSError) -> str:
@@ -64,7 +71,8 @@ def _run_eval(args: argparse.Namespace, only_task: str | None = None) -> int:
                                save_images=args.save_images, self_ensemble=args.self_ensemble,
                                tile=args.tile, tile_overlap=args.tile_overlap,
                                device=_device(args), only_task=only_task,
-                               metadata_from=getattr(args, "metadata_from", None))
+                               metadata_from=getattr(args, "metadata_from", None),
+                               weights=args.weights)
     except (InferenceError, ConfigError, OSError) as exc:  # OSError: an unreadable image
         log.error("%s", exc)
         return 2
@@ -82,7 +90,8 @@ def _run_export(args: argparse.Namespace) -> int:
     from ..inference.load import InferenceError
 
     try:
-        report = export_model(args.node, epoch=args.epoch, fmt=args.format, out_dir=args.output)
+        report = export_model(args.node, epoch=args.epoch, fmt=args.format, out_dir=args.output,
+                              weights=args.weights)
     except (InferenceError, ConfigError) as exc:
         log.error("%s", exc)
         return 2
@@ -113,6 +122,7 @@ def add_parsers(sub) -> None:
     ex.add_argument("node", help="a run folder (Results/<experiment>) or a branch folder in it")
     ex.add_argument("--epoch", type=epoch, default="best", metavar="best|last|N")
     ex.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
+    _add_weights_argument(ex)
     ex.add_argument("-o", "--output", metavar="DIR",
                     help="folder to write to (default: <node>/export/epoch_<N>/)")
     ex.set_defaults(func=_run_export)

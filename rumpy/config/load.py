@@ -17,7 +17,7 @@ from .errors import ConfigError
 from .legacy import log_notes, translate
 from .node_location import node_location
 from .placeholders import expand_placeholders
-from .schema import InternalParams, RunConfig
+from .schema import RunConfig
 
 # CLI flag -> dotted key path; a flag overrides the TOML only when it is given.
 CLI_OVERRIDES = {
@@ -199,7 +199,8 @@ class _Builder:
         extra = {}
         for key in table:
             if key not in fields:
-                if cls is InternalParams:  # the architecture's own keys, checked by the model
+                if "arch" in cls.__dataclass_fields__:  # the architecture's own keys, checked
+                    # by the model
                     extra[key] = table[key]
                     continue
                 where = f"{key_path}.{key}" if key_path else key
@@ -222,13 +223,14 @@ class _Builder:
                     continue
                 except _Problem:  # recorded; the default stands in so the build goes on
                     pass
-            if dataclasses.is_dataclass(_plain(hints[name])):  # an absent section: its defaults
+            if dataclasses.is_dataclass(_plain(hints[name])) and not per_task:  # an absent
+                # section: its defaults (a per_task section stays unset)
                 kwargs[name] = self.build(_plain(hints[name]), {}, where)
             elif per_task and where in self.defaults:
                 default = self.defaults[where]
                 kwargs[name] = type(default)(default) if isinstance(default, (list, dict)) else default
         obj = cls(**kwargs)
-        if cls is InternalParams:
+        if "arch" in cls.__dataclass_fields__:
             obj.arch = extra
         return obj
 
@@ -437,7 +439,7 @@ def to_toml_dict(cfg: RunConfig) -> dict:
                 if getattr(obj, f.name) is None:  # a key this task does not use
                     continue
                 out[f.name] = convert(getattr(obj, f.name))
-            if isinstance(obj, InternalParams):
+            if "arch" in obj.__dataclass_fields__:
                 out.update(convert(obj.arch))
             return out
         if isinstance(obj, dict):

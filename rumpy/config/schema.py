@@ -165,6 +165,16 @@ class TrainingConfig:
                                                 "'last' or 'best'", check=_epoch_choice)
     init_weights_strict: bool = opt(True, "every weight must match the model (false: load the "
                                           "matching ones and list the rest)")
+    # EMA weights of the output network (BasicSR's ema_decay; docs/config.md "EMA weights").
+    ema_decay: float = opt(0.0, "keep an exponential moving average of the output network's "
+                                "weights with this decay (0.999 is usual); 0 = off",
+                           minimum=0, maximum=0.999999)
+    ema_start_step: int = opt(0, "the average copies the weights until this many optimizer "
+                                 "steps, then averages", minimum=0)
+    validate_ema: str = opt("ema", "with ema_decay: validate (and choose best/early-stop by) the "
+                                   "'ema' weights, the 'raw' ones, or 'both' (the raw scores as "
+                                   "val-raw-* columns; best follows the EMA's)",
+                            choices=("ema", "raw", "both"), needs="ema_decay")
 
 
 @dataclass
@@ -186,10 +196,42 @@ class InternalParams:
     arch: dict = field(default_factory=dict, metadata={"internal": True})
 
 
+GAN_TYPES = ("vanilla", "lsgan", "hinge", "ragan")
+
+
+@dataclass
+class DiscriminatorConfig:
+    """[model.discriminator]: a second network trained against the output one (adversarial
+    SR); its architecture's own keys sit beside these, as in internal_params."""
+
+    name: str = opt("", "registered discriminator (`rumpy models`: vgg_discriminator, "
+                        "unet_discriminator)")
+    gan_type: str = opt("vanilla", "adversarial loss: 'vanilla' (BCE), 'lsgan', 'hinge' or "
+                                   "'ragan' (relativistic average, ESRGAN)", choices=GAN_TYPES)
+    gan_weight: float = opt(0.005, "weight of the adversarial term in the generator's loss",
+                            minimum=0)
+    lr: float = opt(1e-4, "the discriminator's learning rate", minimum=0)
+    optimizer: str = opt("adam", "adam, adamw, sgd or rmsprop")
+    optimizer_params: dict = opt({}, "keyword arguments of the torch.optim class")
+    scheduler: str = opt("none", "a per-epoch or per-batch scheduler (as internal_params."
+                                 "scheduler; reduce_on_plateau is not available here)")
+    scheduler_params: dict = opt({}, "keyword arguments of the scheduler")
+    grad_clip: float = opt(0.0, "clip the discriminator's gradient norm; 0 = off", minimum=0)
+    generator_every: int = opt(1, "the generator steps every N iterations, the discriminator "
+                                  "every one (BasicSR's net_d_iters)", minimum=1)
+    generator_start_step: int = opt(0, "the generator steps only after N iterations, the "
+                                       "discriminator learning alone first (BasicSR's "
+                                       "net_d_init_iters)", minimum=0)
+    arch: dict = field(default_factory=dict, metadata={"internal": True})
+
+
 @dataclass
 class ModelConfig:
     name: str = opt("", "registered model name (`rumpy models` lists them)")
     internal_params: InternalParams = field(default_factory=InternalParams)
+    discriminator: DiscriminatorConfig | None = opt(
+        None, "a discriminator trained against the model (adversarial SR; its keys below)",
+        per_task=True)
 
 
 @dataclass

@@ -2,7 +2,10 @@
 weights_only=True. They hold everything an exact resume needs, assembled from named parts:
 
     {"format": 2, "epoch": N, "config": {...}, "rng": {...},
-     "parts": {"model", "optimizer", "scheduler", "scaler", "loop", "monitors", "task"},
+     "parts": {"model", "optimizer", "scheduler", "scaler", "loop", "monitors", "task",
+               "ema",                     # with training.ema_decay: the EMA weights
+               "<network>": {...}},       # each other network of the task ("discriminator"):
+                                          # its model, optimizer, scheduler, scaler
      "summary_row": {...}            # an epoch checkpoint's own summary.csv row
      "resume": {...}}                # interrupted.pt only: where in the epoch it stopped
 

@@ -3,8 +3,12 @@ and how a column is read back into those parts and its direction (from the metri
 declaration, not from a table of suffixes).
 
     train-loss, learning-rate                  training
+    train-<term>                               a loss term of a task with several networks
+                                               (train-loss-l1, train-loss-gan, train-loss-d)
     val-<metric>[-<target>]                    the first eval set
     val-<set>-<metric>[-<target>]              the other eval sets
+    val-raw-...                                the raw weights' scores beside the EMA's
+                                               (training.validate_ema = "both")
 """
 from __future__ import annotations
 
@@ -28,15 +32,26 @@ def set_prefix(index: int, name: str) -> str:
 GRAD_COLUMNS = ["grad-norm-mean", "grad-norm-max"]
 
 
-def summary_columns(keys: list[str], eval_sets: list[str], log_grad: bool = False) -> list[str]:
-    """epoch, train-loss, learning-rate (and the gradient norms), then the task's keys for each
-    eval set, then the timing and inherited columns (results/summary.py)."""
+def summary_columns(keys: list[str], eval_sets: list[str], log_grad: bool = False,
+                    train_terms: list[str] = (), raw: bool = False) -> list[str]:
+    """epoch, train-loss, the loss terms, learning-rate (and the gradient norms), then the
+    task's keys for each eval set (and the raw weights' beside the EMA's), then the timing and
+    inherited columns (results/summary.py)."""
     from .summary import INHERITED, TIMING_COLUMNS
 
-    cols = ["epoch", "train-loss", "learning-rate"] + (GRAD_COLUMNS if log_grad else [])
+    cols = ["epoch", "train-loss", *[f"train-{t}" for t in train_terms], "learning-rate"]
+    cols += GRAD_COLUMNS if log_grad else []
+    val = []
     for i, name in enumerate(eval_sets):
-        cols += [f"{set_prefix(i, name)}{k}" for k in keys]
-    return cols + list(TIMING_COLUMNS) + [INHERITED]
+        val += [f"{set_prefix(i, name)}{k}" for k in keys]
+    if raw:
+        val += [raw_column(c) for c in val]
+    return cols + val + list(TIMING_COLUMNS) + [INHERITED]
+
+
+def raw_column(column: str) -> str:
+    """val-PSNR -> val-raw-PSNR: the raw weights' score when the EMA's is validated too."""
+    return "val-raw-" + column[len("val-"):]
 
 
 def eval_columns(means: dict[str, dict[str, float]], eval_sets: list[str]) -> dict[str, float]:

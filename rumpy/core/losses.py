@@ -10,6 +10,7 @@ from torch import nn
 from ..limits import NON_NEGATIVE, POSITIVE, check_limits
 from ..registry import Registry, did_you_mean
 from .optim import accepted_params
+from .perceptual import PerceptualLoss, problems as perceptual_problems
 
 LOSSES: Registry = Registry("loss")
 
@@ -26,13 +27,28 @@ class CharbonnierLoss(nn.Module):
 
 
 class WeightedSum(nn.Module):
-    def __init__(self, terms: list[tuple[float, nn.Module]]):
+    def __init__(self, terms: list[tuple[float, nn.Module]], names: list[str] | None = None):
         super().__init__()
         self.weights = [w for w, _ in terms]
         self.terms = nn.ModuleList([m for _, m in terms])
+        self.names = names or [f"term{i}" for i in range(len(terms))]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return sum(w * term(x, y) for w, term in zip(self.weights, self.terms))
+
+    def parts(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The sum (the same value as forward) and each weighted term by name."""
+        values = {n: w * term(x, y) for n, w, term in zip(self.names, self.weights, self.terms)}
+        return sum(values.values()), values
+
+
+def loss_parts(criterion: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor
+               ) -> tuple[torch.Tensor, dict]:
+    """A built loss's value and its weighted terms by name (one term: `name`)."""
+    if isinstance(criterion, WeightedSum):
+        return criterion.parts(x, y)
+    value = criterion(x, y)
+    return value, {name: value}
 
 
 LOSSES.register("l1")(nn.L1Loss)
@@ -41,6 +57,7 @@ LOSSES.register("mse")(nn.MSELoss)
 LOSSES.register("charbonnier", limits={"eps": POSITIVE})(CharbonnierLoss)
 LOSSES.register("huber", limits={"delta": POSITIVE})(nn.HuberLoss)
 LOSSES.register("smooth_l1", limits={"beta": NON_NEGATIVE})(nn.SmoothL1Loss)
+LOSSES.register("perceptual")(PerceptualLoss)  # VGG19 features (perceptual.py)
 # torch's legacy arguments, never meant to be set
 _HIDDEN = ("size_average", "reduce", "reduction")
 
@@ -82,6 +99,9 @@ def check_loss(spec: str | dict) -> list[tuple[str, str]]:
                                                    f"{', '.join(allowed) or 'none'})"))
         for key, message in check_limits(LOSSES.limits(name), params):
             problems.append((f"{where}.{key}", message))
+        if getattr(LOSSES.get(name), "image_loss", False):  # needs images and weights: checked
+            problems += [(f"{where}{key}", m) for key, m in perceptual_problems(params)]
+            continue
         if not problems:  # values of the right names: build the loss and use it once
             try:
                 x = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
@@ -98,4 +118,5 @@ def build_loss(spec: str | dict) -> nn.Module:
     if len(terms) == 1 and terms[0][1] == 1.0:
         name, _, params = terms[0]
         return LOSSES.get(name)(**params)
-    return WeightedSum([(float(w), LOSSES.get(n)(**p)) for n, w, p in terms])
+    return WeightedSum([(float(w), LOSSES.get(n)(**p)) for n, w, p in terms],
+                       [n for n, _, _ in terms])

@@ -152,3 +152,18 @@ def build_scheduler(name: str, optimizer: torch.optim.Optimizer, params: dict, n
     if missing:
         raise ValueError(f"{name} needs scheduler_params.{missing[0]}")
     return spec.cls(optimizer, **kwargs), interval
+
+
+@dataclass
+class GroupSettings:
+    """How a task's extra network is optimised (from its config section)."""
+
+    lr: float
+    optimizer: str = "adam"
+    optimizer_params: dict | None = None
+    scheduler: str = "none"
+    scheduler_params: dict | None = None
+    grad_clip: float = 0.0
+    every: int = 1          # steps every N iterations
+    start_step: int = 0     # and only once this many iterations were taken
+    trainable: bool = True  # false: frozen (used, never stepped)

@@ -91,8 +91,8 @@ def evaluate_node(path: str | Path, epoch: int | str = "best", data: str | Path 
                   save_images: bool = False, self_ensemble: bool = False,
                   tile: int | None = None, tile_overlap: int = 32,
                   device: str | torch.device = "cpu", only_task: str | None = None,
-                  metadata_from: str | Path | None = None) -> EvalReport:
-    model = load_experiment(path, epoch=epoch, device=device)
+                  metadata_from: str | Path | None = None, weights: str = "ema") -> EvalReport:
+    model = load_experiment(path, epoch=epoch, device=device, weights=weights)
     info = model.rumpy
     if only_task is not None and info.task != only_task:
         raise InferenceError(f"{info.path} is a {info.task} model; use `rumpy eval` for it")

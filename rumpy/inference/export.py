@@ -186,10 +186,10 @@ def _write_description(folder: Path, contract: dict, network: nn.Module) -> None
 
 
 def export_model(path: str | Path, epoch: int | str = "best", fmt: str = "torchscript",
-                 out_dir: str | Path | None = None) -> ExportReport:
+                 out_dir: str | Path | None = None, weights: str = "ema") -> ExportReport:
     if fmt not in FORMATS:
         raise InferenceError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-    model = load_experiment(path, epoch=epoch, device="cpu")
+    model = load_experiment(path, epoch=epoch, device="cpu", weights=weights)
     info = model.rumpy
     folder = Path(out_dir) if out_dir else info.path / EXPORT_DIR / f"epoch_{info.epoch}"
     if out_dir is None and (info.path / EXPORT_DIR / "config.toml").is_file():

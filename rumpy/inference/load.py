@@ -42,6 +42,7 @@ class LoadedModel:
     facts: dict = field(default_factory=dict)        # Task.loaded_info()
     task_object: object = None                       # the node's Task, set up for nothing yet
     batch_hook: object = None    # the hook that converts a batch dict (export removes it)
+    weights: str = "raw"         # 'ema': the EMA weights were loaded (training.ema_decay)
 
     @property
     def path(self) -> Path:
@@ -94,13 +95,17 @@ def _accept_batches(model: nn.Module, task: Task) -> None:
 
 
 def load_experiment(path: str | Path, epoch: int | str = "best", device: str | torch.device = "cpu",
-                    overrides: dict | None = None, save_loc: str | Path | None = None
-                    ) -> nn.Module:
+                    overrides: dict | None = None, save_loc: str | Path | None = None,
+                    weights: str = "ema") -> nn.Module:
     """The model of `epoch` ('best', 'last' or a number) of the node at `path` (a folder, or a
     run name under `save_loc`, default ./Results), in eval mode on `device`, with a LoadedModel
     as its `.rumpy` attribute. `overrides` ({"section.key": value}) change the stored config at
     test time (as pixlib's test_conf), checked like any config; the model then also accepts a
-    batch dict as the data sets give it."""
+    batch dict as the data sets give it. `weights`: 'ema' (the default) loads the EMA weights
+    of a node trained with training.ema_decay (what it validated), 'raw' the trained ones; a
+    node without EMA weights has only the raw ones."""
+    if weights not in ("ema", "raw"):
+        raise InferenceError(f"weights: expected 'ema' or 'raw', got {weights!r}")
     node = find_node(_node_path(path, save_loc))
     choice = parse_epoch(epoch)
     cfg = load_node_config(node, overrides)
@@ -128,7 +133,8 @@ def load_experiment(path: str | Path, epoch: int | str = "best", device: str | t
     kwargs = task.model_kwargs()  # from the config and the checkpoint, never from the data
     try:
         model = task.build_model()
-        model.load_state_dict(state["parts"]["model"])
+        use_ema = weights == "ema" and state["parts"].get("ema") is not None
+        model.load_state_dict(state["parts"]["ema" if use_ema else "model"])
     except (ValueError, TypeError, RuntimeError, KeyError) as exc:
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InferenceError(f"{path_}: cannot build {cfg.model.name} from "
@@ -141,8 +147,9 @@ def load_experiment(path: str | Path, epoch: int | str = "best", device: str | t
         model_name=cfg.model.name, model_kwargs=kwargs, task_state=task_state,
         summary_row=dict(row), facts=task.loaded_info(), task_object=task)
     _accept_batches(model, task)
-    log.info("loaded %s epoch %d (%s%s)", node.path, choice, cfg.model.name,
-             f", {task.describe()}" if task.describe() else "")
+    model.rumpy.weights = "ema" if use_ema else "raw"
+    log.info("loaded %s epoch %d (%s%s%s)", node.path, choice, cfg.model.name,
+             f", {task.describe()}" if task.describe() else "", ", EMA weights" if use_ema else "")
     return model
 
 

@@ -179,6 +179,25 @@ class Task:
     def training_loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
+    # -- several networks (docs/design.md, "Add a network to a task") ---------------------------
+    def extra_networks(self) -> dict:
+        """The networks this task trains beside its output network (the one `build_model`
+        makes, which eval, predict and export use): {name: (module, GroupSettings)}. Each is
+        optimised by its own group and saved as the checkpoint part `name`. Called once per
+        handler, after the output network is built (the same seed draws the same weights)."""
+        return {}
+
+    def training_step(self, handler, batch: dict) -> torch.Tensor:
+        """One iteration of a task with extra networks: forward passes, each group's
+        `backward_step` when it is due (`handler.groups[name].due(handler.step)`), the output
+        network's through `handler.optimize(loss)` (EMA included); `handler.record(name,
+        value)` for the train-<name> columns. Returns the output network's loss (train-loss)."""
+        raise NotImplementedError
+
+    def train_terms(self) -> list[str]:
+        """Names of the loss terms recorded in training (summary columns train-<name>)."""
+        return []
+
     def batch_inputs(self, batch: dict) -> tuple:
         """A batch dict (as the loaders give it) -> the model's positional inputs: a loaded
         model accepts the task's batch dict as well as tensors."""

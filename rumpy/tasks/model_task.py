@@ -153,7 +153,7 @@ class ModelTask(Task):
 
     @torch.no_grad()
     def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
-        model = handler.model
+        model = getattr(handler, "eval_model", handler.model)  # the EMA weights when kept
         model.eval()
         core = _module(model)
         result = EvalResult(means={})

@@ -19,6 +19,20 @@ from ..core.losses import build_loss
 from .base import IP, TASKS, EvalResult, InferenceError, Task
 from .sisr_infer import SRNetwork, export_contract, export_examples, predict_images
 from .sisr_eval import Evaluator, ssim_too_small
+from .sisr_gan import NAME as GAN_NAME, GANStep, check_discriminator
+
+
+def resolve_loss_paths(cfg) -> None:
+    """A loss's file parameters (the perceptual loss's vgg_weights_path) relative to the TOML's
+    folder, as every path key is."""
+    from pathlib import Path
+    spec = cfg.model.internal_params.loss
+    if not isinstance(spec, dict) or not cfg.source:
+        return
+    for value in spec.values():
+        path = value.get("vgg_weights_path") if isinstance(value, dict) else None
+        if isinstance(path, str) and path and not Path(path).expanduser().is_absolute():
+            value["vgg_weights_path"] = str((Path(cfg.source).parent / path).resolve())
 
 
 @TASKS.register("sisr")
@@ -39,6 +53,7 @@ class SISRTask(Task):
         "training.early_stopping_metric": "val-PSNR",
         "model.internal_params.scale": 4,
         "model.internal_params.loss": "l1",
+        "model.discriminator": None,  # adversarial SR when set (sisr_gan.py)
     }
 
     def check_config(self) -> None:
@@ -50,6 +65,11 @@ class SISRTask(Task):
                                      f"{', '.join(map(str, scales))}, got {self.cfg.scale}")
         self.pre_upsampled = bool(getattr(cls, "pre_upsampled", False))
         self.takes_metadata = bool(getattr(cls, "takes_metadata", False))
+        resolve_loss_paths(self.cfg)
+        self.gan = None
+        if self.cfg.model.discriminator is not None:
+            check_discriminator(self.cfg)
+            self.gan = GANStep(self)
 
     def check_data(self) -> None:
         self._train_sets, self._eval_sets = check_data(self.cfg)
@@ -59,6 +79,8 @@ class SISRTask(Task):
             if too_small:
                 self.fail(*too_small)
         check_metadata_use(self.cfg, self._train_sets, self._eval_sets, self.takes_metadata)
+        if self.gan is not None:
+            self.gan.check_data()
         # what each training set's metadata means to the model, kept in every checkpoint
         self.metadata_norms = {}
         for s in self._train_sets if self.takes_metadata else []:
@@ -165,6 +187,15 @@ class SISRTask(Task):
         return self.criterion(model(self.model_input(batch["lq"]),
                                     *self.extra_inputs(batch.get("metadata"))),
                               to_float(batch["gt"]))
+
+    def extra_networks(self) -> dict:
+        return {GAN_NAME: self.gan.network()} if getattr(self, "gan", None) else {}
+
+    def training_step(self, handler, batch: dict) -> torch.Tensor:
+        return self.gan(handler, batch)
+
+    def train_terms(self) -> list[str]:
+        return self.gan.terms() if getattr(self, "gan", None) else []
 
     def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
         return self.evaluator.evaluate(

@@ -29,9 +29,12 @@ def dry_run(handler: NetworkHandler, loader) -> None:
     """Raises the first error a real run would hit in its first step or its schedule."""
     saved = rng_state()
     try:
+        networks = {name: (copy.deepcopy(g.model), g.settings)
+                    for name, g in handler.groups.items()}
         trial = NetworkHandler(handler._cfg, copy.deepcopy(handler.model), handler.task,
                                handler.steps_per_epoch, handler.device, handler.plateau_column,
-                               compile_model=False)  # the real run's first step compiles once
+                               compile_model=False,  # the real run's first step compiles once
+                               networks=networks)
         loss = trial.train_step(first_batch(loader))
         if not torch.isfinite(loss):
             raise ValueError(f"the first batch's loss is {float(loss)}")

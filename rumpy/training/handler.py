@@ -1,7 +1,10 @@
-"""NetworkHandler: optimisation only. One model with its optimizer, scheduler, precision (autocast
-and the fp16 GradScaler), memory format, optional torch.compile and gradient clipping, and the
-single training step; what a batch means (inputs, targets, loss) is
-the task's (`task.training_loss`). The epoch loop (trainer.py) drives it."""
+"""NetworkHandler: optimisation only. The task's output network with its optimizer, scheduler,
+precision (autocast and the fp16 GradScaler), memory format, optional torch.compile and gradient
+clipping, and the training step; what a batch means (inputs, targets, loss) is the task's
+(`task.training_loss`). A task with more networks (a GAN's discriminator) declares them
+(`task.extra_networks()`): each becomes an OptimGroup (groups.py) and the task's
+`training_step(handler, batch)` drives them all. The EMA copy of the output network (ema.py)
+is updated after each of its optimizer steps. The epoch loop (trainer.py) drives the handler."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +18,8 @@ from ..config import RunConfig
 from ..core.checkpoint import rng_state, set_rng_state
 from ..core.columns import direction
 from ..core.optim import build_optimizer, build_scheduler
+from .ema import EMA
+from .groups import OptimGroup
 from .precision import Arithmetic, arithmetic
 from .prefetch import Prefetcher, place
 
@@ -45,7 +50,7 @@ def select_device(gpu: str, sp_gpu: int, dist=None) -> torch.device:
 class NetworkHandler:
     def __init__(self, cfg: RunConfig, model: nn.Module, task, steps_per_epoch: int,
                  device: torch.device, plateau_column: str | None = None,
-                 compile_model: bool = True):
+                 compile_model: bool = True, networks: dict | None = None):
         p = cfg.model.internal_params
         self.device = device
         self.arithmetic: Arithmetic = arithmetic(cfg)
@@ -73,6 +78,20 @@ class NetworkHandler:
             self.compile()
         self.log_grad = cfg.training.log_grad
         self._grad_sum = self._grad_max = None  # this epoch's gradient norms, on the device
+        # The task's other networks, each with its own optimisation (in the task's order)
+        networks = task.extra_networks() if networks is None else networks
+        self.groups: dict[str, OptimGroup] = {
+            name: OptimGroup(name, module, settings, cfg.training.num_epochs, steps_per_epoch,
+                             device, self.amp, self.arithmetic.channels_last)
+            for name, (module, settings) in networks.items()}
+        t = cfg.training
+        self.ema = EMA(self.model, t.ema_decay, t.ema_start_step) if t.ema_decay else None
+        # what validation scores: 'ema' (also under 'both': the raw scores are extra columns)
+        self.validate = "raw" if self.ema is None or t.validate_ema == "raw" else "ema"
+        self._terms: dict[str, list] = {}  # loss terms of this epoch: name -> [sum, count]
+        if compile_model and self.arithmetic.compile:
+            for group in self.groups.values():
+                group.train_model = torch.compile(group.train_model, mode=self.arithmetic.compile)
 
     def _build_scheduler(self):
         p = self._cfg.model.internal_params
@@ -122,6 +141,8 @@ class NetworkHandler:
 
     def uncompile(self) -> None:
         self.train_model = getattr(self.train_model, "_orig_mod", self.train_model)
+        for group in getattr(self, "groups", {}).values():
+            group.train_model = getattr(group.train_model, "_orig_mod", group.train_model)
         self.compiled = False
 
     def feed(self, loader):
@@ -159,8 +180,26 @@ class NetworkHandler:
         self._stepped = False
         self.model.train()
         batch = place(batch, self.device, self.arithmetic.channels_last)
+        if self.groups:  # the task drives its networks (and calls optimize for the output one)
+            for group in self.groups.values():
+                group.model.train()
+            loss = self.task.training_step(self, batch)
+            self._stepped = True
+            self.step += 1
+            return loss.detach().float()
         with self._autocast():
             loss = self.task.training_loss(self.train_model, batch)
+        self.optimize(loss)
+        self.step += 1
+        return loss.detach().float()
+
+    def autocast(self):
+        """The training precision's autocast context (for a task's training_step)."""
+        return self._autocast()
+
+    def optimize(self, loss: torch.Tensor) -> None:
+        """The output network's optimizer step on `loss` (already computed), its per-batch
+        scheduler step and the EMA update."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.amp:
             self.scaler.scale(loss.float()).backward()
@@ -175,10 +214,36 @@ class NetworkHandler:
             self._gradients()
             self._stepped = True
             self.optimizer.step()
-        self.step += 1
         if self.scheduler is not None and self.scheduler_interval == "batch":
             self.scheduler.step()
-        return loss.detach().float()
+        if self.ema is not None:  # the step this update follows: step + 1 (1-based)
+            self.ema.update(self.model, self.step + 1)
+
+    def record(self, name: str, value: torch.Tensor) -> None:
+        """A loss term of this step (detached, on the device: no sync), for the epoch's
+        train-<name> column."""
+        entry = self._terms.setdefault(name, [torch.zeros((), dtype=torch.float64,
+                                                          device=self.device), 0])
+        entry[0] += value.detach().double()
+        entry[1] += 1
+
+    def terms_state(self) -> dict:
+        """The epoch's loss-term sums so far (kept in a mid-epoch checkpoint)."""
+        return {k: [v[0].cpu(), v[1]] for k, v in self._terms.items()}
+
+    def load_terms_state(self, state: dict) -> None:
+        self._terms = {k: [v[0].to(self.device), int(v[1])] for k, v in state.items()}
+
+    def term_stats(self, dist=None) -> dict[str, float]:
+        """The epoch's loss-term columns (train-<name>: the mean over the steps that had it),
+        then reset."""
+        out = {}
+        for name, (total, count) in self._terms.items():
+            if dist is not None and dist.enabled:
+                total = dist.sum(total) / dist.world
+            out[f"train-{name}"] = float(total) / max(count, 1)
+        self._terms = {}
+        return out
 
     def distribute(self, dist, sync_bn: bool = False) -> None:
         """Data parallel: gradients are averaged over the ranks in backward (DDP). Checkpoints,
@@ -191,6 +256,12 @@ class NetworkHandler:
         self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if self.compiled:  # compile the DDP wrapper (DDP's graph breaks at its buckets)
             self.compile()
+        for group in self.groups.values():
+            if group.settings.trainable:
+                if sync_bn:
+                    group.model = nn.SyncBatchNorm.convert_sync_batchnorm(group.model)
+                group.train_model = nn.parallel.DistributedDataParallel(group.model,
+                                                                        device_ids=ids)
 
     def _gradients(self) -> None:
         """Clipping and the norm's statistics; the norm stays on the device (no sync)."""
@@ -222,6 +293,8 @@ class NetworkHandler:
     def end_epoch(self) -> None:
         if self.scheduler is not None and self.scheduler_interval == "epoch":
             self.scheduler.step()
+        for group in self.groups.values():
+            group.end_epoch()
 
     def after_validation(self, row: dict) -> None:
         """reduce_on_plateau steps on its column's value (epochs without one change nothing)."""
@@ -237,18 +310,35 @@ class NetworkHandler:
         in eval mode (unclamped). In float32 whatever the training precision: a bf16 output
         carries 8 bits of mantissa, about one 8-bit level near white, which would cost PSNR
         that the weights do not deserve."""
-        self.model.eval()
+        model = self.eval_model
+        model.eval()
         if self.arithmetic.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        out = self.model(inputs, *extra)
+        out = model(inputs, *extra)
         return out.float()
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights validation scores: the EMA copy unless training.validate_ema = 'raw'."""
+        return self.ema.model if self.validate == "ema" else self.model
+
+    def use_weights(self, which: str) -> None:
+        """Validate the 'ema' or the 'raw' weights from now on (validate_ema = 'both')."""
+        self.validate = which if self.ema is not None else "raw"
+
     def parts(self) -> dict:
-        """The named stateful parts this handler contributes to a checkpoint."""
-        return {
+        """The named stateful parts this handler contributes to a checkpoint: the output
+        network's (model, optimizer, scheduler, scaler), each other network's as one part named
+        after it, and the EMA weights as `ema`."""
+        parts = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
             "loop": {"step": self.step, "precision": self.precision},
         }
+        for name, group in self.groups.items():
+            parts[name] = group.part()
+        if self.ema is not None:
+            parts["ema"] = self.ema.state_dict()
+        return parts

@@ -45,7 +45,16 @@ def _from_node(cfg: RunConfig, folder: Path) -> tuple[dict, dict]:
     except CorruptCheckpoint as exc:
         raise ConfigError(cfg.source, KEY, str(exc)) from None
     info = {"source": str(node.path), "epoch": choice, "checkpoint": str(path)}
-    return state["parts"]["model"], info
+    return _weights(state["parts"], info), info
+
+
+def _weights(parts: dict, info: dict) -> dict:
+    """A checkpoint's EMA weights when it has them (what its node validated and exports, and
+    what BasicSR's recipes start the GAN stage from: `param_key_g: params_ema`), else the raw."""
+    if parts.get("ema") is not None:
+        info["weights"] = "ema"
+        return parts["ema"]
+    return parts["model"]
 
 
 def _from_file(cfg: RunConfig, path: Path) -> tuple[dict, dict]:
@@ -65,7 +74,7 @@ def _from_file(cfg: RunConfig, path: Path) -> tuple[dict, dict]:
     if isinstance(data, dict) and ("parts" in data or "rng" in data):
         data = upgrade(data)
         info["epoch"] = data.get("epoch")
-        data = data["parts"]["model"]
+        data = _weights(data["parts"], info)
     for key in _WRAPPERS:
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

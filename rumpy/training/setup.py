@@ -105,6 +105,8 @@ class Run:
         parts = {**self.handler.parts(), "monitors": monitors, "task": self.task.state_dict()}
         if weights_only:
             parts = {k: v for k, v in parts.items() if k not in WEIGHTLESS_PARTS}
+            for name in self.handler.groups:  # another network's weights alone, too
+                parts[name] = {"model": parts[name]["model"]}
         if self.node.rel:  # a branch's checkpoints carry its lineage, to recover lineage.json
             extra["lineage"] = self.node.lineage
         if self.rng_ranks is not None:
@@ -237,7 +239,9 @@ def build_run(checked: Checked) -> Run:
     _development_modes(cfg, task, loaders)
     if dist.enabled:
         shard_train_loader(loaders, dist.rank, dist.world, cfg.data.batch_size)
-    columns = summary_columns(task.summary_keys(), list(loaders.evals), cfg.training.log_grad)
+    t = cfg.training
+    columns = summary_columns(task.summary_keys(), list(loaders.evals), t.log_grad,
+                              task.train_terms(), raw=bool(t.ema_decay) and t.validate_ema == "both")
     directions = task.column_directions()
     best = _monitor(cfg, "best_load_metric", "auto", 0.0, columns, directions)
     early = None
@@ -262,6 +266,8 @@ def build_run(checked: Checked) -> Run:
     init_info = load_init_weights(cfg, model) if plan.kind == "new" else None
     try:
         handler = NetworkHandler(cfg, model, task, len(loaders.train), device, plateau)
+    except ConfigError:  # a task's other network, named at its own key
+        raise
     except Exception as exc:
         raise ConfigError(src, IP, f"cannot build {cfg.model.name} with these settings: "
                                    f"{_one_line(exc)}") from None
@@ -437,6 +443,14 @@ def _restore(run: Run) -> None:
                  saved_precision, handler.precision)
     if parts.get("scaler") and handler.amp:  # a scaler only means something to fp16
         handler.scaler.load_state_dict(parts["scaler"])
+    for name, group in handler.groups.items():  # absent in a parent without it: starts fresh
+        group.restore(parts.get(name), plan.load_optimizer, plan.load_scheduler,
+                      0 if run.cfg.training.skip_scheduler_load else plan.start_epoch)
+    if handler.ema is not None:
+        if parts.get("ema") is not None:
+            handler.ema.load_state_dict(parts["ema"])
+        else:  # a fork from a node without EMA weights: the average starts from its weights
+            handler.ema.reset(handler.model)
     handler.step = parts["loop"]["step"]
     ranks = state.get("rng_ranks")
     if run.dist.enabled and ranks and len(ranks) == run.dist.world:

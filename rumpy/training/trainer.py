@@ -11,7 +11,7 @@ import time
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..core.columns import eval_columns
+from ..core.columns import eval_columns, raw_column
 from ..core.summary import SummaryLog
 from ..tree.node import INTERRUPTED
 from ..tree.apply import finish_replacement, restore_replaced
@@ -153,6 +153,17 @@ def train(run: Run, callbacks: list[Callback] | None = None) -> str:
             restore_replaced(run.plan)  # a no-op once the new run has a checkpoint
 
 
+def _raw_scores(run: Run, eval_sets: list[str]) -> dict:
+    """validate_ema = 'both': the raw weights' scores as val-raw-* columns (the EMA's are the
+    val-* columns that best and early stopping follow)."""
+    run.handler.use_weights("raw")
+    try:
+        result = run.task.evaluate(run.handler, with_outputs=False)
+    finally:
+        run.handler.use_weights("ema")
+    return {raw_column(k): v for k, v in eval_columns(result.means, eval_sets).items()}
+
+
 def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
     cfg, handler, plan, dist = run.cfg, run.handler, run.plan, run.dist
     num_epochs = cfg.training.num_epochs
@@ -169,6 +180,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                     total = total.clone()
                 learning_rate, elapsed = resume["learning_rate"], resume["elapsed"]
                 waited_before = resume.get("data_wait", 0.0)
+                handler.load_terms_state(resume.get("terms") or {})
                 log.info("resuming epoch %d after step %d", epoch, done)
             else:
                 done, total, learning_rate, elapsed = 0, None, handler.learning_rate, 0.0
@@ -203,7 +215,8 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                         "position": steps, "loss_sum": total.cpu(),
                         "learning_rate": learning_rate,
                         "elapsed": elapsed + time.perf_counter() - start,
-                        "data_wait": waited_before + waited}))
+                        "data_wait": waited_before + waited,
+                        **({"terms": handler.terms_state()} if handler.groups else {})}))
                     finish_replacement(plan)
                     run.node.set_status(epochs_done=epoch - 1)
                 run.stop_reason = (f"stopped (Ctrl+C/SIGTERM) during epoch {epoch} (step {steps}); "
@@ -212,11 +225,14 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 return "interrupted"
             handler.end_epoch()
             row = {"epoch": epoch, "train-loss": total.item() / max(steps, 1),
-                   "learning-rate": learning_rate, **handler.grad_stats()}
+                   **handler.term_stats(dist), "learning-rate": learning_rate,
+                   **handler.grad_stats()}
             result = None
             if eval_sets and (epoch % cfg.training.eval_frequency == 0 or epoch == num_epochs):
                 result = run.task.evaluate(handler, with_outputs=cfg.training.save_samples)
                 row.update(eval_columns(result.means, eval_sets))
+                if handler.ema is not None and cfg.training.validate_ema == "both":
+                    row.update(_raw_scores(run, eval_sets))
             row["epoch-time"] = elapsed + time.perf_counter() - start
             row["data-wait"] = waited_before + waited
             run.best.update(epoch, row)
