@@ -96,7 +96,7 @@
       s.appendChild(svg("line", { x1: x(t), x2: x(t), y1: top - 6, y2: height - 6, "class": "grid" }));
       s.appendChild(svg("text", { x: x(t), y: top - 10, "class": "tick", "text-anchor": "middle" }, t));
     });
-    s.appendChild(svg("text", { x: left - 8, y: top - 10, "class": "tick", "text-anchor": "end" }, "epoch"));
+    s.appendChild(svg("text", { x: left - 16, y: top - 10, "class": "tick", "text-anchor": "end" }, "epoch"));
     var yOf = {};
     shown.forEach(function (n, i) { yOf[n.id] = top + i * row + row / 2; });
     shown.forEach(function (n) {
@@ -164,9 +164,11 @@
     var Y = function (v) { return T + (1 - (v - y0) / (y1 - y0)) * (H - T - B); };
     var s = svg("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H });
     s.appendChild(svg("text", { x: L, y: 16, "class": "title" }, column));
-    niceTicks(y0, y1, 5).forEach(function (t) {
+    var yTicks = niceTicks(y0, y1, 5);
+    var digits = yTicks.length > 1 ? Math.max(0, Math.min(6, -Math.floor(Math.log10(yTicks[1] - yTicks[0]) + 1e-9))) : 2;
+    yTicks.forEach(function (t) {
       s.appendChild(svg("line", { x1: L, x2: W - R, y1: Y(t), y2: Y(t), "class": "grid" }));
-      s.appendChild(svg("text", { x: L - 6, y: Y(t) + 4, "class": "tick", "text-anchor": "end" }, fmt(t)));
+      s.appendChild(svg("text", { x: L - 6, y: Y(t) + 4, "class": "tick", "text-anchor": "end" }, t.toFixed(digits)));
     });
     niceTicks(x0, x1, 6).filter(function (t) { return Number.isInteger(t); }).forEach(function (t) {
       s.appendChild(svg("line", { x1: X(t), x2: X(t), y1: T, y2: H - B, "class": "grid" }));
@@ -376,12 +378,14 @@
     var columns = allColumns();
     state.metrics = defaultMetrics(columns);
     var box = document.getElementById("metric-pick");
+    var boxes = [];
     columns.forEach(function (c) {
       var label = el("label", { "class": "metric" });
       var cb = el("input", { type: "checkbox", value: c });
       cb.checked = state.metrics.indexOf(c) >= 0;
+      boxes.push(cb);
       cb.addEventListener("change", function () {
-        state.metrics = columns.filter(function (k) { return box.querySelector("input[value='" + k + "']").checked; });
+        state.metrics = columns.filter(function (k, i) { return boxes[i].checked; });
         redraw();
       });
       label.appendChild(cb); label.appendChild(document.createTextNode(c));
