@@ -176,6 +176,19 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _track(args: argparse.Namespace) -> int:
+    from ..tracking.replay import ReplayError, replay
+
+    try:
+        lines = replay(Path(args.folder), args.to, args.uri)
+    except ReplayError as exc:
+        log.error("%s", exc)
+        return 2
+    for line in lines:
+        print(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(argv)
@@ -249,6 +262,13 @@ def _dispatch(argv: list[str] | None) -> int:
                         help="sample images to show (e.g. chelsea_chelsea_0); default: the first")
     report.add_argument("--no-samples", action="store_true", help="leave sample images out")
     report.set_defaults(func=_report)
+    track = sub.add_parser("track", help="replay run folders into a tracker (idempotent)")
+    track.add_argument("folder", help="a run folder (its subtree), or a folder of runs")
+    track.add_argument("--to", required=True, choices=("mlflow", "tensorboard", "aim"))
+    track.add_argument("--uri", help="mlflow: tracking URI (default: the node's mlflow_uri, or "
+                                     "sqlite:///<Results>/mlflow.db); aim: the repository folder "
+                                     "(default: the node's aim_home)")
+    track.set_defaults(func=_track)
     from .evaluate import add_parsers as add_inference_parsers  # eval, export-model
     add_inference_parsers(sub)
     from .sweep import add_parsers as add_sweep_parsers  # sweep, table

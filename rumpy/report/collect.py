@@ -16,6 +16,7 @@ from ..config.compose import flatten, read_toml
 from ..core.columns import resolve
 from ..core.monitor import Monitor, infer_mode
 from ..tree.node import DamagedNode, Node
+from ..tree.scan import scan, start_nodes
 
 log = logging.getLogger(__name__)
 
@@ -24,30 +25,6 @@ _NOT_SETTINGS = ("experiment", "experiment_save_loc", "training.aim_home")
 _SAMPLES = re.compile(r"epoch_(\d+)_samples")
 MAX_SAMPLE_EPOCHS = 8     # sample images per node and image: evenly spread, always the newest
 SAMPLE_WIDTH = 576        # embedded images are downscaled to this width (JPEG) to keep the file small
-
-
-def tree_root(path: Path) -> Node:
-    """The node at `path`, as a node of its whole tree (a branch folder's root is the outermost
-    run folder above it)."""
-    path = path.resolve()
-    root = path
-    while (root.parent / "config.toml").is_file():
-        root = root.parent
-    return Node(root, path.relative_to(root).as_posix() if path != root else "")
-
-
-def run_roots(folder: Path) -> list[Node]:
-    """The run folders a report covers: `folder` itself (a node and its subtree) or every
-    outermost run folder under it."""
-    if (folder / "config.toml").is_file():
-        return [tree_root(folder)]
-    roots = []
-    for config in sorted(folder.rglob("config.toml")):
-        run = config.parent
-        if not any((p / "config.toml").is_file() for p in run.parents
-                   if p == folder or folder in p.parents):
-            roots.append(Node(run.resolve(), ""))
-    return roots
 
 
 def _finite(value):
@@ -174,22 +151,22 @@ def _node(node: Node, tree_id: str, root_config: dict, images: list[str] | None,
     return record
 
 
-def _sweeps(folder: Path, roots: list[Node]) -> list[dict]:
-    from ..sweep.table import TableError, build_table
-
-    manifests = [folder / "sweep.json"] if (folder / "sweep.json").is_file() else \
-        sorted(folder.rglob("sweep.json"))
+def _sweeps(folder: Path) -> list[dict]:
+    if (folder / "config.toml").is_file():
+        return []  # a run folder's report: its tree
     out = []
-    for manifest in manifests:
+    for sweep in scan(folder)[1]:
+        from ..sweep.table import TableError, build_table  # pandas: only when there is a sweep
+
         try:
-            table, keys, metrics = build_table(manifest.parent, every_state=True)
+            table, keys, metrics = build_table(sweep, every_state=True)
         except TableError as exc:
-            log.warning("sweep %s: %s; left out of the report", manifest.parent, exc)
+            log.warning("sweep %s: %s; left out of the report", sweep, exc)
             continue
         rows = [{c: (None if isinstance(v, float) and math.isnan(v) else v)
                  for c, v in rec.items()} for rec in table.to_dict("records")]
-        out.append({"name": manifest.parent.relative_to(folder).as_posix()
-                    if manifest.parent != folder else folder.name,
+        out.append({"name": sweep.relative_to(folder).as_posix() if sweep != folder
+                    else folder.name,
                     "keys": keys, "metrics": metrics, "rows": rows})
     return out
 
@@ -199,7 +176,7 @@ def collect(folder: Path, images: list[str] | None = None, samples: bool = True)
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
-    roots = run_roots(folder)
+    roots = start_nodes(folder)
     if not roots:
         raise FileNotFoundError(f"{folder}: no run folders (with config.toml) in it")
     base = folder.resolve() if not (folder / "config.toml").is_file() else roots[0].root.parent
@@ -226,4 +203,4 @@ def collect(folder: Path, images: list[str] | None = None, samples: bool = True)
             except OSError:
                 pass
     return {"title": folder.resolve().name, "folder": str(folder.resolve()), "nodes": nodes,
-            "sweeps": _sweeps(folder.resolve(), roots)}
+            "sweeps": _sweeps(folder.resolve())}
