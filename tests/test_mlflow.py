@@ -127,3 +127,11 @@ def test_track_replays_a_tree_into_mlflow_and_tensorboard_idempotently(write_con
     assert [s for s, _ in first["train/loss"]] == [1, 2, 3, 4]
     assert rumpy_main(["track", str(root), "--to", "tensorboard"]) == 0
     assert scalars(root / "b") == first
+
+    # Aim: a run per node made once, its hash in status.json; a second replay adds nothing
+    assert rumpy_main(["track", str(root), "--to", "aim"]) == 0
+    hashes = [status(root)["aim_run_hash"], status(root / "b")["aim_run_hash"]]
+    capsys.readouterr()
+    assert rumpy_main(["track", str(root), "--to", "aim"]) == 0
+    assert capsys.readouterr().out.count(": 0 epochs added") == 2
+    assert [status(root)["aim_run_hash"], status(root / "b")["aim_run_hash"]] == hashes

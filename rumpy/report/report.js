@@ -146,7 +146,7 @@
     return out;
   }
   function drawChart(column, shown) {
-    var W = 460, H = 270, L = 62, R = 14, T = 28, B = 36;
+    var W = 380, H = 250, L = 56, R = 12, T = 28, B = 36;
     var lines = shown.map(function (n) { return { node: n, points: series(n, column) }; })
       .filter(function (l) { return l.points.length; });
     var box = el("div", { "class": "chart" });
