@@ -136,3 +136,35 @@ def test_tree_tools_import_no_torch(results, tmp_path, argv):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_plot_of_many_nodes_names_the_best_and_groups_the_others(results, tmp_path):
+    """A tree of 26 nodes (copies of a real branch, each with its own lineage): the legend names
+    the 10 best by the column's direction, the rest are one 'others' entry; the PNG keeps the
+    size it has at 11 nodes."""
+    from rumpy.results.compare import TOP_K, compare_figure
+
+    tree = tmp_path / "tiny"
+    shutil.copytree(results / "tiny", tree, ignore=shutil.ignore_patterns("a", "b"))
+    for i in range(25):
+        copy = tree / f"c{i:02d}"
+        shutil.copytree(results / "tiny" / "b", copy)
+        summary = copy / "result_outputs" / "summary.csv"
+        lines = summary.read_text().splitlines()
+        head = lines[0].split(",")
+        col = head.index("val-PSNR")
+        rows = [line.split(",") for line in lines[1:]]
+        for row in rows:
+            if row[head.index("inherited")] == "0":
+                row[col] = str(float(row[col]) + i / 10)  # c24 best, then c23, ...
+        summary.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+    fig, drawn = compare_figure(tree, "PSNR")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert len(drawn) == 26
+    assert labels[0] == f"others ({26 - TOP_K} nodes)"
+    assert labels[1:1 + TOP_K] == [f"c{i:02d}" for i in range(15, 25)]
+    assert labels[-1].startswith("bicubic")
+    out = tmp_path / "many.png"
+    assert rumpy_main(["plot", str(tree), "-o", str(out)]) == 0
+    with Image.open(out) as img:
+        assert img.height < 700 and img.width < 1200

@@ -155,7 +155,8 @@ def _plot(args: argparse.Namespace) -> int:
     except (FileNotFoundError, KeyError, ValueError) as exc:
         log.error("%s", exc.args[0] if exc.args else exc)
         return 2
-    log.info("wrote %s (%s)", args.output, ", ".join(drawn))
+    log.info("wrote %s (%s)", args.output, ", ".join(drawn) if len(drawn) <= 12 else
+             f"{len(drawn)} nodes")
     return 0
 
 
