@@ -186,17 +186,16 @@ def collect(folder: Path, images: list[str] | None = None, samples: bool = True)
         top = Node(start.root, "")
         try:
             root_config = flatten(read_toml(top.folder.config))
-        except Exception:
+        except Exception:  # a damaged config.toml: its node says so (_node)
             root_config = {}
         if first_config is None:
             first_config = root_config
         tree_id = start.root.relative_to(base).as_posix()
-        # a root is compared with the first tree's root: the settings a sweep's cells vary
-        reference = {"": first_config}
         pending = [start]
         while pending:
             node = pending.pop(0)
-            ref = reference[""] if not node.rel else root_config
+            # a root is compared with the first tree's root: the settings a sweep's cells vary
+            ref = root_config if node.rel else first_config
             nodes.append(_node(node, tree_id, ref, images, samples))
             try:
                 pending = node.children() + pending  # depth first: a branch under its parent

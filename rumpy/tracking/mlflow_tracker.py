@@ -113,8 +113,10 @@ class MLflowTracker(Tracker):
                       for key in found.data.metrics}
             return cls(client, run_id, eval_sets, logged)
         except Exception as exc:
-            log.warning("MLflow tracking is off for this run (%s: %s); CSV and PNG logging go on",
-                        type(exc).__name__, exc)
+            hint = (" (pip install -c constraints.txt -e '.[mlflow]')"
+                    if isinstance(exc, ImportError) else "")
+            log.warning("MLflow tracking is off for this run (%s: %s%s); CSV and PNG logging go "
+                        "on", type(exc).__name__, exc, hint)
             return None
 
     @staticmethod
