@@ -130,7 +130,8 @@ def main() -> None:
             cells = "".join(f"   {w:5.2f} / {c:4.2f}" for w, c in times)
             per_node = (times[-1][1] - times[0][1]) / max(1, sizes[-1] - sizes[0]) * 1000
             print(f"{name:22s}{cells}   {per_node:6.1f} ms   "
-                  f"wall {'yes' if times[-1][0] < 1 else 'NO'}, CPU {'yes' if times[-1][1] < 1 else 'NO'}")
+                  f"wall {'yes' if times[-1][0] < 1 else 'NO'}, "
+                  f"CPU {'yes' if times[-1][1] < 1 else 'NO'}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

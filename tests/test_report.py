@@ -23,12 +23,23 @@ seeds = [1, 2]
 [sweep.grid]
 "model.internal_params.lr" = [1e-3]
 """
+SEARCH = """
+[sweep]
+seeds = [1]
+[sweep.search]
+n_trials = 2
+metric = "val-PSNR"
+sampler = { name = "random", seed = 0 }
+[sweep.search.space]
+"model.internal_params.lr" = { low = 1e-4, high = 1e-2, log = true }
+"""
 
 
 @pytest.fixture(scope="module")
 def results(tiny_sets, tmp_path_factory) -> Path:
     """Results/tiny: root (3 epochs), branch a @2 (to 4), branch b @1 (to 2, lr changed), a/deep
-    @3 (to 4), an eval of a; Results/sw: a sweep of one setting x two seeds, 1 epoch each."""
+    @3 (to 4), an eval of a; Results/sw: a sweep of one setting x two seeds, 1 epoch each;
+    Results/srch: a search of two trials, 1 epoch each."""
     from conftest import tiny_toml
 
     tmp = tmp_path_factory.mktemp("report")
@@ -46,6 +57,10 @@ def results(tiny_sets, tmp_path_factory) -> Path:
     sweep.write_text(tiny_toml(tiny_sets, tmp / "Results", tmp / "cache", num_epochs=1,
                                experiment="sw", extra_training='logging = "text"') + SWEEP)
     assert rumpy_main(["sweep", str(sweep)]) == 0
+    search = tmp / "search.toml"
+    search.write_text(tiny_toml(tiny_sets, tmp / "Results", tmp / "cache", num_epochs=1,
+                                experiment="srch", extra_training='logging = "text"') + SEARCH)
+    assert rumpy_main(["sweep", str(search)]) == 0
     return tmp / "Results"
 
 
@@ -66,6 +81,7 @@ def test_report_holds_the_tree_sweep_eval_and_samples_in_one_file(results, tmp_p
     nodes = {n["id"]: n for n in data["nodes"]}
     assert {"tiny", "tiny/a", "tiny/b", "tiny/a/deep"} <= set(nodes)
     assert len([n for n in nodes if n.startswith("sw/")]) == 2
+    assert len([n for n in nodes if n.startswith("srch/")]) == 2
     a, deep, b = nodes["tiny/a"], nodes["tiny/a/deep"], nodes["tiny/b"]
     assert (a["parent"], a["fork_epoch"], a["epochs"]) == ("tiny", 2, [3, 4])
     assert (deep["parent"], deep["fork_epoch"]) == ("tiny/a", 3)
@@ -75,8 +91,14 @@ def test_report_holds_the_tree_sweep_eval_and_samples_in_one_file(results, tmp_p
     assert a["best"]["column"] == "val-PSNR" and a["best"]["epoch"] in (3, 4)
     assert a["eval"] and a["eval"][0]["set"] == "chelsea"
     assert a["samples"] and a["samples"][0]["src"].startswith("data:image/jpeg;base64,")
-    (sweep,) = data["sweeps"]
-    assert sweep["keys"] == ["model.internal_params.lr"] and sweep["rows"][0]["n"] == 2
+    sweeps = {s["name"]: s for s in data["sweeps"]}
+    assert set(sweeps) == {"sw", "srch"}
+    assert sweeps["sw"]["keys"] == ["model.internal_params.lr"]
+    assert sweeps["sw"]["rows"][0]["n"] == 2
+    search = sweeps["srch"]
+    assert search["keys"] == ["trial", "model.internal_params.lr", "state"]
+    assert sorted(r["trial"] for r in search["rows"]) == [0, 1]
+    assert search["metrics"] == ["val-PSNR"] and search["rows"][0]["best"] == "*"
     # a branch folder reports its subtree; --no-samples leaves the images out
     assert rumpy_main(["report", str(results / "tiny" / "a"), "-o", str(out), "--no-samples"]) == 0
     sub = _data(out.read_text())

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _NOT_SETTINGS = ("experiment", "experiment_save_loc", "training.aim_home")
 _SAMPLES = re.compile(r"epoch_(\d+)_samples")
 MAX_SAMPLE_EPOCHS = 8     # sample images per node and image: evenly spread, always the newest
-SAMPLE_WIDTH = 576        # embedded images are downscaled to this width (JPEG) to keep the file small
+SAMPLE_WIDTH = 576        # embedded images: downscaled to this width (JPEG), a small file
 
 
 def _finite(value):
@@ -44,8 +44,10 @@ def _best(node: Node, rows: list[dict], config: dict) -> dict:
 
 
 def _differing(config: dict, reference: dict) -> dict:
-    keys = [k for k in {**reference, **config} if not k.startswith(_NOT_SETTINGS)]
-    return {k: config.get(k) for k in sorted(keys) if config.get(k) != reference.get(k)}
+    """The node's settings that differ from the reference's; a key the node's config.toml lacks
+    (written before the key existed) is no difference."""
+    return {k: v for k, v in sorted(config.items())
+            if not k.startswith(_NOT_SETTINGS) and v != reference.get(k)}
 
 
 def _eval_results(node: Node) -> list[dict]:
@@ -69,8 +71,8 @@ def _data_uri(path: Path) -> str | None:
         with Image.open(path) as image:
             image = image.convert("RGB")
             if image.width > SAMPLE_WIDTH:
-                image = image.resize((SAMPLE_WIDTH, round(image.height * SAMPLE_WIDTH / image.width)),
-                                     Image.BILINEAR)
+                height = round(image.height * SAMPLE_WIDTH / image.width)
+                image = image.resize((SAMPLE_WIDTH, height), Image.BILINEAR)
             buffer = io.BytesIO()
             image.save(buffer, format="JPEG", quality=85)
     except (OSError, ValueError) as exc:
@@ -151,23 +153,35 @@ def _node(node: Node, tree_id: str, root_config: dict, images: list[str] | None,
     return record
 
 
+def _sweep_table(folder: Path) -> tuple[object, list[str], list[str]]:
+    """(table, grouping keys, metrics): a grid's mean ± std per setting (rumpy table), or a
+    search's row per trial."""
+    from ..sweep.run import read_manifest  # pandas (and optuna for a search): only for sweeps
+
+    if read_manifest(folder).search is None:
+        from ..sweep.table import build_table
+
+        return build_table(folder, every_state=True)
+    from ..sweep.search_table import build_search_table
+
+    table, sweep = build_search_table(folder)
+    return table, ["trial", *sweep.search.space, "state"], [sweep.search.metric]
+
+
 def _sweeps(folder: Path) -> list[dict]:
     if (folder / "config.toml").is_file():
         return []  # a run folder's report: its tree
     out = []
     for sweep in scan(folder)[1]:
-        from ..sweep.table import TableError, build_table  # pandas: only when there is a sweep
-
         try:
-            table, keys, metrics = build_table(sweep, every_state=True)
-        except TableError as exc:
+            table, keys, metrics = _sweep_table(sweep)
+        except Exception as exc:  # a damaged manifest or study: the rest of the report stands
             log.warning("sweep %s: %s; left out of the report", sweep, exc)
             continue
         rows = [{c: (None if isinstance(v, float) and math.isnan(v) else v)
                  for c, v in rec.items()} for rec in table.to_dict("records")]
         out.append({"name": sweep.relative_to(folder).as_posix() if sweep != folder
-                    else folder.name,
-                    "keys": keys, "metrics": metrics, "rows": rows})
+                    else folder.name, "keys": keys, "metrics": metrics, "rows": rows})
     return out
 
 
