@@ -13,13 +13,15 @@ its per-image loss and the bicubic baseline once) and save a checkpoint every ep
 
 Run: .venv/bin/python benchmarks/end_to_end.py [--rounds 4] [--epochs 6]
 Prints per variant the median steady epoch (interval between epoch ends, first epoch left out),
-the launch-to-first-optimizer-step time, the launch-to-exit time, the ratios to the raw script,
+the launch-to-first-optimizer-step time, the launch-to-exit time, the CPU time of the whole
+process tree (user + system, output worker and loader workers included), the ratios to the raw script,
 a per-part breakdown of rumpy's epoch, and the machine's load average around each round."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -267,15 +269,20 @@ def run_variant(name: str, tmp: Path, args, sets: dict) -> dict:
             cmd = [sys.executable, "-c", "import sys; sys.argv[1:] = [sys.argv[1]]\n" + LIGHTNING,
                    spec]
     launch = time.time()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     exited = time.time()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # user + system CPU of the process and every child it waited for (the output worker, the
+    # data loader workers): what the run costs a shared machine, whatever the wall clock says
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if proc.returncode != 0:
         sys.exit(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     m = json.loads(marks.read_text())
     ends = m["epoch_ends"]
     return {"epoch": statistics.median(b - a for a, b in zip(ends, ends[1:])),
             "start": m["first_step"] - launch, "total": exited - launch,
-            "drain": m["end"] - ends[-1], "parts": m.get("parts", {})}
+            "drain": m["end"] - ends[-1], "cpu": cpu, "parts": m.get("parts", {})}
 
 
 def main() -> None:
@@ -307,18 +314,18 @@ def main() -> None:
             print(f"round {r + 1}/{args.rounds} ({', '.join(order)}): load average "
                   f"{load:.2f} -> {os.getloadavg()[0]:.2f}", flush=True)
     med = {v: {k: statistics.median(x[k] for x in rs) for k in ("epoch", "start", "total",
-                                                                  "drain")}
+                                                                  "drain", "cpu")}
            for v, rs in results.items()}
     raw = med["raw"] if "raw" in med else None
     print(f"\n{args.epochs} epochs x {args.rounds} rounds, {REPEAT * 6 // BATCH} steps an epoch, "
           f"tiny EDSR x{SCALE} ({MODEL['num_features']} features, {MODEL['num_blocks']} "
           f"blocks), batch {BATCH}, crop {CROP}; medians over rounds")
     print(f"{'variant':<12} {'s/epoch':>8} {'vs raw':>7} {'start s':>8} {'vs raw':>7} "
-          f"{'total s':>8} {'end s':>6}")
+          f"{'total s':>8} {'end s':>6} {'CPU s':>7} {'vs raw':>7}")
     for v, m in med.items():
         ratio = (lambda k: f"{m[k] / raw[k]:7.3f}") if raw else (lambda k: "      -")
         print(f"{v:<12} {m['epoch']:8.3f} {ratio('epoch')} {m['start']:8.2f} {ratio('start')} "
-              f"{m['total']:8.2f} {m['drain']:6.2f}")
+              f"{m['total']:8.2f} {m['drain']:6.2f} {m['cpu']:7.2f} {ratio('cpu')}")
     if "rumpy" in results:
         print("\nrumpy (defaults), per epoch in the training process, median over epochs and "
               "rounds:")

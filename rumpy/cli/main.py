@@ -157,7 +157,38 @@ def _plot(args: argparse.Namespace) -> int:
     except (FileNotFoundError, KeyError, ValueError) as exc:
         log.error("%s", exc.args[0] if exc.args else exc)
         return 2
-    log.info("wrote %s (%s)", args.output, ", ".join(drawn))
+    log.info("wrote %s (%s)", args.output, ", ".join(drawn) if len(drawn) <= 12 else
+             f"{len(drawn)} nodes")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ..report.page import write_report
+
+    out = Path(args.output)
+    problem = _output_problem(out)
+    if problem:
+        log.error("-o: %s", problem)
+        return 2
+    try:
+        data = write_report(Path(args.folder), out, args.images, samples=not args.no_samples)
+    except (FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc.args[0] if exc.args else exc)
+        return 2
+    log.info("wrote %s (%d nodes, %d sweeps)", out, len(data["nodes"]), len(data["sweeps"]))
+    return 0
+
+
+def _track(args: argparse.Namespace) -> int:
+    from ..tracking.replay import ReplayError, replay
+
+    try:
+        lines = replay(Path(args.folder), args.to, args.uri)
+    except ReplayError as exc:
+        log.error("%s", exc)
+        return 2
+    for line in lines:
+        print(line)
     return 0
 
 
@@ -226,6 +257,21 @@ def _dispatch(argv: list[str] | None) -> int:
                       help="nodes to draw ('.' = the root); default: all")
     plot.add_argument("-o", "--output", default="compare.png")
     plot.set_defaults(func=_plot)
+    report = sub.add_parser("report", help="a tree, sweep or Results folder as one "
+                                           "self-contained HTML page")
+    report.add_argument("folder", help="a run folder (its subtree), or a folder of runs/sweeps")
+    report.add_argument("-o", "--output", default="report.html", help="HTML file to write")
+    report.add_argument("--images", nargs="+", metavar="NAME",
+                        help="sample images to show (e.g. chelsea_chelsea_0); default: the first")
+    report.add_argument("--no-samples", action="store_true", help="leave sample images out")
+    report.set_defaults(func=_report)
+    track = sub.add_parser("track", help="replay run folders into a tracker (idempotent)")
+    track.add_argument("folder", help="a run folder (its subtree), or a folder of runs")
+    track.add_argument("--to", required=True, choices=("mlflow", "tensorboard", "aim"))
+    track.add_argument("--uri", help="mlflow: tracking URI (default: the node's mlflow_uri, or "
+                                     "sqlite:///<Results>/mlflow.db); aim: the repository folder "
+                                     "(default: the node's aim_home)")
+    track.set_defaults(func=_track)
     from .evaluate import add_parsers as add_inference_parsers  # eval, export-model
     add_inference_parsers(sub)
     from .sweep import add_parsers as add_sweep_parsers  # sweep, table

@@ -119,6 +119,18 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def flatten(table: dict, prefix: str = "") -> dict:
+    """A nested table as dotted keys: {'training': {'lr': 1}} -> {'training.lr': 1}."""
+    out = {}
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
 def nest(key: str, value: Any) -> dict:
     out: dict = {}
     node = out

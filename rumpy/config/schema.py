@@ -139,8 +139,10 @@ class TrainingConfig:
                                           minimum=0)
     early_stopping_reset_on_branch: bool = opt(
         True, "a branch restarts the patience counter (keeping the best value so far)")
-    trackers: list[str] = opt(["aim"], "experiment trackers: 'aim', 'tensorboard' (failures only "
-                                       "warn)")
+    trackers: list[str] = opt(["aim"], "experiment trackers: 'aim', 'tensorboard', 'mlflow' "
+                                       "(failures only warn)")
+    mlflow_uri: str = opt("", "MLflow tracking URI (a server, a database, a folder); default: "
+                              "sqlite:///<experiment_save_loc>/mlflow.db")
     aim_track: bool = opt(True, "false turns Aim off even when it is in `trackers`")
     aim_home: str = opt("", "folder of the Aim repository (.aim); default: experiment_save_loc",
                         path=True)

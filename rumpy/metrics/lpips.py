@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .registry import METRICS
+from .declared import builtin
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
@@ -98,11 +98,8 @@ class LPIPSNet(nn.Module):
         return total.flatten()
 
 
-# AlexNet's stride-4 11x11 convolution and two 3x3 max-pools need 31 pixels.
-@METRICS.register("lpips", tasks=("sisr", "image"), min_size=31)
+@builtin("lpips")
 class LPIPS:
-    name = "LPIPS"
-    higher_is_better = False
     protocol = False  # LPIPS sees the full RGB images: no luma, no border crop
 
     def __init__(self, device=None):

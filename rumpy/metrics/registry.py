@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from typing import Protocol
-
-import torch
+import importlib
+from typing import TYPE_CHECKING, Protocol
 
 from ..registry import Registry
+from .declared import BUILTIN, IMPLEMENTATIONS
+
+if TYPE_CHECKING:  # the registry imports no torch: result readers use it (core/columns.py)
+    import torch
 
 
 class Metric(Protocol):
@@ -24,8 +27,54 @@ class Metric(Protocol):
     def __call__(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
 
 
+class _Metrics(Registry):
+    """The metric registry; the package's implementations (which import torch) are imported at
+    the first lookup, so that a process that only reads names and directions never loads them."""
+
+    _loaded = False
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for module in IMPLEMENTATIONS:
+                importlib.import_module(f"{__package__}.{module}")
+
+    def register(self, name, tasks=None, **meta):
+        self._load()  # a plugin's clash with a package metric is found when it registers
+        return super().register(name, tasks, **meta)
+
+    def _entry(self, name, scope):
+        self._load()
+        return super()._entry(name, scope)
+
+    def all(self, name):
+        self._load()
+        return super().all(name)
+
+    def names(self, scope=None):
+        self._load()
+        return super().names(scope)
+
+    def serves(self, name, scope):
+        self._load()
+        return super().serves(name, scope)
+
+    def __contains__(self, name):
+        self._load()
+        return super().__contains__(name)
+
+    def declared(self) -> list[tuple[str, tuple[str, ...] | None, str, bool]]:
+        """(key, tasks, display name, higher_is_better) of every metric known without importing
+        an implementation: the package's declarations and what plugins registered so far."""
+        out = [(key, d.tasks, d.name, d.higher_is_better) for key, d in BUILTIN.items()]
+        for key, entries in self._entries.items():
+            out += [(key, scopes, entry.name, entry.higher_is_better)
+                    for scopes, entry, _ in entries if key not in BUILTIN]
+        return sorted(out, key=lambda e: e[0])
+
+
 # Registered factories take (device) and return a Metric.
-METRICS: Registry = Registry("metric")
+METRICS: _Metrics = _Metrics("metric")
 
 
 def _visible(scopes: tuple[str, ...] | None, scope: tuple[str, ...] | str | None) -> bool:
@@ -37,10 +86,9 @@ def _visible(scopes: tuple[str, ...] | None, scope: tuple[str, ...] | str | None
 def metric_names(scope: tuple[str, ...] | str | None = None) -> list[str]:
     """Display names (PSNR, MAE, ...) of the metrics a task's scopes see, or of all."""
     out: list[str] = []
-    for name in METRICS.names(scope):
-        for scopes, entry, _ in METRICS.all(name):
-            if _visible(scopes, scope) and entry.name not in out:
-                out.append(entry.name)
+    for _, scopes, display, _ in METRICS.declared():
+        if _visible(scopes, scope) and display not in out:
+            out.append(display)
     return out
 
 
@@ -61,6 +109,6 @@ def higher_is_better(name: str, scope: tuple[str, ...] | str | None = None) -> b
     (or when the tasks that have a metric of this name disagree and no scope says which)."""
     if name.lower() == "loss":
         return False
-    directions = {entry.higher_is_better for scopes, entry, _ in METRICS.all(name)
-                  if _visible(scopes, scope)}
+    directions = {higher for key, scopes, _, higher in METRICS.declared()
+                  if key == name.lower() and _visible(scopes, scope)}
     return directions.pop() if len(directions) == 1 else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .registry import METRICS
+from .declared import builtin
 
 
 def _check(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,32 +42,25 @@ class _RegressionMetric:
         raise NotImplementedError
 
 
-@METRICS.register("mae", tasks=("regression",))
+@builtin("mae")
 class MAE(_RegressionMetric):
-    name = "MAE"
-    higher_is_better = False
 
     def compute(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (pred - target).abs().mean(dim=0)
 
 
-@METRICS.register("rmse", tasks=("regression",))
+@builtin("rmse")
 class RMSE(_RegressionMetric):
-    name = "RMSE"
-    higher_is_better = False
 
     def compute(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (pred - target).pow(2).mean(dim=0).sqrt()
 
 
-# min_samples: the smallest set with a defined value (a variance needs two samples).
-@METRICS.register("r2", tasks=("regression",), min_samples=2)
+@builtin("r2")
 class R2(_RegressionMetric):
     """Coefficient of determination 1 - SS_res / SS_tot about the target's own mean: 0 for a
     predictor of that mean, negative for worse. NaN for a constant target (SS_tot = 0)."""
 
-    name = "R2"
-    higher_is_better = True
 
     def compute(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ss_res = (target - pred).pow(2).sum(dim=0)
@@ -76,13 +69,11 @@ class R2(_RegressionMetric):
         return r2.masked_fill(_constant(target), float("nan"))
 
 
-@METRICS.register("pearson", tasks=("regression",), min_samples=2)
+@builtin("pearson")
 class Pearson(_RegressionMetric):
     """Pearson correlation of prediction and target: rewards ranking and linear agreement even
     when the scale or offset is off (which R2 punishes). NaN when either side is constant."""
 
-    name = "Pearson"
-    higher_is_better = True
 
     def compute(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         p = pred - pred.mean(dim=0)

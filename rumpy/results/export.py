@@ -33,20 +33,18 @@ def _node_id(node: Node) -> dict:
 
 def epochs_table(folder: Path) -> pd.DataFrame:
     """Wide: one row per node and epoch, inherited rows included and flagged."""
-    frames = []
+    records = []  # one frame built once: a frame per node cost ~10 ms a node
     for root in find_experiments(folder):
         for node in root.walk():
             rows = read_summary(node.folder.summary)
             if not rows:
                 continue
-            frame = pd.DataFrame(rows)
-            for key, value in _node_id(node).items():
-                frame[key] = value
-            frame["inherited"] = frame.get("inherited", 0).fillna(0).astype(int).astype(bool)
-            frames.append(frame)
-    if not frames:
+            ids = _node_id(node)
+            records += [{**ids, **row, "inherited": bool(row.get("inherited") or 0)}
+                        for row in rows]
+    if not records:
         return pd.DataFrame(columns=ID_COLUMNS)
-    table = pd.concat(frames, ignore_index=True, sort=False)
+    table = pd.DataFrame.from_records(records)
     rest = [c for c in table.columns if c not in ID_COLUMNS]
     return table[ID_COLUMNS + rest]
 

@@ -24,7 +24,6 @@ from typing import Any
 
 from ..config import ConfigError
 from ..registry import did_you_mean
-from ..core.optim import check_params
 
 SEARCH_KEYS = ("engine", "n_trials", "metric", "sampler", "pruner", "space", "from")
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
@@ -145,6 +144,8 @@ def _check_options(source: str, key: str, spec: dict, classes: dict) -> None:
     options = {k: v for k, v in spec.items() if k != "name"}
     cls = classes[spec["name"]]
     exclude = _NOT_FROM_TOML + (("search_space",) if spec["name"] == "grid" else ())
+    from ..core.optim import check_params  # torch: not for readers of sweep.json
+
     for name, message in check_params(cls, options, exclude):
         raise ConfigError(source, f"{KEY}.{key}.{name}", message)
     params = inspect.signature(cls.__init__).parameters

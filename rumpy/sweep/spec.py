@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..catalog import load_config
 from ..config import ConfigError, RunConfig
 from ..config.compose import compose
 from ..registry import did_you_mean
@@ -68,6 +67,8 @@ class Sweep:
         values["training.seed"] = (label, cell.seed)
         values["experiment"] = (label, cell.name)
         values["experiment_save_loc"] = (label, str(self.folder))
+        from ..catalog import load_config  # tasks and torch: not for readers of sweep.json
+
         cfg = load_config(self.source, None, tuple(self.cfg_defaults), tuple(self.overrides),
                           values, ignore=("sweep",))
         cfg.sweep = {"name": self.name, "cell": cell.name, "seed": cell.seed, **cell.values}
@@ -113,6 +114,8 @@ def read_sweep(path: Path, cfg_defaults: tuple = (), overrides: tuple = ()) -> S
         if key.split(".")[-1] in ("seed", "experiment", "experiment_save_loc"):
             raise ConfigError(source, f"sweep.grid.{key}", "set by the sweep itself (seeds, "
                                                            "the cell's folder)")
+    from ..catalog import load_config
+
     base = load_config(path, None, cfg_defaults, overrides, ignore=("sweep",))
     if "seeds" in table and "repetitions" in table:
         raise ConfigError(source, "sweep.seeds", "give seeds or repetitions, not both")

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config.load import read_toml
+from ..config.compose import flatten, read_toml
 from ..registry import did_you_mean
 from ..core.columns import resolve
 from ..core.monitor import Monitor, infer_mode
 from ..tree.node import Node
-from ..tree.plan import flatten
 from ..utils.atomic import atomic_write_text
 
 TABLE_NAME = "sweep_table"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import RunConfig
+from ..config.compose import flatten
 from ..config.load import load_config, stored_config, to_toml_dict
 from ..config.schema import InternalParams, TrainingConfig
 from ..core.run_folder import RunFolder
@@ -69,17 +70,6 @@ class Plan:
     created: bool = False              # apply_plan made the node's folder (new run or branch)
     replaced: Path | None = None       # the run overwrite_data replaces, kept aside until the
                                        # new one's first checkpoint (then removed)
-
-
-def flatten(table: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in table.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, path + "."))
-        else:
-            out[path] = value
-    return out
 
 
 def _override_model(cfg: RunConfig, node: Node, diff: dict) -> dict:
