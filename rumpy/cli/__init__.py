@@ -7,8 +7,12 @@ import threading
 
 
 def _quiet_exit(signum, frame):
+    # Ends the process at once rather than raising: an exception raised inside a C extension's
+    # import (numpy's, torch's pybind11 modules) aborted the process with a C++ traceback, and
+    # one raised inside import-time code that catches everything was swallowed (the run then
+    # trained to the end). Nothing has been written yet, so nothing needs cleaning up.
     os.write(2, b"interrupted while starting; nothing was written\n")
-    raise SystemExit(130)
+    os._exit(130)
 
 
 def interrupts_raise() -> None:
