@@ -214,7 +214,6 @@ def test_damaged_metadata_csvs_are_one_line_errors(degraded, tmp_path, caplog, d
     ({"metadata": "[]", "eval_metadata": "[]"}, "is conditioned on degradation metadata"),
     ({"eval_metadata": '["sigma_x"]'}, "set chelsea gives ['sigma_x']"),
     ({"train_csv": '"missing.csv"'}, "file not found"),
-    ({"model": "edsr"}, "edsr takes no degradation metadata"),
 ])
 def test_bad_metadata_configs_are_refused_before_writing(degraded, tmp_path, caplog, kwargs,
                                                          message):

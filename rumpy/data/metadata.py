@@ -331,11 +331,11 @@ def check_use(cfg: RunConfig, train: list, evals: list, takes_metadata: bool) ->
                                   f"{wanted} (every set the same, in the same order)")
     else:
         given = next((s for s in train + evals if names[s.name]), None)
-        if given is not None:  # metadata the model never sees is surely a mistake
+        if given is not None:  # the original tool's configs set it for every model: a warning
             section = "training_sets" if given in train else "eval_sets"
-            raise ConfigError(cfg.source, f"data.{section}.{given.name}.metadata",
-                              f"{cfg.model.name} takes no degradation metadata; remove metadata "
-                              f"or choose a conditioned model (`rumpy models` marks them)")
+            log.warning("data.%s.%s.metadata: %s takes no degradation metadata, so the sets' "
+                        "metadata is not used (`rumpy models` marks the conditioned models)",
+                        section, given.name, cfg.model.name)
 
 
 def normalisation(cfg: RunConfig, where: str, ds) -> dict | None:
