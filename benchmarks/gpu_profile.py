@@ -45,9 +45,10 @@ from rumpy.training.prefetch import Prefetcher, place  # noqa: E402
 log = logging.getLogger("gpu-profile")
 
 
-def raw_step(model, optimizer, scaler, x, y, dtype):
-    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        loss = F.l1_loss(model(x), y)
+def raw_step(compute_loss, optimizer, scaler, device, dtype):
+    """The hand-written step around `compute_loss()` (the raw L1 or the task's loss)."""
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        loss = compute_loss()
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -98,23 +99,13 @@ class Variants:
         t = time.perf_counter()
         for batch in feed:
             if name == "raw+task":
-                batch = place(batch, device)
-                with torch.autocast(device.type, dtype=dtype or torch.float32,
-                                    enabled=dtype is not None):
-                    loss = task.training_loss(model, batch)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                total += loss.detach()
-                continue
-            x = batch["lq"].to(device, non_blocking=True).float().div_(255)
-            y = batch["gt"].to(device, non_blocking=True).float().div_(255)
-            total += raw_step(model, optimizer, scaler, x, y, dtype)
+                placed = place(batch, device)
+                compute = lambda: task.training_loss(model, placed)  # noqa: E731
+            else:
+                x = batch["lq"].to(device, non_blocking=True).float().div_(255)
+                y = batch["gt"].to(device, non_blocking=True).float().div_(255)
+                compute = lambda: F.l1_loss(model(x), y)  # noqa: E731
+            total += raw_step(compute, optimizer, scaler, device, dtype)
         host = time.perf_counter() - t
         float(total)
         return host

@@ -4,7 +4,6 @@ writes."""
 from __future__ import annotations
 
 import logging
-import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,10 +17,10 @@ from ..core.run_folder import RunFolder
 from ..core.checkpoint import CorruptCheckpoint, is_weights_only, load_checkpoint
 from ..core.columns import resolve
 from ..core.monitor import Monitor, infer_mode
-from ..utils.folders import folder_problem
 from ..utils.names import name_problem
 from .recover import node_config, recoverable
-from .lock import LOCK_NAME, TREE_LOCK_NAME, check_unlocked, tree_lock
+from .refusals import TreeError, check_location, check_needed_keys, file_problem
+from .lock import check_unlocked, tree_lock
 from .node import (BEST, INTERRUPTED, LAST, RESERVED, Node, foreign_content,
                    pointer_epoch)
 
@@ -45,10 +44,6 @@ LOCATION_KEYS = ("experiment", "experiment_save_loc")
 # A plugin file's hash is a record, not a setting: a changed plugin is a warning (plugins.py).
 NOT_SETTINGS = LOCATION_KEYS + ("plugin_sha256",)
 # aim_home defaults to experiment_save_loc; a moved Results folder changes both.
-
-
-class TreeError(ValueError):
-    """A continue or fork that cannot be done as asked; nothing has been written."""
 
 
 @dataclass
@@ -239,58 +234,17 @@ def _ranges(epochs: list[int]) -> str:
     return ", ".join(out)
 
 
-def _check_location(save_loc: Path, root: Path) -> None:
-    """The save location must be (or can become) a writable folder, and the run folder a real
-    folder: never a file, and never a symlink that would lead writes elsewhere."""
-    problem = folder_problem(save_loc)
-    if problem:
-        raise TreeError(f"experiment_save_loc: {problem}")
-    if root.is_symlink():
-        raise TreeError(f"experiment: {root} is a symbolic link; rumpy writes only into real "
-                        f"folders (use the folder it points to as experiment_save_loc)")
-    if root.exists() and not root.is_dir():
-        raise TreeError(f"experiment: {root} is a file, not a run folder")
-    for folder in root.parents:  # a run inside a run: neither could be continued or cleaned
-        if (folder / "config.toml").is_file() and ((folder / "status.json").is_file() or
-                                                   (folder / "saved_models").is_dir()):
-            raise TreeError(f"experiment: {root} would be inside the run folder {folder}; a run "
-                            f"holds only its own files and branches (fork it with "
-                            f"--continue_from_epoch N --new_branch, or pick a name outside it)")
-
-
-def _file_problem(node: Node) -> str | None:
-    """A folder (or anything but a file) where the node keeps its log or the tree its lock:
-    found before training, not as a crash after the first epoch."""
-    for path in (node.folder.log, node.root / TREE_LOCK_NAME, node.path / LOCK_NAME):
-        if path.exists() and not path.is_file():
-            return (f"{path} is a folder, where rumpy keeps its "
-                    f"{'log' if path.name == 'train.log' else 'lock'} file; remove it")
-    return None
-
-
-def _check_needed_keys(t: TrainingConfig) -> None:
-    """A key that only acts with another (new_branch_name with new_branch, ...) given alone is
-    surely a fork the user expected: refused, not silently ignored."""
-    fields = {f.name: f for f in dataclasses.fields(t)}
-    for f in fields.values():
-        needed = f.metadata.get("needs")
-        if needed and getattr(t, f.name) != f.default and getattr(t, needed) in (None, False):
-            raise TreeError(f"training.{f.name}: only applies with {needed} "
-                            f"({fields[needed].metadata['doc']}); set {needed} too, or remove "
-                            f"{f.name}")
-
-
 def plan_run(cfg: RunConfig) -> Plan:
     """What this call does to the tree: a new run, a continue in place or a new branch; every
     refusal is raised here, before anything is written."""
     t = cfg.training
     root = Path(cfg.experiment_save_loc) / cfg.experiment
-    _check_needed_keys(t)
-    _check_location(Path(cfg.experiment_save_loc), root)
+    check_needed_keys(t)
+    check_location(Path(cfg.experiment_save_loc), root)
     if t.continue_from_epoch is None:
         return _plan_new(t, root)
     node = _node_for(cfg, root)
-    problem = node.link_problem() or _file_problem(node)
+    problem = node.link_problem() or file_problem(node)
     if problem:
         raise TreeError(f"training.continue_from_epoch: {problem}")
     try:
