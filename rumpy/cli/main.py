@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from ..logs import setup_console
-from . import interrupts_raise
 from .args import Parser, integer
 from .args import positive as epoch_number
 
@@ -201,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str] | None) -> int:
-    interrupts_raise()
     in_script = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:

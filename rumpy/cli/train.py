@@ -11,7 +11,6 @@ import shlex
 import sys
 
 from ..config import ConfigError
-from . import interrupts_raise
 from .args import Parser, epoch, integer
 from ..logs import attach_file, detach_file, setup_console
 from ..core.run_folder import RunExistsError
@@ -99,9 +98,8 @@ def main(argv: list[str] | None = None, prog: str = "train_sisr") -> int:
     args = parse_args(argv, prog)
     setup_console()
     try:
-        interrupts_raise()
         return _main(args)
-    except KeyboardInterrupt:  # Ctrl+C while importing or between start-up and training
+    except KeyboardInterrupt:  # Ctrl+C between imports, or before training started
         log.error("interrupted before training started; no run or branch folder was left "
                   "half-made")
         return 130
