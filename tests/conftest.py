@@ -169,3 +169,31 @@ def regression_data(tmp_path_factory) -> dict[str, Path]:
     images, targets = build_blur_set(root / "blur", "eval", count=16)
     out.update(valid_images=images, valid_targets=targets)
     return out
+
+
+def stop_after(batches: int) -> type:
+    """A StopRequest to monkeypatch over rumpy.training.trainer.StopRequest: a Ctrl+C after
+    `batches` training batches of this process."""
+    from rumpy.training import trainer
+    from rumpy.training.handler import NetworkHandler
+
+    class StopAt(trainer.StopRequest):
+        def __enter__(self):
+            stop = super().__enter__()
+            original = NetworkHandler.train_step
+            count = [0]
+
+            def step(handler, batch, **kw):
+                loss = original(handler, batch, **kw)
+                count[0] += 1
+                if count[0] == batches:
+                    stop.requested = True
+                return loss
+            self._original = original
+            NetworkHandler.train_step = step
+            return stop
+
+        def __exit__(self, *exc):
+            NetworkHandler.train_step = self._original
+            return super().__exit__(*exc)
+    return StopAt

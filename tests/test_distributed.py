@@ -76,6 +76,28 @@ def test_two_processes_equal_one_at_the_same_global_batch(write_config, tmp_path
     assert len(load_checkpoint(b / "saved_models" / "epoch_3.pt")["rng_ranks"]) == 2
 
 
+def test_accumulating_two_processes_equal_one_process_with_the_whole_batch(write_config,
+                                                                          tmp_path):
+    """2 processes x 2 samples, 2 micro-batches per step (the first without all-reduce) =
+    one process with batches of 8."""
+    big = config(write_config, "big", epochs=2)
+    big.write_text(big.read_text().replace("batch_size = 4", "batch_size = 8"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert train_main(["--parameters", str(big)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    acc = config(write_config, "acc", epochs=2)
+    proc = torchrun(acc, "training.accumulate_grad_batches=2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = tmp_path / "Results" / "big", tmp_path / "Results" / "acc"
+    assert close(rows(a), rows(b))
+    wa, wb = model_of(a, "epoch_2.pt"), model_of(b, "epoch_2.pt")
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    assert load_checkpoint(b / "saved_models" / "epoch_2.pt")["parts"]["loop"]["step"] == 4
+
+
 @pytest.mark.parametrize("edit, message", [
     (("batch_size = 4", "batch_size = 3"), "data.batch_size: expected a multiple of the 2 "
                                            "processes"),

@@ -98,7 +98,7 @@ def test_plot_overlays_nodes(three_nodes, tmp_path):
 
 
 def test_progress_logs_periodic_lines_when_not_a_terminal(caplog):
-    progress = Progress(num_epochs=2, start_epoch=0, interval=0.0, terminal=False)
+    progress = Progress(num_epochs=2, start_epoch=0, interval=0.0, terminal=False, batch_size=4)
     progress.start_epoch(1, 0, 3)
     with caplog.at_level(logging.INFO, logger="rumpy"):
         for step in range(1, 4):
@@ -106,4 +106,5 @@ def test_progress_logs_periodic_lines_when_not_a_terminal(caplog):
     progress.end_epoch({"epoch": 1, "val-PSNR": 30.0})
     progress.close()
     assert "epoch 1/2: step 3/3, running loss 0.50000" in caplog.text
+    assert "steps/s" in caplog.text and "samples/s" in caplog.text and "ETA" in caplog.text
     assert caplog.text.count("running loss") == 3

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import no_timing, rows
+from conftest import no_timing, rows, stop_after
 
 from rumpy.catalog import load_config
 from rumpy.cli.train import main as train_main
@@ -19,7 +19,6 @@ from rumpy.core.losses import build_loss, check_loss
 from rumpy.core.perceptual import NAMES, vgg19_features
 from rumpy.models import build_model
 from rumpy.training import trainer
-from rumpy.training.handler import NetworkHandler
 from rumpy.training.setup import prepare
 
 RRDB = 'num_feat = 8\nnum_block = 1\nnum_grow_ch = 4'
@@ -70,31 +69,6 @@ def psnr(write_config, tmp_path):
     return tmp_path / "Results" / "tiny", gan
 
 
-class _StopAt(trainer.StopRequest):
-    """A Ctrl+C after a given number of training steps of this process."""
-
-    after = 0
-
-    def __enter__(self):
-        stop = super().__enter__()
-        original = NetworkHandler.train_step
-        count = [0]
-
-        def step(handler, batch):
-            loss = original(handler, batch)
-            count[0] += 1
-            if count[0] == self.after:
-                stop.requested = True
-            return loss
-        self._patch = (original, step)
-        NetworkHandler.train_step = step
-        return stop
-
-    def __exit__(self, *exc):
-        NetworkHandler.train_step = self._patch[0]
-        return super().__exit__(*exc)
-
-
 def test_gan_fork_of_psnr_node_continues_exactly(psnr, monkeypatch):
     parent, gan = psnr
     flags = ("--continue_from_epoch", "2", "--new_branch", "--new_branch_name")
@@ -119,7 +93,7 @@ def test_gan_fork_of_psnr_node_continues_exactly(psnr, monkeypatch):
     assert train(gan, *flags, "split", "--num_epochs", "3") == 0
     assert train(gan, "--branch_root", "split", "--continue_from_epoch", "last") == 0
     # stopped mid-epoch 4 (a Ctrl+C after one of its two steps), then continued
-    monkeypatch.setattr(trainer, "StopRequest", type("S", (_StopAt,), {"after": 3}))
+    monkeypatch.setattr(trainer, "StopRequest", stop_after(3))
     assert train(gan, *flags, "halted") == 130
     assert (parent / "halted" / "saved_models" / "interrupted.pt").exists()
     monkeypatch.undo()

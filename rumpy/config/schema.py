@@ -83,6 +83,17 @@ class TrainingConfig:
                                          "'diverged'; the last good checkpoint is kept)")
     log_grad: bool = opt(False, "the gradient norm's mean and max over each epoch's steps as "
                                 "summary columns (grad-norm-mean, grad-norm-max)")
+    accumulate_grad_batches: int = opt(1, "k batches per optimizer step: their losses are "
+                                          "averaged, so the step is that of a k-times larger "
+                                          "batch (BatchNorm statistics excepted)", minimum=1)
+    warmup_steps: int = opt(0, "the first N optimizer steps scale the scheduled learning rate "
+                               "from 1/N up to 1; 0 = off", minimum=0)
+    warmup: str = opt("linear", "warmup's shape: 'linear' or 'cosine' (a half cosine)",
+                      choices=("linear", "cosine"))
+    log_every_n_steps: int = opt(0, "every N optimizer steps a row of result_outputs/steps.csv "
+                                    "(loss and its terms, learning rate, gradient norm with "
+                                    "log_grad, step and data-wait time; means over the N steps) "
+                                    "and the trackers' step curves; 0 = off", minimum=0)
     # Development modes (--dev, --overfit set them).
     limit_train_batches: int = opt(0, "train at most N batches per epoch; 0 = all", minimum=0)
     limit_eval_batches: int = opt(0, "validate on the first N batches of each eval set; 0 = all",

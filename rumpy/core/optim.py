@@ -32,7 +32,8 @@ class SchedulerSpec:
     interval: str                      # 'epoch', 'batch', or 'plateau' (after each validation)
     derived: Callable[[int, int, float], dict[str, Any]]   # (epochs, steps/epoch, lr) -> defaults
     required: tuple[str, ...] = ()
-    own: tuple[str, ...] = ()          # rumpy's keys, not the class's (consumed by the handler)
+    own: tuple[str, ...] = ()          # rumpy's keys, not the class's (consumed by the handler;
+                                       # `interval` is every scheduler's)
 
 
 SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler")
@@ -139,15 +140,18 @@ def build_scheduler(name: str, optimizer: torch.optim.Optimizer, params: dict, n
     if spec.cls is None:
         return None, spec.interval
     interval = spec.interval
-    if "interval" in spec.own and "interval" in params:
-        interval = params["interval"]
+    if "interval" in params:  # counted in epochs or in optimizer steps, as the user states
+        if spec.interval == "plateau":
+            raise ValueError("interval: reduce_on_plateau steps after each validation")
+        interval = {"step": "batch"}.get(params["interval"], params["interval"])
         if interval not in ("epoch", "batch"):
-            raise ValueError(f"interval: expected 'epoch' or 'batch', got {interval!r}")
+            raise ValueError(f"interval: expected 'epoch' or 'step', got {params['interval']!r}")
     if interval != spec.interval:  # the derived length counts steps of the chosen interval
         derived = spec.derived(num_epochs * steps_per_epoch, 1, lr)
     else:
         derived = spec.derived(num_epochs, steps_per_epoch, lr)
-    kwargs = {**derived, **{k: v for k, v in params.items() if k not in spec.own}}
+    kwargs = {**derived, **{k: v for k, v in params.items()
+                            if k not in spec.own and k != "interval"}}
     missing = [k for k in spec.required if k not in kwargs]
     if missing:
         raise ValueError(f"{name} needs scheduler_params.{missing[0]}")

@@ -52,6 +52,10 @@ class RunFolder:
     def summary(self) -> Path:
         return self.outputs / "summary.csv"
 
+    @property
+    def steps(self) -> Path:
+        return self.outputs / "steps.csv"
+
     def checkpoint(self, epoch: int) -> Path:
         return self.models / f"epoch_{epoch}.pt"
 

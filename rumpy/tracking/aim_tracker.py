@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from ..config.load import to_toml_dict
-from .registry import TRACKERS, Tracker, context
+from .registry import TRACKERS, Tracker, context, step_values
 
 log = logging.getLogger(__name__)
 _CLOSED: list = []
@@ -132,6 +132,12 @@ class AimTracker(Tracker):
             # NaN and inf are tracked as they are (a diverged run shows as a gap)
             self._safe(self.run.track, value, name=info.metric, step=epoch, epoch=epoch,
                        context=context(info))
+
+    def track_steps(self, rows: list[dict]) -> None:
+        for row in rows:
+            for column, value in step_values(row):
+                self._safe(self.run.track, value, name=column, step=int(row["step"]),
+                           epoch=int(row["epoch"]), context={"subset": "step"})
 
     def track_images(self, epoch: int, set_name: str, images: list) -> None:
         def track():

@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from .registry import TRACKERS, Tracker
+from .registry import TRACKERS, Tracker, step_values
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,21 @@ class MLflowTracker(Tracker):
 
     def track_row(self, row: dict) -> None:
         self.track_rows([row])
+
+    def track_steps(self, rows: list[dict]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = []
+        for row in rows:
+            step = int(row["step"])
+            for column, value in step_values(row):
+                key = f"steps/{column}"
+                if step not in self.logged.setdefault(key, set()):
+                    self.logged[key].add(step)
+                    metrics.append(Metric(key, value, now, step))
+        for i in range(0, len(metrics), _BATCH):
+            self._safe(self.client.log_batch, self.run_id, metrics=metrics[i:i + _BATCH])
 
     def track_images(self, epoch: int, set_name: str, images: list) -> None:
         for caption, img in images:

@@ -50,6 +50,19 @@ class Tracker:
     def track_images(self, epoch: int, set_name: str, images: list) -> None:
         """images: (caption, PIL image) pairs of one eval set."""
 
+    def track_steps(self, rows: list[dict]) -> None:
+        """steps.csv rows (training.log_every_n_steps), with the optimizer step as x axis."""
+
+
+STEP_KEYS = ("step", "epoch", "batch", "inherited")
+
+
+def step_values(row: dict):
+    """(column, value) of a steps.csv row's measured values."""
+    for column, value in row.items():
+        if column not in STEP_KEYS and isinstance(value, (int, float)):
+            yield column, float(value)
+
     def close(self) -> None:
         pass
 

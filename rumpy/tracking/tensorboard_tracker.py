@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from ..core.declared import declare
-from .registry import TRACKERS, Tracker, context
+from .registry import TRACKERS, Tracker, context, step_values
 
 log = logging.getLogger(__name__)
 declare("node", "tensorboard", "the tensorboard tracker")
@@ -52,6 +52,12 @@ class TensorBoardTracker(Tracker):
         epoch = int(row["epoch"])
         for info, value in self.columns(row):
             self._safe(self.writer.add_scalar, tag(info), value, epoch)
+        self._safe(self.writer.flush)
+
+    def track_steps(self, rows: list[dict]) -> None:
+        for row in rows:
+            for column, value in step_values(row):
+                self._safe(self.writer.add_scalar, f"steps/{column}", value, int(row["step"]))
         self._safe(self.writer.flush)
 
     def track_images(self, epoch: int, set_name: str, images: list) -> None:

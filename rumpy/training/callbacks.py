@@ -159,7 +159,18 @@ class Trackers(Background):
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
         if self.active:
+            self._steps(run)
             self.worker.submit(run, _track_row, dict(row), label="Trackers")
+
+    def on_end(self, run, state) -> None:
+        if self.active:
+            self._steps(run)
+        super().on_end(run, state)
+
+    def _steps(self, run) -> None:
+        rows = run.step_log.take() if run.step_log is not None else []
+        if rows:
+            self.worker.submit(run, _track_steps, rows, label="Trackers")
 
 
 class Visuals(Background):
@@ -216,6 +227,11 @@ def _open_trackers(state, names: list[str]) -> None:
 def _track_row(state, row: dict) -> None:
     for tracker in state["trackers"]:
         tracker.track_row(row)
+
+
+def _track_steps(state, rows: list[dict]) -> None:
+    for tracker in state["trackers"]:
+        tracker.track_steps(rows)
 
 
 def _visuals(state, epoch: int, folder, images: dict) -> None:

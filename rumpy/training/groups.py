@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..core.optim import GroupSettings, build_optimizer, build_scheduler
+from .warmup import scaled_lr
 
 
 class OptimGroup:
@@ -32,6 +33,7 @@ class OptimGroup:
         self.scheduler, self.scheduler_interval = self._build_scheduler()
         self.scaler = torch.amp.GradScaler(device.type, enabled=scaled)
         self.amp = scaled
+        self.lr_factor = 1.0  # training.warmup's, set by the handler before each step
 
     def _build_scheduler(self):
         s = self.settings
@@ -57,13 +59,15 @@ class OptimGroup:
             if self.settings.grad_clip:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
-            self.scaler.step(self.optimizer)
+            with scaled_lr(self.optimizer, self.lr_factor):
+                self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             loss.backward()
             if self.settings.grad_clip:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
-            self.optimizer.step()
+            with scaled_lr(self.optimizer, self.lr_factor):
+                self.optimizer.step()
         if self.scheduler is not None and self.scheduler_interval == "batch":
             self.scheduler.step()
 

@@ -7,6 +7,7 @@ clipping, and the training step; what a batch means (inputs, targets, loss) is t
 is updated after each of its optimizer steps. The epoch loop (trainer.py) drives the handler."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
@@ -22,6 +23,7 @@ from .ema import EMA
 from .groups import OptimGroup
 from .precision import Arithmetic, arithmetic
 from .prefetch import Prefetcher, place
+from .warmup import Warmup, scaled_lr
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,11 @@ class NetworkHandler:
         if compile_model and self.arithmetic.compile:
             self.compile()
         self.log_grad = cfg.training.log_grad
+        # k micro-batches per optimizer step: their losses are averaged (each divided by the
+        # cycle's length) and, under DDP, only the last one's backward all-reduces
+        self.accumulate = cfg.training.accumulate_grad_batches
+        self._micro = self._cycle = 0  # micro-batches done in this cycle, and its length
+        self.warmup = Warmup(cfg.training.warmup_steps, cfg.training.warmup)
         self._grad_sum = self._grad_max = None  # this epoch's gradient norms, on the device
         # The task's other networks, each with its own optimisation (in the task's order)
         networks = task.extra_networks() if networks is None else networks
@@ -89,6 +96,8 @@ class NetworkHandler:
         # what validation scores: 'ema' (also under 'both': the raw scores are extra columns)
         self.validate = "raw" if self.ema is None or t.validate_ema == "raw" else "ema"
         self._terms: dict[str, list] = {}  # loss terms of this epoch: name -> [sum, count]
+        self.train_terms = list(task.train_terms())
+        self.last_lr = self.optimizer.param_groups[0]["lr"]  # the latest step's (warmed) rate
         if compile_model and self.arithmetic.compile:
             for group in self.groups.values():
                 group.train_model = torch.compile(group.train_model, mode=self.arithmetic.compile)
@@ -126,7 +135,13 @@ class NetworkHandler:
 
     @property
     def learning_rate(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        """The rate the next optimizer step uses (the schedule's, times the warmup's factor)."""
+        return self.optimizer.param_groups[0]["lr"] * self.warmup.factor(self.step + 1)
+
+    @property
+    def accumulating(self) -> bool:
+        """Inside an accumulation cycle: gradients of some micro-batches wait for their step."""
+        return self._micro > 0
 
     @property
     def precision(self) -> str:
@@ -153,8 +168,13 @@ class NetworkHandler:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                               enabled=self.autocast_dtype is not None)
 
-    def train_step(self, batch: dict) -> torch.Tensor:
-        """One optimizer step on a batch; returns the (detached) loss without syncing."""
+    def train_step(self, batch: dict, remaining: int = 1) -> torch.Tensor:
+        """One batch: with accumulate_grad_batches = k, one micro-batch of an optimizer step
+        (`remaining`: the epoch's batches left, this one included, so that the epoch's last
+        cycle averages over the micro-batches it has). Returns the (detached) loss without
+        syncing."""
+        if self._micro == 0:
+            self._cycle = max(1, min(self.accumulate, remaining))
         if self.compiled and not self._compile_tried:
             return self._first_compiled_step(batch)
         return self._step(batch)
@@ -181,39 +201,62 @@ class NetworkHandler:
         self.model.train()
         batch = place(batch, self.device, self.arithmetic.channels_last)
         if self.groups:  # the task drives its networks (and calls optimize for the output one)
+            factor = self.warmup.factor(self.step + 1)
             for group in self.groups.values():
                 group.model.train()
+                group.lr_factor = factor
             loss = self.task.training_step(self, batch)
             self._stepped = True
             self.step += 1
             return loss.detach().float()
-        with self._autocast():
+        # DDP all-reduces in the backward of a forward made outside no_sync: the cycle's last
+        with self._autocast(), self._sync(self._micro + 1 == self._cycle):
             loss = self.task.training_loss(self.train_model, batch)
         self.optimize(loss)
-        self.step += 1
+        if self._micro == 0:
+            self.step += 1
         return loss.detach().float()
+
+    def _sync(self, sync: bool):
+        if sync or not hasattr(self.train_model, "no_sync"):
+            return contextlib.nullcontext()
+        return self.train_model.no_sync()
 
     def autocast(self):
         """The training precision's autocast context (for a task's training_step)."""
         return self._autocast()
 
     def optimize(self, loss: torch.Tensor) -> None:
-        """The output network's optimizer step on `loss` (already computed), its per-batch
-        scheduler step and the EMA update."""
-        self.optimizer.zero_grad(set_to_none=True)
+        """The output network's backward on `loss` (already computed) and, at the end of an
+        accumulation cycle, its optimizer step, per-batch scheduler step and EMA update."""
+        if self._micro == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._cycle = self._cycle or 1
+        self._micro += 1
+        if self._cycle > 1:
+            loss = loss / self._cycle
         if self.amp:
             self.scaler.scale(loss.float()).backward()
+        else:
+            loss.backward()
+        if self._micro < self._cycle:
+            return
+        self._micro = self._cycle = 0
+        factor = self.warmup.factor(self.step + 1)
+        self.last_lr = self.optimizer.param_groups[0]["lr"] * factor
+        if self.amp:
             if self.grad_clip or self.log_grad:
                 self.scaler.unscale_(self.optimizer)
                 self._gradients()
             self._stepped = True
-            self.scaler.step(self.optimizer)
+            with scaled_lr(self.optimizer, factor):
+                self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            loss.backward()
             self._gradients()
             self._stepped = True
-            self.optimizer.step()
+            with scaled_lr(self.optimizer, factor):
+                self.optimizer.step()
         if self.scheduler is not None and self.scheduler_interval == "batch":
             self.scheduler.step()
         if self.ema is not None:  # the step this update follows: step + 1 (1-based)

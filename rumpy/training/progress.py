@@ -12,12 +12,21 @@ from tqdm import tqdm
 log = logging.getLogger("rumpy.progress")
 
 
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
 class Progress:
     def __init__(self, num_epochs: int, start_epoch: int, interval: float = 30.0,
-                 terminal: bool | None = None):
+                 terminal: bool | None = None, batch_size: int = 0):
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.num_epochs = num_epochs
         self.interval = interval
+        self.batch_size = batch_size  # the global batch: samples/s over all processes
+        self._mark = (time.monotonic(), 0)  # (time, batches) where the rate is measured from
         self.epochs = tqdm(total=num_epochs, initial=start_epoch, desc="epochs", position=0,
                            disable=not self.terminal, dynamic_ncols=True)
         self.batches: tqdm | None = None
@@ -27,6 +36,7 @@ class Progress:
     def start_epoch(self, epoch: int, done: int, total_steps: int) -> None:
         self._epoch = epoch
         self._total_steps = total_steps
+        self._mark = (time.monotonic(), done)
         self.batches = tqdm(total=total_steps, initial=done, desc=f"epoch {epoch}", position=1,
                             leave=False, disable=not self.terminal, dynamic_ncols=True)
 
@@ -35,11 +45,20 @@ class Progress:
         if self.terminal:
             self.batches.update(1)
             if steps % 10 == 0:
-                self.batches.set_postfix(loss=f"{loss_sum.item() / steps:.4f}")
+                rate = self.batches.format_dict.get("rate") or 0.0
+                shown = {"loss": f"{loss_sum.item() / steps:.4f}"}
+                if self.batch_size and rate:
+                    shown["samples/s"] = f"{rate * self.batch_size:.1f}"
+                self.batches.set_postfix(shown)
         elif time.monotonic() - self._last_log >= self.interval:
-            self._last_log = time.monotonic()
-            log.info("epoch %d/%d: step %d/%d, running loss %.5f", self._epoch, self.num_epochs,
-                     steps, self._total_steps, loss_sum.item() / steps)
+            self._last_log = now = time.monotonic()
+            rate = (steps - self._mark[1]) / max(now - self._mark[0], 1e-9)
+            left = self._total_steps - steps + (self.num_epochs - self._epoch) * self._total_steps
+            samples = f", {rate * self.batch_size:.1f} samples/s" if self.batch_size else ""
+            log.info("epoch %d/%d: step %d/%d, running loss %.5f, %.2f steps/s%s, ETA %s "
+                     "(training only)", self._epoch, self.num_epochs, steps, self._total_steps,
+                     loss_sum.item() / steps, rate, samples,
+                     duration(left / rate) if rate > 0 else "?")
 
     def end_epoch(self, row: dict) -> None:
         if self.batches is not None:

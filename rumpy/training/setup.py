@@ -61,6 +61,7 @@ class Run:
     trackers: list = field(default_factory=list)
     stop_reason: str | None = None     # the loop's: why it stopped (callbacks return requests)
     progress: object = None
+    step_log: object = None            # steps.csv (rank 0)
     init_weights: dict | None = None   # where a new run's initial weights came from
     dist: Dist = SINGLE                # data-parallel rank and world size
     rng_ranks: list | None = None      # every rank's RNG state at the epoch's end (data parallel)
@@ -142,8 +143,9 @@ def check_semantics(cfg: RunConfig) -> Task:
     if spec.cls is None and p.scheduler_params:
         raise ConfigError(src, f"{IP}.scheduler_params", "scheduler 'none' takes no parameters")
     if spec.cls is not None:
+        own = spec.own + (("interval",) if spec.interval != "plateau" else ())
         for key, message in check_params(spec.cls, p.scheduler_params, exclude=("optimizer",),
-                                         own=spec.own, limits=SCHEDULERS.limits(p.scheduler)):
+                                         own=own, limits=SCHEDULERS.limits(p.scheduler)):
             raise ConfigError(src, f"{IP}.scheduler_params.{key}", message)
         for key in spec.required:
             if key not in p.scheduler_params:
@@ -265,12 +267,19 @@ def build_run(checked: Checked) -> Run:
     # Only a new run starts from init weights; a continue or fork has its checkpoint.
     init_info = load_init_weights(cfg, model) if plan.kind == "new" else None
     try:
-        handler = NetworkHandler(cfg, model, task, len(loaders.train), device, plateau)
+        # schedulers that step per batch count optimizer steps
+        steps = -(-len(loaders.train) // cfg.training.accumulate_grad_batches)
+        handler = NetworkHandler(cfg, model, task, steps, device, plateau)
     except ConfigError:  # a task's other network, named at its own key
         raise
     except Exception as exc:
         raise ConfigError(src, IP, f"cannot build {cfg.model.name} with these settings: "
                                    f"{_one_line(exc)}") from None
+    if handler.groups and cfg.training.accumulate_grad_batches > 1:
+        raise ConfigError(src, "training.accumulate_grad_batches",
+                          f"expected 1 for a task with several networks ({', '.join(handler.groups)}"
+                          f" beside the model): its training step drives each network's "
+                          f"optimizer itself")
     try:
         dry_run(handler, loaders.train)
     except Exception as exc:  # anything the first step would raise, as one line

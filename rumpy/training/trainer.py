@@ -21,6 +21,7 @@ from ..core.distributed import SINGLE, Dist
 from .handler import NetworkHandler
 from .progress import Progress
 from .setup import Run
+from .step_log import StepLog
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ class StopRequest:
 
 def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None, done: int = 0,
                 total: torch.Tensor | None = None, progress: Progress | None = None,
-                watch: bool = False, dist: Dist = SINGLE
+                watch: bool = False, dist: Dist = SINGLE, full: int | None = None,
+                step_log: StepLog | None = None, epoch: int = 0
                 ) -> tuple[int, torch.Tensor, torch.Tensor | None, float]:
     """Train one epoch (or its remainder after `done` steps). Returns (steps done, loss sum,
     first step whose loss was not finite (0 = none; None unless `watch`), seconds spent waiting
@@ -71,7 +73,10 @@ def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None
         total = torch.zeros((), dtype=torch.float64, device=handler.device)
     bad = torch.zeros((), dtype=torch.long, device=handler.device) if watch else None
     steps = done
+    full = done + len(loader) if full is None else full  # the epoch's batches
     waited = 0.0
+    if step_log is not None:
+        step_log.begin(handler, epoch, done, total)
     batches = iter(handler.feed(loader))
     while True:
         # The wait for data: the loader's workers, and on CUDA the copy (a GPU that outruns
@@ -86,13 +91,17 @@ def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None
             if stop is not None and stop.requested:
                 break  # workers killed with the process group: stop here, the steps so far count
             raise
-        loss = handler.train_step(batch)
+        loss = handler.train_step(batch, remaining=full - steps)
         total += loss
         steps += 1
         if watch:  # on the device: remembers the first non-finite step without a sync
             bad = torch.where((bad == 0) & ~torch.isfinite(loss), steps, bad)
         if progress is not None:
             progress.step(steps, total)
+        if handler.accumulating:  # a stop waits for the cycle's optimizer step
+            continue
+        if step_log is not None:
+            step_log.after_step(handler, steps, total, waited)
         if stop is not None and dist.any(stop.requested, handler.device):
             stop.requested = True
             break
@@ -145,6 +154,8 @@ def train(run: Run, callbacks: list[Callback] | None = None) -> str:
                 log.warning("could not record the crash in %s", run.node.path / "status.json")
         raise
     finally:
+        if run.step_log is not None:
+            run.step_log.close()
         for callback in callbacks:
             callback.close(run)
         if run.lock is not None:
@@ -170,7 +181,12 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
     eval_sets = list(run.loaders.evals)
     resume = plan.state.get("resume") if plan.state else None
     batch = cfg.data.batch_size  # the global batch: positions in the sampler's order
-    run.progress = Progress(num_epochs, plan.start_epoch) if dist.is_main else None
+    run.progress = Progress(num_epochs, plan.start_epoch, batch_size=batch) if dist.is_main \
+        else None
+    if dist.is_main:
+        run.step_log = StepLog(run.folder.steps, cfg.training.log_every_n_steps,
+                               handler.train_terms, cfg.training.log_grad)
+        run.step_log.start(plan.steps_from, handler.step, branch=plan.kind == "branch")
     with logging_redirect_tqdm(loggers=[logging.getLogger("rumpy")]):
         for epoch in range(plan.start_epoch + 1, num_epochs + 1):
             start = time.perf_counter()
@@ -191,7 +207,8 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 run.progress.start_epoch(epoch, done, full)
             steps, total, bad, waited = train_epoch(handler, run.loaders.train, stop, done, total,
                                             run.progress, watch=cfg.training.stop_on_divergence,
-                                            dist=dist)
+                                            dist=dist, full=full, step_log=run.step_log,
+                                            epoch=epoch)
             if dist.enabled:  # the row's loss is the mean over the ranks' shards
                 total = dist.sum(total) / dist.world
                 if bad is not None:

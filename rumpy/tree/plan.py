@@ -53,6 +53,7 @@ class Plan:
     start_epoch: int = 0               # epochs already done
     state: dict | None = None          # checkpoint to resume from
     rows: list[dict] = field(default_factory=list)   # summary rows the node starts with
+    steps_from: Path | None = None     # node whose steps.csv rows (up to the start) it keeps
     load_optimizer: bool = True
     load_scheduler: bool = True
     reset_early_stopping: bool = False
@@ -298,7 +299,7 @@ def _start_from(plan: Plan, epoch: int, state: dict, t: TrainingConfig) -> None:
 def _plan_branch(cfg: RunConfig, root: Path, node: Node, diff: dict) -> Plan:
     """A new node inside `node`, forked at a saved epoch with the config's changes."""
     t = cfg.training
-    plan = Plan("branch", node)
+    plan = Plan("branch", node, steps_from=node.path)
     # A fork reads its checkpoint under the tree lock, so retention cannot delete it meanwhile.
     with tree_lock(root):
         epoch, state = _resume_point(node, t.continue_from_epoch, cfg, plan)
@@ -354,7 +355,7 @@ def _plan_continue(cfg: RunConfig, node: Node, diff: dict) -> Plan:
     """The same node goes on, with its own settings, from a saved epoch (later epochs removed
     only with overwrite_data)."""
     t = cfg.training
-    plan = Plan("continue", node)
+    plan = Plan("continue", node, steps_from=node.path)
     epoch, state = _resume_point(node, t.continue_from_epoch, cfg, plan)
     _start_from(plan, epoch, state, t)
     check_unlocked(node.path)

@@ -1,0 +1,133 @@
+"""result_outputs/steps.csv (training.log_every_n_steps = N): a row every N optimizer steps with
+the means over those steps of the training loss and its terms, the gradient norm (log_grad),
+the time a step took and how much of it waited for data, and the learning rate of the last one.
+
+Rows are appended one line per write (a kill leaves whole rows); when a run starts, the rows it
+starts with are rewritten atomically: a continue cuts its own file back to the checkpoint's step
+(rows a killed run wrote after its last checkpoint are trained again), a branch copies its
+parent's up to the fork. The values stay on the device between rows: a row costs one sync."""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from ..core.summary import INHERITED, _fmt
+from ..utils.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+STEP_TIMING_COLUMNS = ("step-time", "data-wait")
+
+
+def read_steps(path: Path) -> list[dict]:
+    """Whole rows of a steps.csv (a line cut short by a crash, or garbage, is left out)."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = []
+            for row in reader:
+                if None in row or any(v is None for v in row.values()):
+                    continue  # too many or too few fields: a torn line
+                try:
+                    int(row["step"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                rows.append(row)
+            return rows
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        log.warning("%s cannot be read (%s); its step rows are not carried on", path, exc)
+        return []
+
+
+class StepLog:
+    def __init__(self, path: Path, every: int, terms: list[str], log_grad: bool):
+        self.path, self.every = path, every
+        self.columns = ["step", "epoch", "batch", "train-loss", *[f"train-{t}" for t in terms],
+                        "learning-rate", *(["grad-norm"] if log_grad else []),
+                        *STEP_TIMING_COLUMNS, INHERITED]
+        self._file = None
+        self.pending: list[dict] = []  # rows not yet sent to the trackers
+
+    def start(self, source: Path | None, step: int, branch: bool) -> None:
+        """The rows the node starts with: `source`'s (a node folder) up to optimizer step
+        `step`. Nothing is written when there are none and logging is off."""
+        rows = [r for r in read_steps(source / "result_outputs" / "steps.csv")
+                if int(r["step"]) <= step] if source is not None else []
+        if branch:
+            rows = [{**r, INHERITED: 1} for r in rows]
+        extra = [c for r in rows[:1] for c in r if c not in self.columns]
+        self.columns = [c for c in self.columns if c not in STEP_TIMING_COLUMNS + (INHERITED,)] \
+            + extra + list(STEP_TIMING_COLUMNS) + [INHERITED]
+        if not rows and not self.every:
+            if source is not None and (self.path.exists() and not branch):
+                self.path.unlink()  # a continue from step 0 keeps no rows
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, self.columns, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path, buffer.getvalue())
+        if self.every:
+            self._file = open(self.path, "a", newline="")
+
+    def begin(self, handler, epoch: int, batch: int, total: torch.Tensor | None) -> None:
+        """An epoch starts (or resumes after `batch` batches)."""
+        self._epoch = epoch
+        self._at = (handler.step, batch, time.perf_counter(), 0.0)
+        self._sums = self._snapshot(handler, total)
+
+    @staticmethod
+    def _snapshot(handler, total) -> list[torch.Tensor]:
+        zero = torch.zeros((), dtype=torch.float64, device=handler.device)
+        values = [zero if total is None else total.detach().double().clone()]
+        for name in handler.train_terms:
+            entry = handler._terms.get(name)
+            values += [zero, zero] if entry is None else \
+                [entry[0].detach().clone(), torch.tensor(float(entry[1]), dtype=torch.float64,
+                                                         device=handler.device)]
+        if handler.log_grad:
+            have = handler._grad_sum is not None
+            values += [handler._grad_sum.clone() if have else zero,
+                       torch.tensor(float(handler._grad_steps if have else 0),
+                                    dtype=torch.float64, device=handler.device)]
+        return values
+
+    def after_step(self, handler, batch: int, total: torch.Tensor, waited: float) -> None:
+        """After a batch that ended an optimizer step: a row when the step count is due."""
+        step, at_batch, at_time, at_wait = self._at
+        if self._file is None or handler.step % self.every or handler.step == step:
+            return
+        now, steps = time.perf_counter(), handler.step - step
+        sums = self._snapshot(handler, total)
+        delta = torch.stack([a - b for a, b in zip(sums, self._sums)]).tolist()  # one sync
+        row = {"step": handler.step, "epoch": self._epoch, "batch": batch,
+               "train-loss": delta[0] / max(batch - at_batch, 1),
+               "learning-rate": handler.last_lr, "step-time": (now - at_time) / steps,
+               "data-wait": (waited - at_wait) / steps, INHERITED: 0}
+        at = 1
+        for name in handler.train_terms:
+            if delta[at + 1]:
+                row[f"train-{name}"] = delta[at] / delta[at + 1]
+            at += 2
+        if handler.log_grad and delta[at + 1]:
+            row["grad-norm"] = delta[at] / delta[at + 1]
+        self._file.write(",".join(_fmt(row.get(c)) for c in self.columns) + "\n")
+        self._file.flush()
+        self.pending.append(row)
+        self._at, self._sums = (handler.step, batch, now, waited), sums
+
+    def take(self) -> list[dict]:
+        """The rows written since the last call (for the trackers)."""
+        rows, self.pending = self.pending, []
+        return rows
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
