@@ -11,6 +11,6 @@ fi
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 stamp="$venv/.rumpy-install-stamp"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-    "$venv/bin/python" -m pip install -q -c constraints.txt -e ".[test,export,cluster,search,mlflow]"
+    "$venv/bin/python" -m pip install -q -c constraints.txt -e ".[test,export,cluster,search,mlflow,video]"
     echo "$want" > "$stamp"
 fi

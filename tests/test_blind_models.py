@@ -375,3 +375,31 @@ def test_a_continue_refuses_metadata_normalised_otherwise(degraded, tmp_path, ca
     (tmp_path / "aside.toml").rename(lr / "degradation_config.toml")
     assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
                        "--num_epochs", "2"]) == 0
+
+
+def test_qrcan_on_h264_with_its_qp_as_metadata(tiny_sets, tmp_path):
+    """The original's qrcan_qpi: LR images H.264-coded at a QP per image (ffmpegcompress), the
+    QP handed to the model as `qpi`, normalised over the configured QP range."""
+    pytest.importorskip("av")
+    (tmp_path / "h264.toml").write_text(
+        'pipeline = [["downsample", "d"], ["ffmpegcompress", "h"]]\nscale = 2\nseed = 1\n'
+        '[deg_configs.d]\n[deg_configs.h]\ncompression_range = [15, 45]\n')
+    sets = {"train_hr": tiny_sets["train_hr"], "val_hr": tiny_sets["val_hr"]}
+    for role in ("train", "val"):
+        assert rumpy_main(["degrade", "--hr", str(tiny_sets[f"{role}_hr"]), "--out",
+                           str(tmp_path / role), "--pipeline_config",
+                           str(tmp_path / "h264.toml")]) == 0
+        sets[f"{role}_lr"] = tmp_path / role
+    from rumpy.catalog import load_config
+    from rumpy.training.setup import prepare
+    path = blind_toml(sets, tmp_path, "qrcan", metadata='["qpi"]')
+    run = prepare(load_config(path))
+    batch = next(iter(run.loaders.train))
+    assert batch["metadata"].shape == (4, 1)
+    with open(tmp_path / "train" / "degradation_metadata.csv", newline="") as f:
+        qps = {r["image"]: int(r["1-ffmpegcompress-qpi"]) for r in csv.DictReader(f)}
+    assert all(15 <= q <= 45 for q in qps.values())
+    assert ((batch["metadata"] >= 0) & (batch["metadata"] <= 1)).all()
+    assert train_main(["--parameters", str(path)]) == 0
+    rows = _summary(tmp_path / "Results" / "blind_qrcan")
+    assert float(rows[1]["val-loss"]) < float(rows[0]["val-loss"])

@@ -1,6 +1,6 @@
 """`jpegcompress`: JPEG at a quality drawn from a range (PIL's encoder, 4:2:0 as its default).
-The original tool's video-codec steps need external encoders rumpy does not run: naming one is
-a one-line error when the pipeline is read, before anything is written."""
+H.264 is in video.py. The original tool's steps that need the JM reference encoder are refused:
+naming one is a one-line error when the pipeline is read, before anything is written."""
 from __future__ import annotations
 
 import io
@@ -47,7 +47,6 @@ class JPEGCompress(Operation):
 
 # operation -> (the tool it needs, what to use instead)
 EXTERNAL = {"jmcompress": ("the JM H.264 reference encoder (lencod)", "lencod"),
-            "ffmpegcompress": ("ffmpeg", "ffmpeg"),
             "randomcompress": ("the JM H.264 reference encoder for half of its images", "lencod"),
             "bsrganblur": ("BSRGAN's kernel code (not ported)", None)}
 
@@ -60,4 +59,5 @@ def refusal(name: str) -> str | None:
     found = f" ({binary} is on PATH, but rumpy does not drive it)" if binary and shutil.which(
         binary) else ""
     return (f"'{name}' needs {tool}{found}, which rumpy degrade does not run; use "
-            f"'jpegcompress' for compression or 'realesrganblur' for blur")
+            f"'jpegcompress' or 'ffmpegcompress' (H.264) for compression or 'realesrganblur' "
+            f"for blur")

@@ -11,7 +11,7 @@ from typing import Any
 
 from ...config.errors import ConfigError
 from ...registry import did_you_mean
-from . import blur, compress, noise, resample  # noqa: F401  (register the operations)
+from . import blur, compress, noise, resample, video  # noqa: F401  (register the operations)
 from .base import Operation
 from .compress import refusal
 from .registry import ALIASES, DEGRADATIONS
