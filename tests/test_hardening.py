@@ -523,6 +523,60 @@ def test_full_disk_ends_the_run_with_one_line_and_continuing_is_exact(write_conf
     assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
 
 
+def _read_only(folder: Path) -> None:
+    """A read-only bind mount over `folder` (root can write through permission bits, not
+    through a read-only mount)."""
+    import subprocess
+    made = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if made.returncode:
+        pytest.skip(f"cannot bind-mount here: {made.stderr.decode().strip()}")
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
+
+
+def test_a_read_only_saved_models_is_one_line_before_or_during_training(write_config, tmp_path,
+                                                                        caplog, monkeypatch):
+    """A continue into a read-only saved_models/ is refused before anything is written; one
+    made read-only while the run trains ends it with one line (no traceback), and once it is
+    writable again the continue is exact."""
+    import subprocess
+    from conftest import no_timing
+    from rumpy.training import setup
+    path = write_config(num_epochs=1, extra_training='logging = "text"')
+    assert train_main(["--parameters", str(path)]) == 0
+    node = tmp_path / "Results" / "tiny"
+    models = node / "saved_models"
+    _read_only(models)
+    try:
+        before = {p: p.stat().st_mtime_ns for p in node.rglob("*")}
+        assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                           "--num_epochs", "3"]) == 2
+        assert f"{models} cannot be written (a read-only file system)" in caplog.text
+        assert {p: p.stat().st_mtime_ns for p in node.rglob("*")} == before
+    finally:
+        subprocess.run(["umount", "-l", str(models)])
+    start = setup.start
+
+    def start_then_read_only(run):  # the run has started when the mount turns read-only
+        start(run)
+        _read_only(models)
+    monkeypatch.setattr(setup, "start", start_then_read_only)
+    caplog.clear()
+    try:
+        code = train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                           "--num_epochs", "3"])
+    finally:
+        subprocess.run(["umount", "-l", str(models)])
+    assert code == 4 and "Traceback" not in caplog.text
+    assert "cannot write" in caplog.text and "Read-only file system" in caplog.text
+    monkeypatch.undo()
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                       "--num_epochs", "3"]) == 0
+    whole = write_config(name="whole.toml", num_epochs=3, experiment="whole",
+                         extra_training='logging = "text"')
+    assert train_main(["--parameters", str(whole)]) == 0
+    assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
+
+
 def test_a_branch_replaced_by_a_symlink_is_never_followed(write_config, tmp_path, capsys):
     import shutil
     from rumpy.cli.main import main as rumpy_main

@@ -157,9 +157,15 @@ def _main(args: argparse.Namespace) -> int:
         log.error("aborted; completed epochs are saved in %s", run.folder.models)
         return 130
     except OSError as exc:
+        saved = max(run.node.own_saved(), default=None)
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # made read-only mid-run
+            log.error("cannot write %s (%s): the run stopped; %s. Make it writable, then "
+                      "continue with --continue_from_epoch last", exc.filename or run.folder.root,
+                      exc.strerror, f"epochs up to {saved} are saved" if saved else
+                      "no epoch was saved")
+            return DISK_FULL
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        saved = max(run.node.own_saved(), default=None)
         log.error("disk full (%s) in %s: the run stopped; %s. Free space, then continue with "
                   "--continue_from_epoch last", exc.strerror, run.folder.root,
                   f"epochs up to {saved} are saved" if saved else "no epoch was saved")

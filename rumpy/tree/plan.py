@@ -19,7 +19,8 @@ from ..core.columns import resolve
 from ..core.monitor import Monitor, infer_mode
 from ..utils.names import name_problem
 from .recover import node_config, recoverable
-from .refusals import TreeError, check_location, check_needed_keys, file_problem
+from .refusals import (TreeError, check_location, check_needed_keys, file_problem,
+                       write_problem)
 from .lock import check_unlocked, tree_lock
 from .node import (BEST, INTERRUPTED, LAST, RESERVED, Node, foreign_content,
                    pointer_epoch)
@@ -245,7 +246,7 @@ def plan_run(cfg: RunConfig) -> Plan:
     if t.continue_from_epoch is None:
         return _plan_new(t, root)
     node = _node_for(cfg, root)
-    problem = node.link_problem() or file_problem(node)
+    problem = node.link_problem() or file_problem(node) or write_problem(node)
     if problem:
         raise TreeError(f"training.continue_from_epoch: {problem}")
     try:

@@ -4,6 +4,7 @@ folder, and keys given without the key they act with. Each refusal is a TreeErro
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from ..config.schema import TrainingConfig
@@ -42,6 +43,21 @@ def file_problem(node: Node) -> str | None:
         if path.exists() and not path.is_file():
             return (f"{path} is a folder, where rumpy keeps its "
                     f"{'log' if path.name == 'train.log' else 'lock'} file; remove it")
+    return None
+
+
+def write_problem(node: Node) -> str | None:
+    """A folder of the node that rumpy writes in but cannot (a read-only file system or
+    mount, permissions): found before training, not as a crash at the first checkpoint."""
+    for folder in (node.path, node.folder.models, node.folder.outputs):
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            try:
+                why = "a read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY \
+                    else "no write permission"
+            except OSError:
+                why = "no write permission"
+            return (f"{folder} cannot be written ({why}); rumpy writes the node's checkpoints, "
+                    f"log and outputs there (copy the node elsewhere to continue it there)")
     return None
 
 
