@@ -62,6 +62,27 @@ def test_gpu_single_trains_and_continues_bitwise(write_config, tmp_path, trainin
     assert state["epoch"] == 3 and all(v.device.type == "cpu" for v in state["parts"]["model"].values())
 
 
+def test_fp16_accumulation_and_step_log_on_the_gpu(write_config, tmp_path):
+    """fp16 with 2 accumulated micro-batches: one unscale and one scaler step per optimizer
+    step; split at an epoch and continued it equals the whole run bitwise; steps.csv gets a row
+    per optimizer step."""
+    from rumpy.training.step_log import read_steps
+    acc = ('precision = "fp16"\naccumulate_grad_batches = 2\nlog_every_n_steps = 1\n'
+           'log_grad = true')
+    path = _gpu(write_config, acc)
+    text = path.read_text().replace("batch_size = 4", "batch_size = 2")
+    path.write_text(text)
+    assert _train(path, "--experiment_name", "whole") == 0
+    assert _train(path, "--experiment_name", "split", "--num_epochs", "1") == 0
+    assert _train(path, "--experiment_name", "split", "--continue_from_epoch", "last") == 0
+    whole, split = tmp_path / "Results" / "whole", tmp_path / "Results" / "split"
+    assert no_timing(rows(whole)) == no_timing(rows(split))
+    assert same_weights(weights(whole, 3), weights(split, 3))
+    steps = read_steps(whole / "result_outputs" / "steps.csv")
+    assert [int(r["step"]) for r in steps] == list(range(1, 7))  # 8 tiles / 4 a step, 3 epochs
+    assert all(float(r["grad-norm"]) > 0 for r in steps)
+
+
 def test_ctrl_c_on_the_gpu_saves_and_continues_exactly(write_config, tmp_path):
     path = _gpu(write_config, 'precision = "bf16"', slow=True)
     assert _train(path, "--experiment_name", "whole") == 0
