@@ -105,6 +105,6 @@ def test_progress_logs_periodic_lines_when_not_a_terminal(caplog):
             progress.step(step, torch.tensor(0.5 * step, dtype=torch.float64))
     progress.end_epoch({"epoch": 1, "val-PSNR": 30.0})
     progress.close()
-    assert "epoch 1/2: step 3/3, running loss 0.50000" in caplog.text
-    assert "steps/s" in caplog.text and "samples/s" in caplog.text and "ETA" in caplog.text
+    assert "epoch 1/2: batch 3/3, running loss 0.50000" in caplog.text
+    assert "batches/s" in caplog.text and "samples/s" in caplog.text and "ETA" in caplog.text
     assert caplog.text.count("running loss") == 3

@@ -78,8 +78,10 @@ def test_gan_fork_of_psnr_node_continues_exactly(psnr, monkeypatch):
     assert lineage["parent"] == "" and lineage["fork_epoch"] == 2
     assert "model.discriminator.name" in lineage["config_diff"]
     header = list(rows(whole)[0])
-    for column in ("train-loss-l1", "train-loss-gan", "train-loss-d"):
+    for column in ("train-loss-l1", "train-loss-gan", "train-loss-d",
+                   "learning-rate-discriminator"):
         assert column in header
+    assert float(rows(whole)[2]["learning-rate-discriminator"]) > 0
     assert rows(whole)[2]["train-loss-d"] != ""  # the GAN's own epochs have them
     p = parts(whole, 4)
     assert set(NETWORK_PARTS) <= set(p)
@@ -230,3 +232,21 @@ def test_discriminator_section_is_sisr_only(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "model.discriminator" in str(info.value) and "not used by task" in str(info.value)
+
+
+def test_the_gan_and_ema_columns_read_back_for_trackers_and_plots():
+    """Loss terms, another network's rate and the raw weights' scores are tracked and plotted
+    under their own names, not dropped or read as an eval set called 'raw'."""
+    from rumpy.core.columns import Column, direction, parse
+    from rumpy.results.plots import groups
+    assert parse("train-loss-gan") == Column("train", "loss-gan")
+    assert direction("train-loss-d") == "min"
+    assert parse("learning-rate-discriminator") == Column("train", "learning_rate",
+                                                          target="discriminator")
+    assert parse("val-raw-PSNR", ["chelsea"]) == Column("val_raw", "PSNR", "chelsea")
+    assert parse("val-raw-PSNR", ["chelsea", "raw"]) == Column("val", "PSNR", "raw")
+    assert direction("val-raw-PSNR") == "max"
+    plots = groups(["epoch", "train-loss", "learning-rate", "learning-rate-discriminator",
+                    "val-PSNR", "val-raw-PSNR"])
+    assert plots["learning_rate"] == ["learning-rate", "learning-rate-discriminator"]
+    assert plots["PSNR"] == ["val-PSNR", "val-raw-PSNR"]

@@ -119,21 +119,30 @@ def test_steps_csv_rows_trackers_fork_and_accumulation(tmp_path, regression_data
     rates = [float(r["learning-rate"]) for r in steps[:5]]
     assert rates == pytest.approx([3e-3 * f for f in (0.25, 0.5, 0.75, 1.0, 1.0)])
     assert float(summary[0]["learning-rate"]) == pytest.approx(3e-3 * 0.25)  # epoch 1's first step
-    events = EventAccumulator(str(node / "tensorboard"))
+    events = EventAccumulator(str(node / "tensorboard" / "steps"))
     events.Reload()
     scalars = events.Scalars("steps/train-loss")
     assert [s.step for s in scalars] == list(range(1, 25))
     assert [s.value for s in scalars] == pytest.approx([float(r["train-loss"]) for r in steps])
+    # a continue purges neither the step curves nor the epoch ones; the fork below replays its
+    # inherited step rows into its own event files
+    assert train(path, "--continue_from_epoch", "last", "--num_epochs", "3") == 0
+    events = EventAccumulator(str(node / "tensorboard" / "steps"))
+    events.Reload()
+    assert [s.step for s in events.Scalars("steps/train-loss")] == list(range(1, 37))
 
     # a fork at epoch 1 with accumulation: the parent's 12 rows, then a row every 2 steps
     assert train(path, "--continue_from_epoch", "1", "--new_branch", "--new_branch_name", "acc",
                  "training.accumulate_grad_batches=2", "training.log_every_n_steps=2") == 0
     fork = steps_rows(node / "acc")
+    events = EventAccumulator(str(node / "acc" / "tensorboard" / "steps"))
+    events.Reload()
+    assert [s.step for s in events.Scalars("steps/train-loss")] == [*range(1, 13), 14, 16, 18]
     assert [r["inherited"] for r in fork] == ["1"] * 12 + ["0"] * 3
     assert no_step_timing(fork[:12]) == [{**r, "inherited": "1"} for r in no_step_timing(steps[:12])]
     assert [int(r["step"]) for r in fork[12:]] == [14, 16, 18]  # 6 optimizer steps in epoch 2
     assert [int(r["batch"]) for r in fork[12:]] == [4, 8, 12]
-    assert steps_rows(node) == steps  # the parent's own file is untouched
+    assert steps_rows(node)[:24] == steps  # the parent's own rows are untouched
 
 
 @pytest.mark.slow
@@ -222,3 +231,49 @@ def test_scheduler_interval_counts_steps_or_epochs(tmp_path, regression_data):
     with pytest.raises(ConfigError) as info:
         prepare(load_config(path))
     assert "scheduler_params.interval" in str(info.value) and "'step'" in str(info.value)
+
+
+def test_step_rows_every_n_and_at_epoch_ends_survive_a_ctrl_c(tmp_path, regression_data,
+                                                             monkeypatch):
+    """N = 5 with 12 steps an epoch: rows at the multiples of 5 and at each epoch's end (5, 10,
+    12, 15, 20, 24). A Ctrl+C
+    in the middle of a row's window keeps the window (and the epoch's gradient statistics) in
+    the checkpoint: the continue writes the rows and summary an uninterrupted run writes."""
+    extra = "log_every_n_steps = 5\nlog_grad = true"
+    path = tmp_path / "reg.toml"
+    path.write_text(arrays_toml(regression_data, tmp_path / "Results", epochs=2,
+                                extra_training=extra))
+    assert train(path, "--experiment_name", "whole") == 0
+    whole = tmp_path / "Results" / "whole"
+    assert [int(r["step"]) for r in steps_rows(whole)] == [5, 10, 12, 15, 20, 24]
+    assert [int(r["batch"]) for r in steps_rows(whole)] == [5, 10, 12, 3, 8, 12]
+    monkeypatch.setattr(trainer, "StopRequest", stop_after(17))  # in the window of step 20
+    assert train(path, "--experiment_name", "halted") == 130
+    monkeypatch.undo()
+    assert train(path, "--experiment_name", "halted", "--continue_from_epoch", "last") == 0
+    halted = tmp_path / "Results" / "halted"
+    assert no_step_timing(steps_rows(halted)) == no_step_timing(steps_rows(whole))
+    assert no_timing(rows(halted)) == no_timing(rows(whole))
+
+
+def test_a_branch_changing_the_steps_an_epoch_takes_rebuilds_its_schedule(tmp_path,
+                                                                        regression_data):
+    """one_cycle_lr is sized by the optimizer steps of the run: a branch with another
+    accumulation (or limit_train_batches) rebuilds it for its own count instead of stepping
+    the parent's past its end; `interval = "epoch"` sizes it in epochs."""
+    path = tmp_path / "reg.toml"
+    path.write_text(arrays_toml(regression_data, tmp_path / "Results", epochs=2,
+                                extra_params='scheduler = "one_cycle_lr"',
+                                extra_training="accumulate_grad_batches = 4"))
+    assert train(path) == 0
+    node = tmp_path / "Results" / "reg"
+    assert train(path, "--continue_from_epoch", "1", "--new_branch", "--new_branch_name", "k1",
+                 "training.accumulate_grad_batches=1") == 0
+    state = load_checkpoint(node / "k1" / "saved_models" / "epoch_2.pt")
+    assert state["parts"]["scheduler"]["total_steps"] == 24 and state["parts"]["loop"]["step"] == 3 + 12
+    path.write_text(path.read_text().replace('scheduler = "one_cycle_lr"',
+                                             'scheduler = "one_cycle_lr"\n'
+                                             'scheduler_params = {interval = "epoch"}'))
+    assert train(path, "--experiment_name", "per_epoch") == 0
+    state = load_checkpoint(tmp_path / "Results" / "per_epoch" / "saved_models" / "epoch_2.pt")
+    assert state["parts"]["scheduler"]["total_steps"] == 2

@@ -158,7 +158,8 @@ def _main(args: argparse.Namespace) -> int:
         return 130
     except OSError as exc:
         saved = max(run.node.own_saved(), default=None)
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # made read-only mid-run
+        ours = str(exc.filename or "").startswith(str(run.folder.root))
+        if exc.errno == errno.EROFS or (ours and exc.errno in (errno.EACCES, errno.EPERM)):
             log.error("cannot write %s (%s): the run stopped; %s. Make it writable, then "
                       "continue with --continue_from_epoch last", exc.filename or run.folder.root,
                       exc.strerror, f"epochs up to {saved} are saved" if saved else

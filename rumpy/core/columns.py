@@ -3,6 +3,7 @@ and how a column is read back into those parts and its direction (from the metri
 declaration, not from a table of suffixes).
 
     train-loss, learning-rate                  training
+    learning-rate-<network>                    another network's rate (a GAN's discriminator)
     train-<term>                               a loss term of a task with several networks
                                                (train-loss-l1, train-loss-gan, train-loss-d)
     val-<metric>[-<target>]                    the first eval set
@@ -19,7 +20,7 @@ from ..metrics import higher_is_better, metric_names
 
 @dataclass(frozen=True)
 class Column:
-    subset: str                # 'train' or 'val'
+    subset: str                # 'train', 'val', or 'val_raw' (validate_ema = "both")
     metric: str                # 'loss', 'PSNR', 'learning_rate', 'epoch_time', ...
     set: str | None = None     # the eval set (None: the first one, when the sets are unknown)
     target: str | None = None  # a regression target, for per-target columns
@@ -75,9 +76,15 @@ def parse(column: str, eval_sets: list[str] | None = None,
     metric names)."""
     if column in _TRAIN:
         return Column("train", _TRAIN[column])
+    if column.startswith("learning-rate-"):  # another network's (a GAN's discriminator)
+        return Column("train", "learning_rate", target=column[len("learning-rate-"):])
+    if column.startswith("train-"):  # a loss term: train-loss-l1, train-loss-d
+        return Column("train", column[len("train-"):])
     if not column.startswith("val-"):
         return None
-    rest = column[len("val-"):]
+    rest, subset = column[len("val-"):], "val"
+    if rest.startswith("raw-") and "raw" not in (eval_sets or [])[1:]:
+        rest, subset = rest[len("raw-"):], "val_raw"  # the raw weights' beside the EMA's
     name = None
     for candidate in sorted((eval_sets or [])[1:], key=len, reverse=True):  # 'b-c' before 'b'
         if rest.startswith(f"{candidate}-"):
@@ -94,7 +101,7 @@ def parse(column: str, eval_sets: list[str] | None = None,
     if name is None and eval_sets:
         name = eval_sets[0]
     target = "-".join(parts[i + 1:]) or None
-    return Column("val", known[parts[i].lower()], name, target)
+    return Column(subset, known[parts[i].lower()], name, target)
 
 
 def direction(column: str, directions: dict[str, str] | None = None) -> str | None:
@@ -105,6 +112,8 @@ def direction(column: str, directions: dict[str, str] | None = None) -> str | No
         return None
     if directions and info.metric in directions:
         return directions[info.metric]
+    if info.subset == "train" and info.metric.startswith("loss"):
+        return "min"
     higher = higher_is_better(info.metric)
     return None if higher is None else ("max" if higher else "min")
 

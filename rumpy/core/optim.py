@@ -146,10 +146,13 @@ def build_scheduler(name: str, optimizer: torch.optim.Optimizer, params: dict, n
         interval = {"step": "batch"}.get(params["interval"], params["interval"])
         if interval not in ("epoch", "batch"):
             raise ValueError(f"interval: expected 'epoch' or 'step', got {params['interval']!r}")
-    if interval != spec.interval:  # the derived length counts steps of the chosen interval
-        derived = spec.derived(num_epochs * steps_per_epoch, 1, lr)
-    else:
+    # the lengths rumpy fills in count the chosen interval's steps
+    if interval == spec.interval:
         derived = spec.derived(num_epochs, steps_per_epoch, lr)
+    elif interval == "batch":  # an epoch scheduler stepped per optimizer step
+        derived = spec.derived(num_epochs * steps_per_epoch, 1, lr)
+    else:  # a per-step scheduler (one_cycle_lr) stepped per epoch
+        derived = spec.derived(num_epochs, 1, lr)
     kwargs = {**derived, **{k: v for k, v in params.items()
                             if k not in spec.own and k != "interval"}}
     missing = [k for k in spec.required if k not in kwargs]

@@ -14,7 +14,7 @@ TIMING_COLUMNS = ("epoch-time", "data-wait")
 INHERITED = "inherited"
 
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
     """'' for a value not computed (no validation that epoch); nan and inf as they are."""
     if value is None:
         return ""
@@ -46,7 +46,7 @@ class SummaryLog:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(self.columns)
         for row in self.rows:
-            writer.writerow([_fmt(row.get(c)) for c in self.columns])
+            writer.writerow([format_value(row.get(c)) for c in self.columns])
         atomic_write_text(self.path, buffer.getvalue())
 
 
@@ -55,5 +55,5 @@ def write_table(path: Path, rows: list[dict], columns: list[str]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _fmt(v) for k, v in row.items()})
+        writer.writerow({k: format_value(v) for k, v in row.items()})
     atomic_write_text(path, buffer.getvalue())

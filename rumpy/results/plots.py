@@ -44,7 +44,9 @@ def groups(columns: list[str]) -> dict[str, list[str]]:
         info = parse(col)
         if info is not None and info.metric == "loss":
             out["loss"].append(col)
-        elif info is not None and info.subset == "val":
+        elif info is not None and info.metric == "learning_rate" and info.target:
+            out["learning_rate"].append(col)  # another network's rate beside the model's
+        elif info is not None and info.subset in ("val", "val_raw"):
             out.setdefault(info.metric, []).append(col)
     return out
 

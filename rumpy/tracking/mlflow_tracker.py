@@ -76,8 +76,8 @@ class MLflowTracker(Tracker):
         if tracker is not None:
             tracker.status = {STATUS_KEY: tracker.run_id}
             tracker.track_rows(plan.rows)
-            later = sorted({s for steps in tracker.logged.values() for s in steps
-                            if s > plan.start_epoch})
+            later = sorted({s for key, steps in tracker.logged.items() for s in steps
+                            if s > plan.start_epoch and not key.startswith("steps/")})
             if later:  # an interrupted process logged epochs past its last checkpoint
                 log.warning("MLflow run %s already has epochs %s (logged after the checkpoint "
                             "this run continues from); MLflow keeps those values, summary.csv "

@@ -53,18 +53,23 @@ class Tracker:
     def track_steps(self, rows: list[dict]) -> None:
         """steps.csv rows (training.log_every_n_steps), with the optimizer step as x axis."""
 
+    def close(self) -> None:
+        pass
+
 
 STEP_KEYS = ("step", "epoch", "batch", "inherited")
 
 
 def step_values(row: dict):
-    """(column, value) of a steps.csv row's measured values."""
+    """(column, value) of a steps.csv row's measured values (numbers, or the strings a
+    steps.csv read back holds)."""
     for column, value in row.items():
-        if column not in STEP_KEYS and isinstance(value, (int, float)):
+        if column in STEP_KEYS or value is None or value == "":
+            continue
+        try:
             yield column, float(value)
-
-    def close(self) -> None:
-        pass
+        except (TypeError, ValueError):
+            continue
 
 
 def context(info: Column) -> dict:

@@ -21,13 +21,20 @@ def tag(info) -> str:
     return "/".join(parts + ([info.target] if info.target else []))
 
 
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
 @TRACKERS.register("tensorboard")
 class TensorBoardTracker(Tracker):
     name = "TensorBoard"
 
-    def __init__(self, writer, eval_sets: list[str]):
+    def __init__(self, writer, eval_sets: list[str], steps_folder=None, steps_purge=None):
         super().__init__(eval_sets)
         self.writer = writer
+        # Step curves have their own x axis (optimizer steps), so their own writer: a continue
+        # purges each writer's events from its own restart point
+        self._steps_folder, self._steps_purge, self._steps_writer = steps_folder, steps_purge, None
 
     @classmethod
     def open(cls, run) -> "TensorBoardTracker | None":
@@ -42,10 +49,19 @@ class TensorBoardTracker(Tracker):
             log.warning("TensorBoard tracking is off for this run (%s: %s); CSV and PNG logging "
                         "go on", type(exc).__name__, exc)
             return None
-        tracker = cls(writer, list(run.loaders.evals))
+        steps = folder / "steps"
+        steps_fresh = not steps.is_dir() or not any(steps.iterdir())
+        # the steps the node started with (the worker may open trackers after training began)
+        start = run.step_log.start_step if run.step_log is not None else 0
+        tracker = cls(writer, list(run.loaders.evals), steps, None if steps_fresh else start + 1)
         if fresh:  # a branch (or a node new to TensorBoard) gets its history so far
             for row in run.plan.rows:
                 tracker.track_row(row)
+        if steps_fresh:
+            from ..training.step_log import read_steps
+            rows = [r for r in read_steps(run.folder.steps) if int(r["step"]) <= start]
+            if rows:
+                tracker.track_steps(rows)
         return tracker
 
     def track_row(self, row: dict) -> None:
@@ -55,10 +71,19 @@ class TensorBoardTracker(Tracker):
         self._safe(self.writer.flush)
 
     def track_steps(self, rows: list[dict]) -> None:
+        if self._steps_writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            try:
+                self._steps_writer = SummaryWriter(str(self._steps_folder),
+                                                   purge_step=self._steps_purge)
+            except Exception as exc:
+                self._safe(_raise, exc)
+                return
         for row in rows:
             for column, value in step_values(row):
-                self._safe(self.writer.add_scalar, f"steps/{column}", value, int(row["step"]))
-        self._safe(self.writer.flush)
+                self._safe(self._steps_writer.add_scalar, f"steps/{column}", value,
+                           int(row["step"]))
+        self._safe(self._steps_writer.flush)
 
     def track_images(self, epoch: int, set_name: str, images: list) -> None:
         import numpy as np
@@ -69,3 +94,5 @@ class TensorBoardTracker(Tracker):
 
     def close(self) -> None:
         self._safe(self.writer.close)
+        if self._steps_writer is not None:
+            self._safe(self._steps_writer.close)

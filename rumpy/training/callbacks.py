@@ -155,6 +155,8 @@ class Trackers(Background):
         names = [n for n in t.trackers if n != "aim" or t.aim_track]
         self.active = bool(names)
         if self.active:
+            if run.step_log is not None:
+                run.step_log.tracked = True
             self.worker.submit(run, _open_trackers, names, label="Trackers", hold=True)
 
     def on_epoch_end(self, run, epoch, row, result) -> None:

@@ -138,6 +138,13 @@ class NetworkHandler:
         """The rate the next optimizer step uses (the schedule's, times the warmup's factor)."""
         return self.optimizer.param_groups[0]["lr"] * self.warmup.factor(self.step + 1)
 
+    def rates(self) -> dict[str, float]:
+        """The summary's learning-rate columns: the model's, and each other network's."""
+        factor = self.warmup.factor(self.step + 1)
+        return {"learning-rate": self.learning_rate,
+                **{f"learning-rate-{name}": g.optimizer.param_groups[0]["lr"] * factor
+                   for name, g in self.groups.items()}}
+
     @property
     def accumulating(self) -> bool:
         """Inside an accumulation cycle: gradients of some micro-batches wait for their step."""
@@ -183,7 +190,7 @@ class NetworkHandler:
         """The first compiled step compiles. A model the compiler cannot take (an unsupported
         op, no C++ compiler) trains eagerly after one warning: the failure comes before the
         optimizer step, so the step is redone from the same weights and random state."""
-        saved = rng_state()
+        saved, cycle = rng_state(), (self._micro, self._cycle)
         self._compile_tried = True
         try:
             return self._step(batch)
@@ -194,6 +201,7 @@ class NetworkHandler:
                         " ".join(str(exc).split())[:200])
             self.uncompile()
             set_rng_state(saved)
+            self._micro, self._cycle = cycle  # the failed micro-batch is done again
             return self._step(batch)
 
     def _step(self, batch: dict) -> torch.Tensor:
@@ -323,6 +331,20 @@ class NetworkHandler:
                 self._grad_sum += norm
                 self._grad_max = torch.maximum(self._grad_max, norm)
             self._grad_steps += 1
+
+    def grad_state(self) -> dict | None:
+        """This epoch's gradient-norm statistics so far (kept in a mid-epoch checkpoint)."""
+        if self._grad_sum is None:
+            return None
+        return {"sum": float(self._grad_sum), "max": float(self._grad_max),
+                "steps": self._grad_steps}
+
+    def load_grad_state(self, state: dict | None) -> None:
+        if not state:
+            return
+        as_tensor = lambda v: torch.tensor(v, dtype=torch.float64, device=self.device)  # noqa: E731
+        self._grad_sum, self._grad_max = as_tensor(state["sum"]), as_tensor(state["max"])
+        self._grad_steps = int(state["steps"])
 
     def grad_stats(self) -> dict[str, float]:
         """The epoch's gradient-norm columns (then reset); empty unless log_grad."""

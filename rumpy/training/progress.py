@@ -41,7 +41,8 @@ class Progress:
                             leave=False, disable=not self.terminal, dynamic_ncols=True)
 
     def step(self, steps: int, loss_sum: torch.Tensor) -> None:
-        """After each optimizer step; reads the loss (a device sync) only when showing it."""
+        """After each batch (`steps` of the epoch so far); reads the loss (a device sync) only
+        when showing it."""
         if self.terminal:
             self.batches.update(1)
             if steps % 10 == 0:
@@ -55,7 +56,7 @@ class Progress:
             rate = (steps - self._mark[1]) / max(now - self._mark[0], 1e-9)
             left = self._total_steps - steps + (self.num_epochs - self._epoch) * self._total_steps
             samples = f", {rate * self.batch_size:.1f} samples/s" if self.batch_size else ""
-            log.info("epoch %d/%d: step %d/%d, running loss %.5f, %.2f steps/s%s, ETA %s "
+            log.info("epoch %d/%d: batch %d/%d, running loss %.5f, %.2f batches/s%s, ETA %s "
                      "(training only)", self._epoch, self.num_epochs, steps, self._total_steps,
                      loss_sum.item() / steps, rate, samples,
                      duration(left / rate) if rate > 0 else "?")

@@ -275,6 +275,8 @@ def build_run(checked: Checked) -> Run:
     except Exception as exc:
         raise ConfigError(src, IP, f"cannot build {cfg.model.name} with these settings: "
                                    f"{_one_line(exc)}") from None
+    at = columns.index("learning-rate") + 1  # each other network's rate beside the model's
+    columns[at:at] = [f"learning-rate-{name}" for name in handler.groups]
     if handler.groups and cfg.training.accumulate_grad_batches > 1:
         raise ConfigError(src, "training.accumulate_grad_batches",
                           f"expected 1 for a task with several networks ({', '.join(handler.groups)}"
@@ -471,7 +473,8 @@ def _restore(run: Run) -> None:
                         "rank 0's", len(ranks or [None]), run.dist.world)
         set_rng_state(state["rng"])
     if plan.kind == "continue" and not plan.load_scheduler and handler.scheduler is not None:
-        log.warning("num_epochs changed: the learning-rate schedule is rebuilt for %d epochs and "
+        log.warning("num_epochs or the steps an epoch takes changed: the learning-rate "
+                    "schedule is rebuilt for %d epochs and "
                     "advanced to epoch %d (lr now %.3g), as a run started with %d epochs would "
                     "have it", run.cfg.training.num_epochs, plan.start_epoch,
                     handler.learning_rate, run.cfg.training.num_epochs)

@@ -1,6 +1,8 @@
-"""result_outputs/steps.csv (training.log_every_n_steps = N): a row every N optimizer steps with
-the means over those steps of the training loss and its terms, the gradient norm (log_grad),
-the time a step took and how much of it waited for data, and the learning rate of the last one.
+"""result_outputs/steps.csv (training.log_every_n_steps = N): a row every N optimizer steps,
+and one for the rest of each epoch, with the means over those steps of the training loss and its
+terms, the gradient norm (log_grad), the time a step took and how much of it waited for data,
+and the learning rate of the last one. The window in progress is kept in a mid-epoch
+(Ctrl+C/SIGTERM) checkpoint, so a continue writes the rows an uninterrupted run writes.
 
 Rows are appended one line per write (a kill leaves whole rows); when a run starts, the rows it
 starts with are rewritten atomically: a continue cuts its own file back to the checkpoint's step
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.summary import INHERITED, _fmt
+from ..core.summary import INHERITED, format_value
 from ..utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -52,11 +54,14 @@ class StepLog:
                         "learning-rate", *(["grad-norm"] if log_grad else []),
                         *STEP_TIMING_COLUMNS, INHERITED]
         self._file = None
+        self.tracked = False  # the trackers take the rows: keep them until they do
+        self.start_step = 0  # the optimizer steps the node starts with
         self.pending: list[dict] = []  # rows not yet sent to the trackers
 
     def start(self, source: Path | None, step: int, branch: bool) -> None:
         """The rows the node starts with: `source`'s (a node folder) up to optimizer step
         `step`. Nothing is written when there are none and logging is off."""
+        self.start_step = step
         rows = [r for r in read_steps(source / "result_outputs" / "steps.csv")
                 if int(r["step"]) <= step] if source is not None else []
         if branch:
@@ -76,11 +81,23 @@ class StepLog:
         if self.every:
             self._file = open(self.path, "a", newline="")
 
-    def begin(self, handler, epoch: int, batch: int, total: torch.Tensor | None) -> None:
-        """An epoch starts (or resumes after `batch` batches)."""
+    def begin(self, handler, epoch: int, batch: int, total: torch.Tensor | None,
+              window: dict | None = None) -> None:
+        """An epoch starts, or resumes after `batch` batches (`window`: the row in progress
+        when it stopped, from state())."""
         self._epoch = epoch
+        if window is not None:
+            self._at = (window["step"], window["batch"], time.perf_counter(), 0.0)
+            self._sums = [torch.tensor(v, dtype=torch.float64, device=handler.device)
+                          for v in window["sums"]]
+            return
         self._at = (handler.step, batch, time.perf_counter(), 0.0)
         self._sums = self._snapshot(handler, total)
+
+    def state(self) -> dict:
+        """The row in progress, for a mid-epoch checkpoint (its timings restart on resume)."""
+        return {"step": self._at[0], "batch": self._at[1],
+                "sums": [float(v) for v in self._sums]}
 
     @staticmethod
     def _snapshot(handler, total) -> list[torch.Tensor]:
@@ -98,10 +115,13 @@ class StepLog:
                                     dtype=torch.float64, device=handler.device)]
         return values
 
-    def after_step(self, handler, batch: int, total: torch.Tensor, waited: float) -> None:
-        """After a batch that ended an optimizer step: a row when the step count is due."""
+    def after_step(self, handler, batch: int, total: torch.Tensor, waited: float,
+                   epoch_end: bool = False) -> None:
+        """After a batch that ended an optimizer step: a row when the step count is due, or
+        at the epoch's end for the steps since the last row."""
         step, at_batch, at_time, at_wait = self._at
-        if self._file is None or handler.step % self.every or handler.step == step:
+        if self._file is None or handler.step == step or \
+                (handler.step % self.every and not epoch_end):
             return
         now, steps = time.perf_counter(), handler.step - step
         sums = self._snapshot(handler, total)
@@ -117,9 +137,10 @@ class StepLog:
             at += 2
         if handler.log_grad and delta[at + 1]:
             row["grad-norm"] = delta[at] / delta[at + 1]
-        self._file.write(",".join(_fmt(row.get(c)) for c in self.columns) + "\n")
+        self._file.write(",".join(format_value(row.get(c)) for c in self.columns) + "\n")
         self._file.flush()
-        self.pending.append(row)
+        if self.tracked:
+            self.pending.append(row)
         self._at, self._sums = (handler.step, batch, now, waited), sums
 
     def take(self) -> list[dict]:

@@ -63,7 +63,7 @@ class StopRequest:
 def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None, done: int = 0,
                 total: torch.Tensor | None = None, progress: Progress | None = None,
                 watch: bool = False, dist: Dist = SINGLE, full: int | None = None,
-                step_log: StepLog | None = None, epoch: int = 0
+                step_log: StepLog | None = None, epoch: int = 0, window: dict | None = None
                 ) -> tuple[int, torch.Tensor, torch.Tensor | None, float]:
     """Train one epoch (or its remainder after `done` steps). Returns (steps done, loss sum,
     first step whose loss was not finite (0 = none; None unless `watch`), seconds spent waiting
@@ -76,7 +76,7 @@ def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None
     full = done + len(loader) if full is None else full  # the epoch's batches
     waited = 0.0
     if step_log is not None:
-        step_log.begin(handler, epoch, done, total)
+        step_log.begin(handler, epoch, done, total, window)
     batches = iter(handler.feed(loader))
     while True:
         # The wait for data: the loader's workers, and on CUDA the copy (a GPU that outruns
@@ -105,6 +105,8 @@ def train_epoch(handler: NetworkHandler, loader, stop: StopRequest | None = None
         if stop is not None and dist.any(stop.requested, handler.device):
             stop.requested = True
             break
+    if step_log is not None and steps == full:
+        step_log.after_step(handler, steps, total, waited, epoch_end=True)
     return steps, total, bad, waited
 
 
@@ -133,6 +135,11 @@ def train(run: Run, callbacks: list[Callback] | None = None) -> str:
                      f"{count / 1e6:.2f}M" if count >= 10_000 else f"{count:,}", run.device,
                      processes, run.plan.start_epoch + 1, run.cfg.training.num_epochs,
                      run.folder.root)
+            if main:  # the rows it starts with are on disk before the trackers open
+                run.step_log = StepLog(run.folder.steps, run.cfg.training.log_every_n_steps,
+                                       run.handler.train_terms, run.cfg.training.log_grad)
+                run.step_log.start(run.plan.steps_from, run.handler.step,
+                                   branch=run.plan.kind == "branch")
             for callback in callbacks:
                 callback.on_start(run)
             with torch.autograd.set_detect_anomaly(run.cfg.training.detect_anomaly):
@@ -183,10 +190,6 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
     batch = cfg.data.batch_size  # the global batch: positions in the sampler's order
     run.progress = Progress(num_epochs, plan.start_epoch, batch_size=batch) if dist.is_main \
         else None
-    if dist.is_main:
-        run.step_log = StepLog(run.folder.steps, cfg.training.log_every_n_steps,
-                               handler.train_terms, cfg.training.log_grad)
-        run.step_log.start(plan.steps_from, handler.step, branch=plan.kind == "branch")
     with logging_redirect_tqdm(loggers=[logging.getLogger("rumpy")]):
         for epoch in range(plan.start_epoch + 1, num_epochs + 1):
             start = time.perf_counter()
@@ -194,12 +197,16 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 done, total = resume["position"], resume["loss_sum"].to(handler.device)
                 if dist.enabled:  # the saved sum is the ranks' mean: each rank goes on from it
                     total = total.clone()
-                learning_rate, elapsed = resume["learning_rate"], resume["elapsed"]
+                rates = resume.get("rates") or {**handler.rates(),
+                                                "learning-rate": resume["learning_rate"]}
+                elapsed = resume["elapsed"]
                 waited_before = resume.get("data_wait", 0.0)
                 handler.load_terms_state(resume.get("terms") or {})
+                handler.load_grad_state(resume.get("grad"))
+                window = resume.get("step_window")
                 log.info("resuming epoch %d after step %d", epoch, done)
             else:
-                done, total, learning_rate, elapsed = 0, None, handler.learning_rate, 0.0
+                done, total, rates, elapsed, window = 0, None, handler.rates(), 0.0, None
                 waited_before = 0.0
             run.loaders.sampler.set_epoch(epoch, start=done * batch)
             full = done + len(run.loaders.train)
@@ -208,7 +215,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
             steps, total, bad, waited = train_epoch(handler, run.loaders.train, stop, done, total,
                                             run.progress, watch=cfg.training.stop_on_divergence,
                                             dist=dist, full=full, step_log=run.step_log,
-                                            epoch=epoch)
+                                            epoch=epoch, window=window)
             if dist.enabled:  # the row's loss is the mean over the ranks' shards
                 total = dist.sum(total) / dist.world
                 if bad is not None:
@@ -217,8 +224,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 run.flush_checkpoints()
                 kept = max(run.node.own_saved(), default=None)
                 run.stop_reason = (f"diverged: the training loss was not finite at epoch {epoch}, "
-                                   f"step {int(bad)} (global step "
-                                   f"{handler.step - steps + int(bad)}); nothing of epoch {epoch} "
+                                   f"batch {int(bad)}; nothing of epoch {epoch} "
                                    f"was saved, the last good checkpoint is "
                                    f"{f'epoch {kept}' if kept else 'none'}. Lower the lr or fork "
                                    f"from it; stop_on_divergence = false trains on")
@@ -230,10 +236,12 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                     run.flush_checkpoints()  # epoch k-1's queued jobs would remove this file
                     save_checkpoint(path, run.checkpoint(epoch, resume={
                         "position": steps, "loss_sum": total.cpu(),
-                        "learning_rate": learning_rate,
+                        "learning_rate": rates["learning-rate"], "rates": rates,
                         "elapsed": elapsed + time.perf_counter() - start,
                         "data_wait": waited_before + waited,
-                        **({"terms": handler.terms_state()} if handler.groups else {})}))
+                        **({"terms": handler.terms_state()} if handler.groups else {}),
+                        "grad": handler.grad_state(),
+                        **({"step_window": run.step_log.state()} if run.step_log else {})}))
                     finish_replacement(plan)
                     run.node.set_status(epochs_done=epoch - 1)
                 run.stop_reason = (f"stopped (Ctrl+C/SIGTERM) during epoch {epoch} (step {steps}); "
@@ -242,8 +250,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 return "interrupted"
             handler.end_epoch()
             row = {"epoch": epoch, "train-loss": total.item() / max(steps, 1),
-                   **handler.term_stats(dist), "learning-rate": learning_rate,
-                   **handler.grad_stats()}
+                   **handler.term_stats(dist), **rates, **handler.grad_stats()}
             result = None
             if eval_sets and (epoch % cfg.training.eval_frequency == 0 or epoch == num_epochs):
                 result = run.task.evaluate(handler, with_outputs=cfg.training.save_samples)

@@ -26,6 +26,10 @@ from .node import (BEST, INTERRUPTED, LAST, RESERVED, Node, foreign_content,
                    pointer_epoch)
 
 log = logging.getLogger(__name__)
+# Keys that change how many optimizer steps a schedule sized by the run spans: a continue or
+# branch that changes one rebuilds the schedule (advanced to its start) instead of loading it.
+SCHEDULE_LENGTH = ("training.num_epochs", "training.accumulate_grad_batches",
+                   "training.limit_train_batches")
 
 # Keys an in-place continue may change: they do not change what the run computes.
 IN_PLACE_CHANGES = (
@@ -334,7 +338,7 @@ def _plan_branch(cfg: RunConfig, root: Path, node: Node, diff: dict) -> Plan:
     changed_schedule = any(k.startswith(("model.internal_params.lr",
                                          "model.internal_params.scheduler",
                                          "model.internal_params.optimizer",
-                                         "data.batch_size", "training.num_epochs"))
+                                         "data.batch_size", *SCHEDULE_LENGTH))
                            for k in diff)
     plan.load_scheduler = plan.load_scheduler and not t.skip_scheduler_load and \
         not changed_schedule
@@ -392,7 +396,7 @@ def _plan_continue(cfg: RunConfig, node: Node, diff: dict) -> Plan:
     plan.rows = _rows_until(node, epoch, state)
     # A schedule sized by num_epochs (cosine's T_max, one-cycle's total) is rebuilt for the new
     # length, as a branch's is: the old one would run past its end (a cosine climbs back up).
-    if "training.num_epochs" in diff:
+    if any(k in diff for k in SCHEDULE_LENGTH):
         plan.load_scheduler = False
     return plan
 
