@@ -216,7 +216,8 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                         "learning_rate": learning_rate,
                         "elapsed": elapsed + time.perf_counter() - start,
                         "data_wait": waited_before + waited,
-                        **({"terms": handler.terms_state()} if handler.groups else {})}))
+                        **({"terms": handler.terms_state()}
+                           if handler.groups or run.task.own_training_step() else {})}))
                     finish_replacement(plan)
                     run.node.set_status(epochs_done=epoch - 1)
                 run.stop_reason = (f"stopped (Ctrl+C/SIGTERM) during epoch {epoch} (step {steps}); "
