@@ -164,10 +164,10 @@ def test_estimator_error_is_the_final_codes_error(iso, tmp_path):
     model = build_model("dan", cfg.model.internal_params.arch, scale=4, num_metadata=6)
     model.load_state_dict(parts(node, 1)["model"])
     model.eval()
-    from rumpy.data.images import read_image, to_float
+    from rumpy.data.images import read_rgb, to_float
     errors = []
     for i, lr_path in enumerate(evals.lr_paths):
-        lr = to_float(torch.from_numpy(read_image(lr_path)).permute(2, 0, 1)[None])
+        lr = to_float(torch.from_numpy(read_rgb(lr_path)).permute(2, 0, 1)[None])
         with torch.no_grad():
             model(lr)
         errors.append(float((model.last_estimate[0] - torch.from_numpy(evals.metadata[i]))
@@ -223,15 +223,15 @@ def test_original_checkpoint_loads_through_init_weights(iso, tmp_path):
     (("kernel_size = 9", "kernel_size = 21"), "model.internal_params.kernel_size",
      "kernels are 9x9"),
     (("selective_meta_blocks = [true, false]", "selective_meta_blocks = [true]"),
-     "model.internal_params", "one flag per residual group"),
+     "model.internal_params.selective_meta_blocks", "one flag per residual group"),
     (("metadata = ['blur_kernel']\ncrop", "crop"), "data.training_sets.iso.metadata",
      "learns the degradation"),
 ])
-def test_bad_settings_refused_before_writing(iso, tmp_path, capsys, change, key, message):
+def test_bad_settings_refused_before_writing(iso, tmp_path, caplog, change, key, message):
     path = config(iso, tmp_path)
     path.write_text(path.read_text().replace(*change))
     assert train(path) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(err) == 1 and str(path) in err[0] and key in err[0], err
     import re
     assert re.search(message, err[0]), err[0]

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from ..config import ConfigError
 from ..data.images import to_float
 from ..data.metadata import KERNEL, kernel_basis
+from ..models.dan import MODES, NOT_BUILT
 
 IP = "model.internal_params"
 ERROR = "estimator-error"  # the eval column: lower is better
@@ -30,6 +31,17 @@ class DANStep:
         self.task = task
         if task.cfg.model.discriminator is not None:
             task.fail("model.discriminator", "adversarial training is not available with dan")
+        arch = task.cfg.model.internal_params.arch
+        mode = arch.get("mode", "v1")
+        if mode in NOT_BUILT:
+            task.fail(f"{IP}.mode", f"{mode!r} is not available: {NOT_BUILT[mode]} (modes: "
+                                    f"{', '.join(MODES)})")
+        if mode not in MODES:
+            task.fail(f"{IP}.mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
+        flags, groups = arch.get("selective_meta_blocks", []), arch.get("n_resgroups", 10)
+        if mode == "v1QRCAN" and flags and len(flags) != groups:
+            task.fail(f"{IP}.selective_meta_blocks", f"expected one flag per residual group "
+                                                     f"(n_resgroups = {groups}), got {len(flags)}")
 
     def terms(self) -> list[str]:
         return ["loss-sr", "loss-estimator"]
