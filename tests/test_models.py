@@ -22,6 +22,9 @@ TINY = {
     "qhan": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
     "qsan": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
     "rrdbnet": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},  # x2 and x4 (as published)
+    # blind with its own metadata estimator (forward(x); tests/test_dan.py)
+    "dan": {"mode": "v1QRCAN", "nf": 8, "loop": 2, "n_resgroups": 1, "n_resblocks": 1,
+            "estimator_nf": 8, "estimator_blocks": 1},
 }
 
 
@@ -34,16 +37,21 @@ def test_every_registered_sr_model_is_covered():
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_forward_shape_and_gradient(name, scale):
     conditioned = getattr(MODELS.get(name), "takes_metadata", False)
+    estimates = getattr(MODELS.get(name), "estimates_metadata", False)
     if scale not in (getattr(MODELS.get(name), "supported_scales", None) or (scale,)):
         pytest.skip(f"{name} has no x{scale}")
     model = build_model(name, TINY[name], scale=scale,
-                        **({"num_metadata": 3} if conditioned else {}))
+                        **({"num_metadata": 3} if conditioned or estimates else {}))
     h, w = 12, 10
     x = torch.rand(2, 3, h, w)
     if model.pre_upsampled:
         x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic")
     y = model(x, torch.rand(2, 3)) if conditioned else model(x)
     assert y.shape == (2, 3, h * scale, w * scale)
+    if estimates:  # the estimator's gradient comes from its own loss on the code
+        srs, codes = model(x, True)
+        assert codes[-1].shape == (2, 3)
+        y = srs[-1] + codes[-1].mean()
     y.mean().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 

@@ -378,3 +378,119 @@ def test_srcnn_vdsr_on_luma(data, tmp_path):
         assert torch.allclose(rgb_to_ycbcr(out)[:, 1:], rgb_to_ycbcr(x)[:, 1:], atol=1e-5)
     with pytest.raises(ValueError, match="colorspace: expected one of rgb, ycbcr"):
         build_model("srcnn", {"colorspace": "lab"}, scale=2)
+
+
+# The shipped rcan-dan.toml (Documentation/sample_config_files/dan_blind_sr/), as shipped but for
+# the data paths and the crop; its data (lr_iso_blur_only) is blurred by the original's default
+# iso Gaussian kernels (21x21, 10 PCA components), as ISO_PIPELINE makes it.
+RCAN_DAN = """\
+experiment = "rcan_dan"  # experiment name
+experiment_save_loc = '{results}'  # experiment save location
+
+[data]
+batch_size = 4  # data batch size
+dataloader_threads = 4  # parallel threads to use to speed up data processing
+
+[data.training_sets]
+[data.training_sets.data_1]
+name = 'div2k'
+lr = '{lr}'
+hr = '{hr}'
+degradation_metadata = 'on_site'
+crop = 4
+random_augment = true
+ignore_degradation_location = true
+[data.training_sets.data_2]
+name = 'flickr2k'
+lr = '{lr}'
+hr = '{hr}'
+degradation_metadata = 'on_site'
+crop = 4
+random_augment = true
+ignore_degradation_location = true
+[data.eval_sets]
+[data.eval_sets.data_1]
+name = 'div2k'
+lr = '{lr}'
+hr = '{hr}'
+degradation_metadata = 'on_site'
+ignore_degradation_location = true
+
+[model]
+name = 'dan'  # model architecture name
+[model.internal_params]
+mode = 'v1QRCAN'
+scale = 4
+lr = 0.0001
+scheduler = "cosine_annealing_warm_restarts"
+metadata = [ "blur_kernel"]
+selective_meta_blocks = [ true, false, false, false, false, false, false, false, false, false,]
+style = "standard"
+include_q_layer = true
+num_q_layers_inner_residual = 1
+ignore_degradation_location = true
+
+[model.internal_params.scheduler_params]
+t_mult = 1
+restart_period = 250000
+lr_min = 1e-7
+scheduler = 'cosine_annealing_warm_restarts'
+
+[training]
+gpu = 'single' # one of multi, single, off
+sp_gpu = 0 # inital gpu to use
+seed = 8  # random seed
+epoch_cutoff = 1000  # epochs requested
+metrics = ['PSNR', 'SSIM']  # metrics to calculate on validation set
+id_source = 'standard'  # location of ids to use for face recognition metrics
+logging = 'visual' # one of visual or text
+"""
+
+ISO_PIPELINE = """\
+pipeline = [['srmdgaussianblur', 'b-config'], ['downsample', 'd-config']]
+[deg_configs]
+[deg_configs.d-config]
+scale = 4
+[deg_configs.b-config]
+random = true
+pca_batch_len = 2000
+"""
+
+
+@pytest.fixture(scope="module")
+def iso_blurred(blurred) -> dict:
+    """The same HR tiles with the original's default iso kernels (21x21)."""
+    root = blurred["root"]
+    (root / "iso.toml").write_text(ISO_PIPELINE)
+    assert rumpy_main(["degrade", "--hr", str(blurred["hr"]), "--out",
+                       str(root / "lr_iso_blur_only"), "--pipeline_config",
+                       str(root / "iso.toml")]) == 0
+    return {"hr": blurred["hr"], "lr": root / "lr_iso_blur_only"}
+
+
+def test_rcan_dan_config(iso_blurred, tmp_path):
+    """rcan-dan.toml as shipped: its keys keep their meaning (the model's metadata and
+    ignore_degradation_location reach the sets, the scheduler repeated in scheduler_params),
+    and it builds the original's network (10 groups of 20 blocks, meta-attention only in the
+    first block of the first group). Trained for an epoch with the network made small (the
+    full one takes minutes per epoch on a CPU): blind validation and the estimator's error."""
+    text = RCAN_DAN.format(results=tmp_path / "Results", **iso_blurred)
+    cfg = load_config(write(tmp_path, text, "rcan-dan.toml"))
+    for ds in (*cfg.data.training_sets.values(), *cfg.data.eval_sets.values()):
+        assert ds.metadata == ["blur_kernel"] and ds.ignore_degradation_location is True
+    from rumpy.models import build_model
+    arch = cfg.model.internal_params.arch
+    model = build_model("dan", arch, scale=4, num_metadata=10)
+    names = list(model.state_dict())
+    assert len(model.Restorer.body) == 10 and len(model.Restorer.body[0].body) == 20
+    assert {n.split(".q_node")[0] for n in names if ".q_node." in n} == {"Restorer.body.0.body.0"}
+    small = text.replace("num_q_layers_inner_residual = 1",
+                         "num_q_layers_inner_residual = 1\nnf = 16\nn_resgroups = 2\n"
+                         "n_resblocks = 2\nestimator_nf = 16\nestimator_blocks = 2")
+    small = small.replace("true, false, false, false, false, false, false, false, false, false,",
+                          "true, false,")
+    path = write(tmp_path, small, "rcan-dan-small.toml")
+    assert train_main(["--parameters", str(path), "--gpu", "off", "--num_epochs", "1"]) == 0
+    (row,) = rows(tmp_path / "Results" / "rcan_dan")
+    assert math.isfinite(float(row["val-PSNR"])) and float(row["val-estimator-error"]) > 0
+    assert float(row["train-loss-estimator"]) > 0

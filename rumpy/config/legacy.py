@@ -102,11 +102,13 @@ def _training(table: dict, out: Translation, origins: dict) -> None:
 # Per model: the original's parameter name -> rumpy's, and parameters with the one value rumpy
 # implements (the original's other values select variants rumpy does not have).
 _MODEL_RENAMES = {"srmd": {"nc": "num_features", "nb": "num_layers"},
-                  "sftmd": {}, "qrcan": {}, "qedsr": {}}
+                  "sftmd": {}, "qrcan": {}, "qedsr": {}, "dan": {}}
 _MODEL_FIXED = {
     "qrcan": {"style": ("standard", "meta-attention as in Aquilina et al. 2021"),
               "include_q_layer": (True, "false is plain RCAN: use name = 'rcan'")},
     "qedsr": {"include_q_layer": (True, "false is plain EDSR: use name = 'edsr'")},
+    "dan": {"style": ("standard", "the QRCAN restorer of the original's DAN configs"),
+            "include_q_layer": (True, "the restorer is conditioned on the estimated code")},
 }
 
 
@@ -135,10 +137,25 @@ def _model(table: dict, out: Translation) -> None:
         given = params.pop("in_nc")
         if given != 3:
             out.problems.append((f"{where}.in_nc", f"expected 3 (RGB input), got {given!r}"))
+    if "ignore_degradation_location" in params:
+        # The original stripped positions from the model's metadata names as from the sets'
+        # columns: here the sets do it, so the model's setting is every set's unless a set
+        # says otherwise.
+        ignore = params.pop("ignore_degradation_location")
+        if not isinstance(ignore, bool):
+            out.problems.append((f"{where}.ignore_degradation_location",
+                                 f"expected true or false, got {ignore!r}"))
+        else:
+            for ds in _data_sets(table):
+                ds.setdefault("ignore_degradation_location", ignore)
     if "metadata" in params:
         # The original model was told its metadata again; here it comes from the data sets,
-        # which must say the same.
+        # which must say the same. A set with a metadata CSV and no list read every column
+        # in the original; the model's list is what it used of them.
         given = params.pop("metadata")
+        for ds in _data_sets(table):
+            if ds.get("degradation_metadata") and "metadata" not in ds:
+                ds["metadata"] = given
         sets = (table.get("data") or {}).get("training_sets") or {}
         wanted = [s.get("metadata") for s in sets.values() if isinstance(s, dict)]
         if wanted and any(w != given for w in wanted):
@@ -146,6 +163,12 @@ def _model(table: dict, out: Translation) -> None:
                                                       f"metadata {wanted[0]!r}; the model takes "
                                                       f"what the data sets deliver"))
     sched = params.get("scheduler_params")
+    if isinstance(sched, dict) and "scheduler" in sched:  # the original repeated it there
+        inner = sched.pop("scheduler")
+        if inner != params.get("scheduler"):
+            out.problems.append((f"{where}.scheduler_params.scheduler",
+                                 f"{inner!r} differs from scheduler = "
+                                 f"{params.get('scheduler')!r}: give one"))
     if params.get("scheduler") == "cosine_annealing_warm_restarts" and isinstance(sched, dict):
         # The original stepped it once per batch: restart_period counts batches.
         for old, new in (("restart_period", "T_0"), ("t_mult", "T_mult"), ("lr_min", "eta_min")):
@@ -163,6 +186,12 @@ def _model(table: dict, out: Translation) -> None:
         out.problems.append((f"{where}.perceptual", "a perceptual (VGG) loss is not supported: "
                                                     "it needs pretrained VGG weights; remove it"))
     params.pop("perceptual", None)
+
+
+def _data_sets(table: dict) -> list[dict]:
+    data = table.get("data") if isinstance(table.get("data"), dict) else {}
+    return [ds for section in ("training_sets", "eval_sets")
+            for ds in (data.get(section) or {}).values() if isinstance(ds, dict)]
 
 
 def _data(table: dict, out: Translation) -> None:

@@ -43,6 +43,11 @@ class PairedSet(DatasetConfig):
                                   "sftmd, qedsr, qrcan) with each image, normalised to [0, 1]: "
                                   "CSV columns, in full or by parameter name ('sigma_x', "
                                   "'jpeg_quality', ...)")
+    ignore_degradation_location: bool = opt(
+        False, "match `metadata` names to the CSV's columns without the pipeline step's "
+               "position (the '1-' of '1-realesrganblur-sigma_x'; the original tool's key): a "
+               "parameter means the same wherever a set's pipeline has its step, and checkpoints "
+               "record it without the position")
     image_shortlist: str = opt("", "a text file naming the images to use, one per line (with or "
                                    "without extension); others in the folder are left out",
                                path=True)

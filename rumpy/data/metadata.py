@@ -54,15 +54,37 @@ def _ranges(csv_path: Path) -> dict[str, tuple[float, float]]:
     return {step.column(k): r for step in steps for k, r in step.op.ranges().items()}
 
 
-def _column(src: str, where: str, name: str, columns: list[str], csv_path: Path) -> str:
-    if name in columns:
+_LOCATION = re.compile(r"^\d+-")  # a rumpy degrade column's step position: '1-' in '1-x'
+
+
+def unlocated(name: str) -> str:
+    """'1-realesrganblur-sigma_x' -> 'realesrganblur-sigma_x'."""
+    return _LOCATION.sub("", name)
+
+
+def _column(src: str, where: str, name: str, columns: list[str], csv_path: Path,
+            ignore_location: bool = False) -> str:
+    """The CSV column a `metadata` name means: the column of that name, or the one that ends
+    with it. With ignore_degradation_location (the original tool's meaning: positions such as
+    '1-' are removed from the CSV's columns and from the names), a name with a position matches
+    the same step's parameter wherever this set's pipeline has it."""
+    if ignore_location:
+        name = unlocated(name)
+        exact = [c for c in columns if unlocated(c) == name]
+        matches = exact or [c for c in columns if unlocated(c).endswith(f"-{name}")]
+        if len(matches) == 1:
+            return matches[0]
+    elif name in columns:
         return name
-    matches = [c for c in columns if c.endswith(f"-{name}")]  # '0-realesrganblur-sigma_x'
+    else:
+        matches = [c for c in columns if c.endswith(f"-{name}")]  # '0-realesrganblur-sigma_x'
     if len(matches) == 1:
         return matches[0]
     if matches:
+        how = ("several steps give it: set ignore_degradation_location = false and name one "
+               "in full" if ignore_location else "name one of them in full")
         raise ConfigError(src, f"{where}.metadata", f"{name!r} matches {', '.join(matches)} in "
-                                                    f"{csv_path}: name one of them in full")
+                                                    f"{csv_path}: {how}")
     short = sorted({c.split("-", 2)[-1] for c in columns if c != "image"})
     raise ConfigError(src, f"{where}.metadata", f"no column {name!r} in {csv_path}"
                                                 f"{did_you_mean(name, short)} (columns: "
@@ -85,7 +107,8 @@ def read_metadata(cfg: RunConfig, where: str, ds, lr_paths: list[Path]) -> np.nd
     if "image" not in columns:
         raise ConfigError(src, f"{where}.degradation_metadata",
                           f"{csv_path} has no 'image' column (a rumpy degrade CSV expected)")
-    chosen = [_column(src, where, name, columns, csv_path) for name in ds.metadata
+    ignore = bool(getattr(ds, "ignore_degradation_location", False))
+    chosen = [_column(src, where, name, columns, csv_path, ignore) for name in ds.metadata
               if name != KERNEL]
     by_name = {}
     for row in rows:
@@ -270,7 +293,9 @@ def metadata_ranges(cfg: RunConfig, where: str, ds) -> list[tuple[float, float]]
                           "'blur_kernel' (a kernel's PCA code) has no range in the parameters' "
                           "units: name the kernel's parameters (sigma_x, ...) to use predicted "
                           "metadata")
-    chosen = [_column(cfg.source, where, name, columns, csv_path) for name in ds.metadata]
+    chosen = [_column(cfg.source, where, name, columns, csv_path,
+                      bool(getattr(ds, "ignore_degradation_location", False)))
+              for name in ds.metadata]
     ranges = _column_ranges(rows, chosen, _ranges(csv_path))
     return [ranges[c] for c in chosen]
 
@@ -347,9 +372,14 @@ def normalisation(cfg: RunConfig, where: str, ds) -> dict | None:
         return None  # online sets draw their metadata from their own config
     csv_path = metadata_csv(cfg, ds)
     columns, rows = _read_csv(cfg.source, f"{where}.degradation_metadata", csv_path)
-    chosen = [_column(cfg.source, where, n, columns, csv_path) for n in ds.metadata if n != KERNEL]
+    ignore = bool(getattr(ds, "ignore_degradation_location", False))
+    chosen = [_column(cfg.source, where, n, columns, csv_path, ignore) for n in ds.metadata
+              if n != KERNEL]
     ranges = _column_ranges(rows, chosen, _ranges(csv_path))
-    out: dict = {"columns": chosen, "ranges": [list(map(float, ranges[c])) for c in chosen]}
+    # without the step positions when they are ignored: the same parameter at another position
+    # (another pipeline, a later continue) means the same to the model
+    out: dict = {"columns": [unlocated(c) for c in chosen] if ignore else chosen,
+                 "ranges": [list(map(float, ranges[c])) for c in chosen]}
     if KERNEL in ds.metadata:
         import hashlib
 

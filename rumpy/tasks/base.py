@@ -187,6 +187,11 @@ class Task:
         handler, after the output network is built (the same seed draws the same weights)."""
         return {}
 
+    def own_training_step(self) -> bool:
+        """Whether `training_step` drives each iteration even without extra networks (dan:
+        losses on the network's intermediate outputs, recorded as train-<name> terms)."""
+        return False
+
     def training_step(self, handler, batch: dict) -> torch.Tensor:
         """One iteration of a task with extra networks: forward passes, each group's
         `backward_step` when it is due (`handler.groups[name].due(handler.step)`), the output

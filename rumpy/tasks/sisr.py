@@ -19,6 +19,7 @@ from ..core.losses import build_loss
 from .base import IP, TASKS, EvalResult, InferenceError, Task
 from .sisr_infer import SRNetwork, export_contract, export_examples, predict_images
 from .sisr_eval import Evaluator, ssim_too_small
+from .sisr_dan import ERROR as DAN_ERROR, DANStep
 from .sisr_gan import NAME as GAN_NAME, GANStep, check_discriminator
 
 
@@ -67,6 +68,8 @@ class SISRTask(Task):
         self.takes_metadata = bool(getattr(cls, "takes_metadata", False))
         resolve_loss_paths(self.cfg)
         self.gan = None
+        # a blind model with its own estimator of the metadata (dan): trained on it
+        self.dan = DANStep(self) if getattr(cls, "estimates_metadata", False) else None
         if self.cfg.model.discriminator is not None:
             check_discriminator(self.cfg)
             self.gan = GANStep(self)
@@ -78,15 +81,23 @@ class SISRTask(Task):
                                        bool(self.cfg.training.metric_crop_border))
             if too_small:
                 self.fail(*too_small)
-        check_metadata_use(self.cfg, self._train_sets, self._eval_sets, self.takes_metadata)
+        if self.dan is not None:
+            self.dan.check_data(self._train_sets, self._eval_sets)
+        else:
+            check_metadata_use(self.cfg, self._train_sets, self._eval_sets, self.takes_metadata)
         if self.gan is not None:
             self.gan.check_data()
         # what each training set's metadata means to the model, kept in every checkpoint
         self.metadata_norms = {}
-        for s in self._train_sets if self.takes_metadata else []:
+        for s in self._train_sets if self.conditioned else []:
             norm = normalisation(self.cfg, f"data.training_sets.{s.name}", s.config)
             if norm is not None:
                 self.metadata_norms[s.name] = norm
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether the model learns from the sets' metadata (as input, or as dan's target)."""
+        return getattr(self, "takes_metadata", False) or getattr(self, "dan", None) is not None
 
     def state_dict(self) -> dict:
         norms = getattr(self, "metadata_norms", None)
@@ -153,7 +164,7 @@ class SISRTask(Task):
                                    {"overfit": keys}, e.device, e.num_samples, grey=e.grey)
 
     def model_kwargs(self) -> dict:
-        if getattr(self, "takes_metadata", False):
+        if self.conditioned:
             return {"scale": self.cfg.scale, "num_metadata": metadata_length(self.cfg)}
         return {"scale": self.cfg.scale}
 
@@ -167,10 +178,22 @@ class SISRTask(Task):
         return f"x{self.cfg.scale}"
 
     def summary_keys(self) -> list[str]:
-        return ["loss"] + self.metric_keys
+        return ["loss"] + self.metric_keys + self._estimator_keys()
 
     def per_sample_columns(self) -> list[str]:
-        return ["set", "image", "loss"] + self.metric_keys
+        return ["set", "image", "loss"] + self.metric_keys + self._estimator_keys()
+
+    def _estimator_keys(self) -> list[str]:
+        return [DAN_ERROR] if getattr(self, "dan", None) is not None else []
+
+    def column_directions(self) -> dict[str, str]:
+        return {DAN_ERROR: "min"} if getattr(self, "dan", None) is not None else {}
+
+    def build_model(self) -> nn.Module:
+        model = super().build_model()
+        if getattr(self, "dan", None) is not None and hasattr(self.dan, "wanted"):
+            self.dan.prime(model)  # training: the data's kernel basis (a checkpoint has it)
+        return model
 
     def model_input(self, lr: torch.Tensor) -> torch.Tensor:
         x = to_float(lr.to(self.device, non_blocking=True))
@@ -191,13 +214,20 @@ class SISRTask(Task):
     def extra_networks(self) -> dict:
         return {GAN_NAME: self.gan.network()} if getattr(self, "gan", None) else {}
 
+    def own_training_step(self) -> bool:
+        return getattr(self, "dan", None) is not None
+
     def training_step(self, handler, batch: dict) -> torch.Tensor:
-        return self.gan(handler, batch)
+        return (self.dan or self.gan)(handler, batch)
 
     def train_terms(self) -> list[str]:
-        return self.gan.terms() if getattr(self, "gan", None) else []
+        step = getattr(self, "dan", None) or getattr(self, "gan", None)
+        return step.terms() if step else []
 
     def evaluate(self, handler, with_outputs: bool = True) -> EvalResult:
+        if getattr(self, "dan", None) is not None:
+            return self.evaluator.evaluate(self.dan.predictor(handler), self.criterion,
+                                           with_outputs)
         return self.evaluator.evaluate(
             lambda lr, meta=None: handler.infer(self.model_input(lr), *self.extra_inputs(meta)),
             self.criterion, with_outputs)

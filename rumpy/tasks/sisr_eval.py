@@ -97,8 +97,9 @@ class Evaluator:
                 lr, hr, index = batch["lq"], batch["gt"], batch["index"]
                 hr_dev = hr.to(self.device, non_blocking=True)
                 sr = predict(lr, batch.get("metadata"))
+                sr, extra = sr if isinstance(sr, tuple) else (sr, {})  # a model's own scores
                 sr_q = quantize(sr)
-                scores = self._score(sr_q, hr_dev.float())
+                scores = {**self._score(sr_q, hr_dev.float()), **extra}
                 if loss_fn is not None:
                     hr_f = to_float(hr_dev)
                     scores["loss"] = torch.stack([loss_fn(s[None], h[None]) for s, h in

@@ -208,7 +208,7 @@ class NetworkHandler:
         self._stepped = False
         self.model.train()
         batch = place(batch, self.device, self.arithmetic.channels_last)
-        if self.groups:  # the task drives its networks (and calls optimize for the output one)
+        if self.groups or self.task.own_training_step():  # the task drives the iteration
             factor = self.warmup.factor(self.step + 1)
             for group in self.groups.values():
                 group.model.train()

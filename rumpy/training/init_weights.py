@@ -17,8 +17,9 @@ from ..core.checkpoint import CorruptCheckpoint, load_checkpoint, upgrade
 log = logging.getLogger(__name__)
 
 KEY = "training.init_weights_path"
-# Where other trainers keep the weights inside a saved dict (BasicSR, Lightning, plain scripts).
-_WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net")
+# Where other trainers keep the weights inside a saved dict (BasicSR, Lightning, plain scripts,
+# the original RUMpy's {"network": ...}).
+_WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "network")
 
 
 def _from_node(cfg: RunConfig, folder: Path) -> tuple[dict, dict]:

@@ -277,11 +277,12 @@ def build_run(checked: Checked) -> Run:
                                    f"{_one_line(exc)}") from None
     at = columns.index("learning-rate") + 1  # each other network's rate beside the model's
     columns[at:at] = [f"learning-rate-{name}" for name in handler.groups]
-    if handler.groups and cfg.training.accumulate_grad_batches > 1:
+    if (handler.groups or task.own_training_step()) and \
+            cfg.training.accumulate_grad_batches > 1:
         raise ConfigError(src, "training.accumulate_grad_batches",
-                          f"expected 1 for a task with several networks ({', '.join(handler.groups)}"
-                          f" beside the model): its training step drives each network's "
-                          f"optimizer itself")
+                          f"expected 1 for {cfg.model.name}: its task's training step drives "
+                          f"the optimizers itself"
+                          f"{' (' + ', '.join(handler.groups) + ' beside the model)' if handler.groups else ''}")
     try:
         dry_run(handler, loaders.train)
     except Exception as exc:  # anything the first step would raise, as one line

@@ -239,8 +239,7 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                         "learning_rate": rates["learning-rate"], "rates": rates,
                         "elapsed": elapsed + time.perf_counter() - start,
                         "data_wait": waited_before + waited,
-                        **({"terms": handler.terms_state()} if handler.groups else {}),
-                        "grad": handler.grad_state(),
+                        "terms": handler.terms_state(), "grad": handler.grad_state(),
                         **({"step_window": run.step_log.state()} if run.step_log else {})}))
                     finish_replacement(plan)
                     run.node.set_status(epochs_done=epoch - 1)
