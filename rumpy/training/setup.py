@@ -279,10 +279,10 @@ def build_run(checked: Checked) -> Run:
     columns[at:at] = [f"learning-rate-{name}" for name in handler.groups]
     if (handler.groups or task.own_training_step()) and \
             cfg.training.accumulate_grad_batches > 1:
+        others = f" ({', '.join(handler.groups)} beside the model)" if handler.groups else ""
         raise ConfigError(src, "training.accumulate_grad_batches",
                           f"expected 1 for {cfg.model.name}: its task's training step drives "
-                          f"the optimizers itself"
-                          f"{' (' + ', '.join(handler.groups) + ' beside the model)' if handler.groups else ''}")
+                          f"the optimizers itself{others}")
     try:
         dry_run(handler, loaders.train)
     except Exception as exc:  # anything the first step would raise, as one line
