@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import no_timing, rows
-from test_gan import _StopAt, equal, parts
+from conftest import no_timing, rows, stop_after
+from test_gan import equal, parts
 
 from rumpy.catalog import load_config
 from rumpy.cli.main import main as rumpy_main
@@ -133,7 +133,7 @@ def test_dan_trains_blind_and_continues_exactly(iso, tmp_path, monkeypatch):
     assert train(path, "--experiment_name", "split", "--num_epochs", "2") == 0
     assert train(path, "--experiment_name", "split", "--continue_from_epoch", "last") == 0
     # stopped mid-epoch 2 (a Ctrl+C after 3 of this process's steps; 2 per epoch), continued
-    monkeypatch.setattr(trainer, "StopRequest", type("S", (_StopAt,), {"after": 3}))
+    monkeypatch.setattr(trainer, "StopRequest", stop_after(3))
     assert train(path, "--experiment_name", "halted") == 130
     monkeypatch.undo()
     assert train(path, "--experiment_name", "halted", "--continue_from_epoch", "last") == 0
