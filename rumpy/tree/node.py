@@ -20,6 +20,8 @@ else:  # pragma: no cover - Python 3.10
 from ..utils.atomic import atomic_write_text
 from ..core.declared import reserved_names, writer_of
 from .lock import lock_holder
+from ..core.peek import peek_epoch
+from .witness import checked_lineage, checked_rows
 
 LINEAGE = "lineage.json"
 STATUS = "status.json"
@@ -152,7 +154,9 @@ class Node:
             return None
         data = read_json(self.path / LINEAGE)
         if data is not None and _valid_lineage(data):
-            return data
+            inherited = [r["epoch"] for r in read_summary(self.folder.summary)
+                         if r.get("inherited")]
+            return checked_lineage(self.path / LINEAGE, data, self.own_checkpoints(), inherited)
         return _recover_lineage(self)
 
     @property
@@ -205,10 +209,20 @@ class Node:
         if not self.path.is_dir():
             return []
         # A symbolic link is never a branch: following it would read and write outside the tree.
-        return [Node(self.root, f"{self.rel}/{p.name}" if self.rel else p.name)
-                for p in sorted(self.path.iterdir())
-                if p.is_dir() and not p.is_symlink() and p.name not in RESERVED
-                and (p / "config.toml").is_file()]
+        # A branch whose config.toml is gone is still a branch (its lineage, status or
+        # checkpoints say so): it is listed with a warning, its epochs still hold up its fork.
+        out = []
+        for p in sorted(self.path.iterdir()):
+            if not p.is_dir() or p.is_symlink() or p.name in RESERVED:
+                continue
+            if (p / "config.toml").is_file():
+                out.append(Node(self.root, f"{self.rel}/{p.name}" if self.rel else p.name))
+            elif _was_node(p):
+                _warn_once(p / "config.toml", f"{p / 'config.toml'} is missing: the branch is "
+                           f"listed from its other files; a continue of it recovers the config "
+                           f"from its checkpoints")
+                out.append(Node(self.root, f"{self.rel}/{p.name}" if self.rel else p.name))
+        return out
 
     def walk(self):
         yield self
@@ -216,7 +230,10 @@ class Node:
             yield from child.walk()
 
     def summary(self) -> list[dict]:
-        return read_summary(self.folder.summary)
+        """summary.csv's rows checked against the checkpoints (tree/witness.py)."""
+        path = self.folder.summary
+        return checked_rows(path, read_summary(path), self.saved_epochs(),
+                            self.fork_epoch if self.rel else 0, not path.is_file())
 
     def own_checkpoints(self) -> dict[int, Path]:
         """Full epoch checkpoints (epoch_N.pt), the ones retention prunes and forks start from."""
@@ -265,6 +282,12 @@ class Node:
         return out
 
 
+def _was_node(folder: Path) -> bool:
+    """A folder without config.toml that rumpy trained in: its lineage, status or checkpoints."""
+    return (folder / LINEAGE).is_file() or (folder / STATUS).is_file() or \
+        bool(_numbered(folder / "saved_models", "epoch"))
+
+
 def _numbered(folder: Path, prefix: str) -> dict[int, Path]:
     out = {}
     for p in folder.glob(f"{prefix}_*.pt"):
@@ -274,13 +297,10 @@ def _numbered(folder: Path, prefix: str) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
-_POINTERS: dict[tuple, int | None] = {}
-
-
 def pointer_epoch(path: Path, checkpoints: dict[int, Path]) -> int | None:
     """The epoch last.pt or best.pt holds (None when absent or unreadable). Usually a hard link
-    to an epoch checkpoint, recognised by its inode; otherwise the file's `epoch` is read
-    through a memory map (cheap whatever the file's size; verified only when loaded)."""
+    to an epoch checkpoint, recognised by its inode; otherwise the file's `epoch` is peeked
+    (core/peek.py: no torch, cheap whatever the file's size; verified only when loaded)."""
     try:
         st = path.stat()
     except OSError:
@@ -291,16 +311,7 @@ def pointer_epoch(path: Path, checkpoints: dict[int, Path]) -> int | None:
                 return epoch
         except OSError:
             continue
-    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
-    if key not in _POINTERS:
-        import torch
-
-        try:
-            epoch = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("epoch")
-        except Exception:  # damaged: load_checkpoint says so when someone loads it
-            epoch = None
-        _POINTERS[key] = epoch if isinstance(epoch, int) and epoch >= 1 else None
-    return _POINTERS[key]
+    return peek_epoch(path)  # damaged: None here, load_checkpoint says so when loaded
 
 
 def _valid_lineage(data: dict) -> bool:
