@@ -4,9 +4,9 @@ a user waits for, imports included), and whether it grows in proportion to the n
 
 Run: .venv/bin/python benchmarks/tree_tools.py [--nodes 100] [--keep DIR]
 One real tiny run (a root and one branch, a few seconds of CPU) is trained once; the larger
-trees are forged from it by copying the branch's folder (its summary, lineage, status and
-samples; checkpoints are left out, the tools never read them), nested every 10th node so the
-tree has depth. Target: each command under 1 s at 100 nodes (docs/performance.md)."""
+trees are forged from it by copying the branch's folder (its summary, lineage, status,
+samples and checkpoints: the tools peek at each checkpoint's summary row to check summary.csv),
+nested every 10th node so the tree has depth. Target: each command under 1 s at 100 nodes (docs/performance.md)."""
 from __future__ import annotations
 
 import argparse
@@ -44,9 +44,8 @@ def forge(seed: Path, out: Path, nodes: int) -> Path:
     """A tree of `nodes` nodes under out/tiny: the seed's root and nodes - 1 copies of its
     branch; every 10th copy nests under the copy before it."""
     tree = out / "tiny"
-    ignore = shutil.ignore_patterns("saved_models", "b")
+    ignore = shutil.ignore_patterns("b")
     shutil.copytree(seed, tree, ignore=ignore)
-    (tree / "saved_models").mkdir()
     parent, rel = tree, ""
     for i in range(1, nodes):
         name = f"b{i:03d}"
@@ -54,7 +53,6 @@ def forge(seed: Path, out: Path, nodes: int) -> Path:
             parent, rel = last, last_rel  # noqa: F821 (set by the previous iteration)
         target = parent / name
         shutil.copytree(seed / "b", target, ignore=ignore)
-        (target / "saved_models").mkdir()
         lineage = json.loads((target / "lineage.json").read_text())
         lineage["parent"] = rel
         (target / "lineage.json").write_text(json.dumps(lineage))

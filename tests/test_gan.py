@@ -95,6 +95,7 @@ class _StopAt(trainer.StopRequest):
         return super().__exit__(*exc)
 
 
+@pytest.mark.slow
 def test_gan_fork_of_psnr_node_continues_exactly(psnr, monkeypatch):
     parent, gan = psnr
     flags = ("--continue_from_epoch", "2", "--new_branch", "--new_branch_name")

@@ -119,6 +119,7 @@ def test_truncated_image_is_named_before_anything_is_written(write_config, tmp_p
     assert not (tmp_path / "Results").exists()
 
 
+@pytest.mark.slow
 def test_overwrite_data_never_removes_what_rumpy_did_not_make(write_config, tmp_path):
     results = tmp_path / "Results"
     documents = results / "tiny"  # a user's folder that happens to have the run's name
@@ -151,6 +152,7 @@ def _refused_overwrite(path: Path) -> str:
     return str(info.value)
 
 
+@pytest.mark.slow
 def test_overwrite_data_keeps_the_old_run_until_the_new_one_has_a_checkpoint(write_config, tmp_path):
     path = write_config(num_epochs=2)
     assert train_main(["--parameters", str(path)]) == 0
@@ -194,6 +196,7 @@ def _continue(path: Path, *flags: str) -> int:
                        "--continue_from_epoch", "last", *flags])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["delete", "truncate_mid_row", "binary"])
 def test_damaged_summary_is_rebuilt_from_checkpoints(whole_and_damaged, damage, caplog):
     from conftest import no_timing, same_weights, weights
@@ -213,6 +216,7 @@ def test_damaged_summary_is_rebuilt_from_checkpoints(whole_and_damaged, damage, 
     assert same_weights(weights(node, 3), weights(whole, 3))
 
 
+@pytest.mark.slow
 def test_unverifiable_or_misnamed_checkpoints_are_refused(whole_and_damaged, caplog):
     from conftest import no_timing
     path, whole, node = whole_and_damaged
@@ -255,6 +259,7 @@ def test_unverifiable_or_misnamed_checkpoints_are_refused(whole_and_damaged, cap
                                    "new_branch": True}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["delete", "truncate", "missing_key", "not_a_number"])
 def test_damaged_lineage_is_recovered_and_keeps_protecting_the_parent(write_config, tmp_path,
                                                                       damage, capsys):
@@ -494,6 +499,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)])
 
 
+@pytest.mark.slow
 def test_full_disk_ends_the_run_with_one_line_and_continuing_is_exact(write_config, tmp_path,
                                                                      small_disk):
     import subprocess
@@ -523,6 +529,7 @@ def test_full_disk_ends_the_run_with_one_line_and_continuing_is_exact(write_conf
     assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
 
 
+@pytest.mark.slow
 def test_a_branch_replaced_by_a_symlink_is_never_followed(write_config, tmp_path, capsys):
     import shutil
     from rumpy.cli.main import main as rumpy_main
@@ -598,6 +605,7 @@ def test_a_folder_where_rumpy_keeps_a_file_is_a_one_line_error(write_config, tmp
     assert _status(node)["state"] == "finished"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["deleted", "truncated"])
 def test_a_lost_config_toml_is_recovered_from_the_checkpoints(write_config, tmp_path, caplog,
                                                               damage):

@@ -70,6 +70,7 @@ def _data(html: str) -> dict:
     return json.loads(found.group(1).replace("<\\/", "</"))
 
 
+@pytest.mark.slow
 def test_report_holds_the_tree_sweep_eval_and_samples_in_one_file(results, tmp_path):
     out = tmp_path / "r.html"
     assert rumpy_main(["report", str(results), "-o", str(out)]) == 0

@@ -18,6 +18,8 @@ from conftest import no_timing, rows, tiny_toml
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
 
+pytestmark = pytest.mark.slow  # a tree of two runs, then a continue per test
+
 
 @pytest.fixture(scope="module")
 def pristine(tiny_sets, tmp_path_factory) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 
@@ -61,7 +62,34 @@ def peek(path: Path) -> dict | None:
     return _CACHE[key]
 
 
+_LOCAL = struct.Struct("<4s5H3I2H")  # a zip record's local header
+
+
+def _first_record(path: Path) -> dict | None:
+    """torch.save's first record, data.pkl, unpickled straight after its local header (it is
+    stored, not compressed, and a pickle ends itself at its STOP opcode): one small read
+    instead of parsing the whole central directory. None when the file is laid out otherwise
+    (the zipfile path below then reads it)."""
+    with open(path, "rb") as handle:
+        head = handle.read(_LOCAL.size)
+        if len(head) < _LOCAL.size:
+            return None
+        sig, _, _, method, *_, name_len, extra_len = _LOCAL.unpack(head)
+        if sig != b"PK\x03\x04" or method != 0:
+            return None
+        if not handle.read(name_len).endswith(b"/data.pkl"):
+            return None
+        handle.seek(extra_len, os.SEEK_CUR)
+        return _Unpickler(handle).load()
+
+
 def _read(path: Path) -> dict | None:
+    try:
+        state = _first_record(path)
+        if state is not None:
+            return state if isinstance(state, dict) else None
+    except Exception:
+        pass  # read again through the zip's directory below
     try:
         with zipfile.ZipFile(path) as archive:
             name = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)

@@ -152,12 +152,23 @@ class Node:
         DamagedNode when neither has it. None for the root."""
         if not self.rel:
             return None
+        # Asked for at every inherited epoch (fork_epoch): kept while the files it was read
+        # from are unchanged (a folder's stamp changes when a checkpoint comes or goes).
+        base = str(self.path)
+        stamp = _stamp(f"{base}/{LINEAGE}", f"{base}/result_outputs/summary.csv",
+                       f"{base}/saved_models")
+        cached = _LINEAGES.get(base)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
         data = read_json(self.path / LINEAGE)
         if data is not None and _valid_lineage(data):
             inherited = [r["epoch"] for r in read_summary(self.folder.summary)
                          if r.get("inherited")]
-            return checked_lineage(self.path / LINEAGE, data, self.own_checkpoints(), inherited)
-        return _recover_lineage(self)
+            found = checked_lineage(self.path / LINEAGE, data, self.own_checkpoints(), inherited)
+        else:
+            found = _recover_lineage(self)
+        _LINEAGES[base] = (stamp, found)
+        return found
 
     @property
     def status(self) -> dict:
@@ -246,6 +257,14 @@ class Node:
     def own_saved(self) -> dict[int, Path]:
         """Every epoch this node itself can load, with its best file: epoch_N.pt, else last.pt
         or best.pt when they hold that epoch, else weights_N.pt."""
+        # Asked for at every level of every branch below (saved_epochs): kept while the folder
+        # and its pointer files are unchanged (checkpoints come and go by rename).
+        base = str(self.path)
+        stamp = _stamp(f"{base}/saved_models", f"{base}/saved_models/{BEST}",
+                       f"{base}/saved_models/{LAST}")
+        cached = _SAVED.get(base)
+        if cached is not None and cached[0] == stamp:
+            return dict(cached[1])
         out = dict(self.own_snapshots())
         for name in (BEST, LAST):
             path = self.folder.models / name
@@ -253,7 +272,9 @@ class Node:
             if epoch is not None:
                 out[epoch] = path
         out.update(self.own_checkpoints())
-        return dict(sorted(out.items()))
+        out = dict(sorted(out.items()))
+        _SAVED[base] = (stamp, out)
+        return dict(out)
 
     def checkpoint_for(self, epoch: int) -> Path | None:
         """This node's checkpoint of `epoch`, or the ancestor's one it inherited."""
@@ -268,8 +289,9 @@ class Node:
         """checkpoint_for of every epoch it has an answer for."""
         out = dict(self.own_saved())
         if self.rel:
+            fork = self.fork_epoch
             for epoch, path in self.parent.saved_epochs().items():
-                if epoch <= self.fork_epoch:
+                if epoch <= fork:
                     out.setdefault(epoch, path)
         return dict(sorted(out.items()))
 
@@ -280,6 +302,23 @@ class Node:
             out.add(child.fork_epoch)
             out |= {e for e in child.referenced_epochs() if e <= child.fork_epoch}
         return out
+
+
+_LINEAGES: dict[str, tuple] = {}
+_SAVED: dict[str, tuple] = {}
+
+
+def _stamp(*paths: str) -> tuple:
+    """What changes when any of `paths` changes (None for a missing one). Plain strings: this
+    runs thousands of times in `rumpy tree`, where pathlib's joins cost more than the stats."""
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 def _was_node(folder: Path) -> bool:

@@ -104,13 +104,13 @@ def checked_lineage(lineage_path: Path, data: dict, own: dict[int, Path],
         saved = peek_lineage(own[epoch])
         if saved is None or not isinstance(saved.get("fork_epoch"), int):
             continue
-        if saved["fork_epoch"] == claimed and saved.get("parent") == data.get("parent"):
+        # the fork epoch only: the parent is the folder above (a renamed folder is no damage)
+        if saved["fork_epoch"] == claimed:
             return data
-        _warn((str(lineage_path), "lineage"), "%s says fork_epoch %s (parent %r), its checkpoint "
-              "%s says %s (parent %r); the checkpoint's lineage is used and a continue rewrites "
-              "the file", lineage_path, claimed, data.get("parent"), own[epoch].name,
-              saved["fork_epoch"], saved.get("parent"))
-        return {**saved, "recovered_from": own[epoch].name}
+        _warn((str(lineage_path), "lineage"), "%s says fork_epoch %s, its checkpoint %s says %s; "
+              "the checkpoint's is used and a continue rewrites the file", lineage_path,
+              claimed, own[epoch].name, saved["fork_epoch"])
+        return {**data, "fork_epoch": saved["fork_epoch"], "recovered_from": own[epoch].name}
     named = _FORK_NAME.fullmatch(Path(str(data.get("fork_checkpoint", ""))).name)
     witness, source = None, None
     if inherited:
