@@ -181,13 +181,28 @@ def test_overwrite_data_keeps_the_old_run_until_the_new_one_has_a_checkpoint(wri
 
 
 # -- corruption: detected, repaired from what survives, or refused; never silent -------------------
-@pytest.fixture
-def whole_and_damaged(write_config, tmp_path):
-    """A 3-epoch run 'whole', and a 2-epoch run 'damaged' of the same config to continue."""
-    path = write_config(num_epochs=3, extra_training='logging = "text"')
+@pytest.fixture(scope="module")
+def _whole_and_damaged_once(tiny_sets, tmp_path_factory) -> Path:
+    """Trained once per module: each test damages its own copy (whole_and_damaged)."""
+    from conftest import tiny_toml
+    base = tmp_path_factory.mktemp("whole_and_damaged")
+    path = base / "cfg.toml"
+    path.write_text(tiny_toml(tiny_sets, base / "Results", base / "cache", num_epochs=3,
+                              extra_training='logging = "text"'))
     assert train_main(["--parameters", str(path), "--experiment_name", "whole"]) == 0
     assert train_main(["--parameters", str(path), "--experiment_name", "damaged",
                        "--num_epochs", "2"]) == 0
+    return base / "Results"
+
+
+@pytest.fixture
+def whole_and_damaged(_whole_and_damaged_once, write_config, tmp_path):
+    """A 3-epoch run 'whole', and a 2-epoch run 'damaged' of the same config to continue: a
+    copy (`cp -a`: last.pt stays a hard link) of runs trained once per module."""
+    import subprocess
+    subprocess.run(["cp", "-a", str(_whole_and_damaged_once), str(tmp_path / "Results")],
+                   check=True)
+    path = write_config(num_epochs=3, extra_training='logging = "text"')
     return path, tmp_path / "Results" / "whole", tmp_path / "Results" / "damaged"
 
 

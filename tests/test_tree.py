@@ -159,10 +159,23 @@ def _wait_into_epoch_2(node: Path, proc: subprocess.Popen) -> None:
     time.sleep(0.2)
 
 
+@pytest.fixture(scope="module")
+def slow_whole(tiny_sets, tmp_path_factory) -> Path:
+    """The uninterrupted run of _slow_config, trained once for the interrupt tests of this
+    module (their runs differ from it only in where they are saved)."""
+    from conftest import tiny_toml
+    base = tmp_path_factory.mktemp("slow_whole")
+    text = tiny_toml(tiny_sets, base / "Results", base / "cache", num_epochs=3,
+                     params="num_features = 16\nnum_blocks = 2", extra_params=STEP_LR,
+                     extra_training='logging = "text"')
+    (base / "slow.toml").write_text(text.replace("crop = 12", "crop = 16\nrepeat = 60"))
+    assert train(base / "slow.toml", "--experiment_name", "whole") == 0
+    return base / "Results" / "whole"
+
+
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_continue_is_exact(write_config, tmp_path):
+def test_sigkill_mid_epoch_then_continue_is_exact(write_config, tmp_path, slow_whole):
     path = _slow_config(write_config, "slow.toml")
-    assert train(path, "--experiment_name", "whole") == 0
     node = tmp_path / "Results" / "killed"
     proc = _spawn(path, "--experiment_name", "killed")
     _wait_into_epoch_2(node, proc)
@@ -171,15 +184,14 @@ def test_sigkill_mid_epoch_then_continue_is_exact(write_config, tmp_path):
     out = _tree(node)
     assert "[crashed]" in out.splitlines()[0]
     assert train(path, "--experiment_name", "killed", "--continue_from_epoch", "last") == 0
-    assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
-    assert same_weights(weights(node, 3), weights(tmp_path / "Results" / "whole", 3))
-    assert same_rng(node, tmp_path / "Results" / "whole", 3)
+    assert no_timing(rows(node)) == no_timing(rows(slow_whole))
+    assert same_weights(weights(node, 3), weights(slow_whole, 3))
+    assert same_rng(node, slow_whole, 3)
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_and_continue_is_exact(write_config, tmp_path):
+def test_ctrl_c_saves_and_continue_is_exact(write_config, tmp_path, slow_whole):
     path = _slow_config(write_config, "slow.toml")
-    assert train(path, "--experiment_name", "whole") == 0
     node = tmp_path / "Results" / "stopped"
     proc = _spawn(path, "--experiment_name", "stopped")
     _wait_into_epoch_2(node, proc)
@@ -192,9 +204,9 @@ def test_ctrl_c_saves_and_continue_is_exact(write_config, tmp_path):
     assert (node / "saved_models" / "interrupted.pt").exists()
     assert status["stop_reason"].startswith("stopped (Ctrl+C/SIGTERM) during epoch 2 (step ")
     assert train(path, "--experiment_name", "stopped", "--continue_from_epoch", "last") == 0
-    assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
-    assert same_weights(weights(node, 3), weights(tmp_path / "Results" / "whole", 3))
-    assert same_rng(node, tmp_path / "Results" / "whole", 3)
+    assert no_timing(rows(node)) == no_timing(rows(slow_whole))
+    assert same_weights(weights(node, 3), weights(slow_whole, 3))
+    assert same_rng(node, slow_whole, 3)
     assert not (node / "saved_models" / "interrupted.pt").exists()
 
 

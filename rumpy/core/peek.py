@@ -10,6 +10,7 @@ summary.csv with, never a source of weights. Damaged files give None."""
 from __future__ import annotations
 
 import collections
+import io
 import os
 import pickle
 import struct
@@ -38,12 +39,19 @@ class _Opaque:
         pass
 
 
+_OPAQUE = _Opaque()
+
+
+def _opaque(*args, **kwargs) -> _Opaque:
+    return _OPAQUE  # one shared placeholder: a checkpoint names hundreds of tensors
+
+
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module, name):
-        return _ALLOWED.get((module, name), _Opaque)
+        return _ALLOWED.get((module, name), _opaque)
 
     def persistent_load(self, pid):
-        return _Opaque()
+        return _OPAQUE
 
 
 _CACHE: dict[tuple, dict | None] = {}
@@ -62,6 +70,7 @@ def peek(path: Path) -> dict | None:
     return _CACHE[key]
 
 
+_CHUNK = 1 << 16
 _LOCAL = struct.Struct("<4s5H3I2H")  # a zip record's local header
 
 
@@ -80,7 +89,12 @@ def _first_record(path: Path) -> dict | None:
         if not handle.read(name_len).endswith(b"/data.pkl"):
             return None
         handle.seek(extra_len, os.SEEK_CUR)
-        return _Unpickler(handle).load()
+        start = handle.tell()
+        try:  # one read holds the record of a checkpoint of any size (~12 kB)
+            return _Unpickler(io.BytesIO(handle.read(_CHUNK))).load()
+        except Exception:  # larger, or not a pickle: unpickled from the file as it comes
+            handle.seek(start)
+            return _Unpickler(handle).load()
 
 
 def _read(path: Path) -> dict | None:
