@@ -4,9 +4,9 @@ a user waits for, imports included), and whether it grows in proportion to the n
 
 Run: .venv/bin/python benchmarks/tree_tools.py [--nodes 100] [--keep DIR]
 One real tiny run (a root and one branch, a few seconds of CPU) is trained once; the larger
-trees are forged from it by copying the branch's folder (its summary, lineage, status and
-samples; checkpoints are left out, the tools never read them), nested every 10th node so the
-tree has depth. Target: each command under 1 s at 100 nodes (docs/performance.md)."""
+trees are forged from it by copying the branch's folder (its summary, lineage, status,
+samples and checkpoints: the tools peek at each checkpoint's summary row to check summary.csv),
+nested every 10th node so the tree has depth. Target: each command under 1 s at 100 nodes (docs/performance.md)."""
 from __future__ import annotations
 
 import argparse
@@ -40,21 +40,25 @@ def train_seed_tree(work: Path) -> Path:
     return work / "seed" / "tiny"
 
 
+def _copy(source: Path, target: Path) -> None:
+    """As training leaves a node: last.pt and best.pt stay hard links to their epoch's file
+    (shutil.copytree would make them separate files, which readers must then open)."""
+    subprocess.run(["cp", "-a", str(source), str(target)], check=True)
+
+
 def forge(seed: Path, out: Path, nodes: int) -> Path:
     """A tree of `nodes` nodes under out/tiny: the seed's root and nodes - 1 copies of its
     branch; every 10th copy nests under the copy before it."""
     tree = out / "tiny"
-    ignore = shutil.ignore_patterns("saved_models", "b")
-    shutil.copytree(seed, tree, ignore=ignore)
-    (tree / "saved_models").mkdir()
+    _copy(seed, tree)
+    shutil.rmtree(tree / "b")
     parent, rel = tree, ""
     for i in range(1, nodes):
         name = f"b{i:03d}"
         if i % 10 == 0 and i > 1:
             parent, rel = last, last_rel  # noqa: F821 (set by the previous iteration)
         target = parent / name
-        shutil.copytree(seed / "b", target, ignore=ignore)
-        (target / "saved_models").mkdir()
+        _copy(seed / "b", target)
         lineage = json.loads((target / "lineage.json").read_text())
         lineage["parent"] = rel
         (target / "lineage.json").write_text(json.dumps(lineage))

@@ -53,6 +53,7 @@ def background(monkeypatch):
 STEP_LR = 'scheduler = "step_lr"\nscheduler_params = {step_size = 1, gamma = 0.7}'
 
 
+@pytest.mark.slow
 def test_background_writes_continue_exactly_and_keep_retention(write_config, tmp_path,
                                                               background):
     path = write_config(num_epochs=4, extra_params=STEP_LR,

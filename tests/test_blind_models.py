@@ -244,6 +244,7 @@ def test_inference_of_a_conditioned_node(degraded, tmp_path, caplog):
     assert not (node / "export").exists()
 
 
+@pytest.mark.slow
 def test_conditioned_model_continues_and_forks(degraded, tmp_path):
     cfg = blind_toml(degraded, tmp_path, "qedsr", 1)
     assert train_main(["--parameters", str(cfg)]) == 0
@@ -356,6 +357,7 @@ def test_blind_evaluation_with_predicted_metadata(degraded, tmp_path, caplog):
     assert "--metadata-from takes a node that predicts named targets" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_continue_refuses_metadata_normalised_otherwise(degraded, tmp_path, caplog):
     """Without degradation_config.toml beside the CSV the values would be normalised over the
     CSV's own span instead of the pipeline's ranges: the model's inputs would silently change."""

@@ -88,6 +88,7 @@ def test_continue_from_last_pt_is_exact(write_config, tmp_path):
                                         "epoch_6.pt")["parts"]["model"])
 
 
+@pytest.mark.slow
 def test_fork_from_an_epoch_only_last_pt_holds_keeps_it_as_an_epoch_checkpoint(write_config,
                                                                               tmp_path):
     path = write_config(num_epochs=6, extra_training=POLICY)
@@ -177,6 +178,7 @@ def test_in_place_continue_from_an_earlier_epoch_removes_later_last_and_best(wri
 
 # -- init_weights_path -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_init_weights_from_a_node_epoch_and_from_a_weights_file(write_config, tmp_path, capsys):
     source = write_config("src.toml", experiment="src", extra_training='logging = "text"')
     assert train(source) == 0

@@ -76,6 +76,7 @@ def test_eval_and_export_use_the_ema_weights(ema_run):
         assert not torch.allclose(network(x), raw(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_continue_and_fork_are_exact_with_ema(ema_run, tmp_path):
     cfg, whole = ema_run
     assert train(cfg, "--experiment_name", "split", "--num_epochs", "2") == 0

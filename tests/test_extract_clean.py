@@ -141,6 +141,7 @@ def test_extract_refuses_to_write_over_anything(tree, tmp_path, caplog):
     assert load_experiment(empty).rumpy.epoch == 6
 
 
+@pytest.mark.slow
 def test_clean_keeps_best_last_and_fork_points_and_the_tree_goes_on(tiny_sets, tmp_path,
                                                                     caplog):
     path = build_tree(tiny_sets, tmp_path)

@@ -69,6 +69,7 @@ def psnr(write_config, tmp_path):
     return tmp_path / "Results" / "tiny", gan
 
 
+@pytest.mark.slow
 def test_gan_fork_of_psnr_node_continues_exactly(psnr, monkeypatch):
     parent, gan = psnr
     flags = ("--continue_from_epoch", "2", "--new_branch", "--new_branch_name")

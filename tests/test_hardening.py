@@ -119,6 +119,7 @@ def test_truncated_image_is_named_before_anything_is_written(write_config, tmp_p
     assert not (tmp_path / "Results").exists()
 
 
+@pytest.mark.slow
 def test_overwrite_data_never_removes_what_rumpy_did_not_make(write_config, tmp_path):
     results = tmp_path / "Results"
     documents = results / "tiny"  # a user's folder that happens to have the run's name
@@ -151,6 +152,7 @@ def _refused_overwrite(path: Path) -> str:
     return str(info.value)
 
 
+@pytest.mark.slow
 def test_overwrite_data_keeps_the_old_run_until_the_new_one_has_a_checkpoint(write_config, tmp_path):
     path = write_config(num_epochs=2)
     assert train_main(["--parameters", str(path)]) == 0
@@ -179,13 +181,28 @@ def test_overwrite_data_keeps_the_old_run_until_the_new_one_has_a_checkpoint(wri
 
 
 # -- corruption: detected, repaired from what survives, or refused; never silent -------------------
-@pytest.fixture
-def whole_and_damaged(write_config, tmp_path):
-    """A 3-epoch run 'whole', and a 2-epoch run 'damaged' of the same config to continue."""
-    path = write_config(num_epochs=3, extra_training='logging = "text"')
+@pytest.fixture(scope="module")
+def _whole_and_damaged_once(tiny_sets, tmp_path_factory) -> Path:
+    """Trained once per module: each test damages its own copy (whole_and_damaged)."""
+    from conftest import tiny_toml
+    base = tmp_path_factory.mktemp("whole_and_damaged")
+    path = base / "cfg.toml"
+    path.write_text(tiny_toml(tiny_sets, base / "Results", base / "cache", num_epochs=3,
+                              extra_training='logging = "text"'))
     assert train_main(["--parameters", str(path), "--experiment_name", "whole"]) == 0
     assert train_main(["--parameters", str(path), "--experiment_name", "damaged",
                        "--num_epochs", "2"]) == 0
+    return base / "Results"
+
+
+@pytest.fixture
+def whole_and_damaged(_whole_and_damaged_once, write_config, tmp_path):
+    """A 3-epoch run 'whole', and a 2-epoch run 'damaged' of the same config to continue: a
+    copy (`cp -a`: last.pt stays a hard link) of runs trained once per module."""
+    import subprocess
+    subprocess.run(["cp", "-a", str(_whole_and_damaged_once), str(tmp_path / "Results")],
+                   check=True)
+    path = write_config(num_epochs=3, extra_training='logging = "text"')
     return path, tmp_path / "Results" / "whole", tmp_path / "Results" / "damaged"
 
 
@@ -194,6 +211,7 @@ def _continue(path: Path, *flags: str) -> int:
                        "--continue_from_epoch", "last", *flags])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["delete", "truncate_mid_row", "binary"])
 def test_damaged_summary_is_rebuilt_from_checkpoints(whole_and_damaged, damage, caplog):
     from conftest import no_timing, same_weights, weights
@@ -213,6 +231,7 @@ def test_damaged_summary_is_rebuilt_from_checkpoints(whole_and_damaged, damage, 
     assert same_weights(weights(node, 3), weights(whole, 3))
 
 
+@pytest.mark.slow
 def test_unverifiable_or_misnamed_checkpoints_are_refused(whole_and_damaged, caplog):
     from conftest import no_timing
     path, whole, node = whole_and_damaged
@@ -255,6 +274,7 @@ def test_unverifiable_or_misnamed_checkpoints_are_refused(whole_and_damaged, cap
                                    "new_branch": True}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["delete", "truncate", "missing_key", "not_a_number"])
 def test_damaged_lineage_is_recovered_and_keeps_protecting_the_parent(write_config, tmp_path,
                                                                       damage, capsys):
@@ -298,7 +318,8 @@ def test_garbage_files_give_one_line_answers(write_config, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "tiny  [finished]" in out  # derived: its checkpoints reach num_epochs
     assert rumpy_main(["export", str(node)]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 2  # header + the whole row
+    # header + the whole row + the cut one, rebuilt from its checkpoint (tree/witness.py)
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
     summary.write_bytes(b"\x89PNG\x00\x00" * 50)
     assert rumpy_main(["export", str(node)]) == 0 and rumpy_main(["tree", str(node)]) == 0
 
@@ -494,6 +515,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)])
 
 
+@pytest.mark.slow
 def test_full_disk_ends_the_run_with_one_line_and_continuing_is_exact(write_config, tmp_path,
                                                                      small_disk):
     import subprocess
@@ -533,6 +555,7 @@ def _read_only(folder: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
 
 
+@pytest.mark.slow
 def test_a_read_only_saved_models_is_one_line_before_or_during_training(write_config, tmp_path,
                                                                         caplog, monkeypatch):
     """A continue into a read-only saved_models/ is refused before anything is written; one
@@ -577,6 +600,7 @@ def test_a_read_only_saved_models_is_one_line_before_or_during_training(write_co
     assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
 
 
+@pytest.mark.slow
 def test_a_branch_replaced_by_a_symlink_is_never_followed(write_config, tmp_path, capsys):
     import shutil
     from rumpy.cli.main import main as rumpy_main
@@ -652,6 +676,7 @@ def test_a_folder_where_rumpy_keeps_a_file_is_a_one_line_error(write_config, tmp
     assert _status(node)["state"] == "finished"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["deleted", "truncated"])
 def test_a_lost_config_toml_is_recovered_from_the_checkpoints(write_config, tmp_path, caplog,
                                                               damage):

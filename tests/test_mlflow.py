@@ -52,6 +52,7 @@ def client_for(results: Path):
     return MlflowClient(tracking_uri=f"sqlite:///{results.resolve() / 'mlflow.db'}")
 
 
+@pytest.mark.slow
 def test_training_with_mlflow_continue_and_fork(write_config, tmp_path):
     path = write_config(num_epochs=2, extra_training='trackers = ["mlflow"]')
     assert train_main(["--parameters", str(path)]) == 0

@@ -7,6 +7,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import no_timing, rows, same_weights, weights
 
 from rumpy.cli.main import main as rumpy_main
@@ -19,6 +21,7 @@ def snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_copied_tree_continues_in_the_copy_and_leaves_the_original_alone(write_config,
                                                                          tmp_path):
     cfg = write_config(num_epochs=2, extra_training='logging = "text"')
@@ -70,6 +73,7 @@ def _trained(write_config, tmp_path) -> tuple[Path, Path]:
     return cfg, tmp_path / "Results" / "tiny"
 
 
+@pytest.mark.slow
 def test_no_write_or_removal_follows_a_symbolic_link_out_of_the_tree(write_config, tmp_path,
                                                                      caplog):
     cfg, node = _trained(write_config, tmp_path)

@@ -102,6 +102,7 @@ def _rows(node: Path) -> list[dict]:
         return no_timing(list(csv.DictReader(f)))
 
 
+@pytest.mark.slow
 def test_online_training_resumes_exactly(tmp_path, tiny_sets, val_set):
     straight = online_toml(tmp_path, tiny_sets, val_set, name="straight")
     assert train_main(["--parameters", str(straight)]) == 0

@@ -305,6 +305,7 @@ def test_model_cleanup_keeps_best_and_last(data, tmp_path):
     assert kept == sorted({int(best), 4})
 
 
+@pytest.mark.slow
 def test_new_params_override_load(data, tmp_path):
     text = shipped(data, "edsr", MODELS["edsr"][1], 4, epoch_cutoff=1)
     path = write(tmp_path, text)

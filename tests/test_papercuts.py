@@ -75,6 +75,7 @@ def test_scale_mismatch_says_which_file_is_lr_and_which_hr(write_config, tmp_pat
     assert f"LR {lr3 / '0001.png'} (16x16) and HR {hr3 / '0001.png'} (48x48)" in str(info.value)
 
 
+@pytest.mark.slow
 def test_fork_as_the_readme_shows_and_a_copy_elsewhere_names_the_save_location(
         write_config, tmp_path, caplog):
     """README: the fork with an override, then a branch of the branch at its best."""

@@ -29,6 +29,7 @@ def _config(write_config, training: str, name: str = "cfg.toml", epochs: int = 3
 @pytest.mark.parametrize("training", ['precision = "bf16"\nchannels_last = true',
                                       'precision = "fp16"', "amp = true"],
                          ids=["bf16_channels_last", "fp16", "amp"])
+@pytest.mark.slow
 def test_stopping_at_an_epoch_and_continuing_is_exact(write_config, tmp_path, training):
     path = _config(write_config, training)
     assert _train(path, "--experiment_name", "whole") == 0
@@ -53,6 +54,7 @@ def test_bf16_really_changes_the_arithmetic(write_config, tmp_path):
                if v.is_floating_point())  # the weights stay float32 (autocast, not bf16 weights)
 
 
+@pytest.mark.slow
 def test_channels_last_checkpoints_load_into_a_plain_model(write_config, tmp_path):
     assert _train(_config(write_config, "channels_last = true"), "--experiment_name", "nhwc") == 0
     assert _train(_config(write_config, "", "plain.toml"), "--experiment_name", "nchw") == 0
@@ -71,6 +73,7 @@ def _slow(write_config, training: str):
     return write_config(name="slow.toml", text=text.replace("crop = 12", "crop = 16\nrepeat = 60"))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_continue_is_exact_in_bf16_channels_last(write_config, tmp_path):
     import json
     import signal

@@ -124,6 +124,7 @@ def test_normalisation_statistics_come_from_the_training_set(write, regression_d
     assert torch.allclose(run.task.stats["input_std"], torch.tensor(data["inputs"].std(0)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_csv_arrays_and_original_space_loss_train(write, tmp_path):
     _train(write(kind="csv", epochs=2, extra_params='loss = {mse = 1.0, l1 = 0.5}'))
     text = (tmp_path / "reg.toml").read_text().replace("[data]", '[data]\nloss_space = "original"')
@@ -134,6 +135,7 @@ def test_csv_arrays_and_original_space_loss_train(write, tmp_path):
     assert a[0]["val-RMSE-wave"] != "" and a[0]["train-loss"] != b[0]["train-loss"]
 
 
+@pytest.mark.slow
 def test_images_with_targets_regression_trains_and_continues(tmp_path, regression_data):
     d = regression_data
     path = tmp_path / "img.toml"
@@ -182,6 +184,7 @@ def test_images_with_targets_regression_trains_and_continues(tmp_path, regressio
                for r in per_sample)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_continue_is_exact(write, tmp_path, regression_data):
     text = arrays_toml(regression_data, tmp_path / "Results", epochs=3,
                        arch="hidden_sizes = [256, 256]")
@@ -235,6 +238,7 @@ def test_fork_with_new_lr_early_stopping_and_export(write, tmp_path, capsys):
     assert "best val-RMSE" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files_equal_the_summary(write, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -417,6 +421,7 @@ def test_fixed_shape_model_on_other_eval_sizes_is_refused(tmp_path, regression_d
     assert prepare(load_config(path)).task.model_kwargs()["input_shape"] == [3, 24, 24]
 
 
+@pytest.mark.slow
 def test_a_model_drawing_random_numbers_continues_exactly(write, tmp_path):
     """Dropout draws from the global RNG every step: a continue (from an epoch, and from a
     Ctrl+C mid-epoch checkpoint) must hand it the stream the uninterrupted run had, and save

@@ -188,6 +188,7 @@ def test_bad_searches_are_one_line_errors_before_anything_runs(write_config, tmp
     assert not (tmp_path / "Results").exists()
 
 
+@pytest.mark.slow
 def test_search_from_a_node_fine_tunes_its_weights(write_config, tmp_path):
     """`from = "NODE@EPOCH"`: every trial starts from that node's epoch (its lineage says so)."""
     base = write_config(name="base.toml", num_epochs=1, experiment="base",

@@ -36,6 +36,7 @@ def starts(cell: Path) -> int:
                if "training edsr" in line)
 
 
+@pytest.mark.slow
 def test_grid_times_seeds_runs_every_cell_and_tables_mean_and_std(write_config, tmp_path,
                                                                   capsys, caplog):
     path = sweep_file(write_config, GRID)
@@ -117,6 +118,7 @@ def _cells_started(folder: Path) -> list[str]:
     return [p.parent.name for p in folder.glob("*/train.log")]
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_and_no_cell_is_trained_twice(write_config, tmp_path):
     path = sweep_file(write_config, SMALL, num_epochs=3)
     folder = tmp_path / "Results" / "sw"
@@ -144,6 +146,7 @@ def test_killed_sweep_resumes_and_no_cell_is_trained_twice(write_config, tmp_pat
         assert starts(cell) == (2 if name in killed else 1), name
 
 
+@pytest.mark.slow
 def test_two_sweep_processes_share_the_cells(write_config, tmp_path):
     path = sweep_file(write_config, SMALL)
     folder = tmp_path / "Results" / "sw"
@@ -160,6 +163,7 @@ def test_two_sweep_processes_share_the_cells(write_config, tmp_path):
         assert json.loads((folder / name / "status.json").read_text())["state"] == "finished"
 
 
+@pytest.mark.slow
 def test_workers_and_submitit_jobs_finish_every_cell(write_config, tmp_path):
     pytest.importorskip("submitit")
     path = sweep_file(write_config, SMALL, num_epochs=1)
@@ -190,6 +194,7 @@ def _sweep_workers(folder: Path) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_stopping_a_sweep_with_workers_stops_every_worker(write_config, tmp_path, sig):
     """kill (or kill -9) of `rumpy sweep --workers 2`: no worker lives on or starts another

@@ -80,6 +80,7 @@ def test_checkpoint_restores_the_model(write_config, tmp_path):
     assert result.means["chelsea"]["PSNR"] == float(_rows(run)[1]["val-PSNR"])
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_results(write_config, tmp_path):
     path = write_config()
     _train(path, "--experiment_name", "a")

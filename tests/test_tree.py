@@ -68,6 +68,7 @@ def cfg(write_config):
     return write_config(num_epochs=4, extra_params=STEP_LR)
 
 
+@pytest.mark.slow
 def test_continue_equals_uninterrupted(cfg, tmp_path):
     assert train(cfg, "--experiment_name", "whole") == 0
     assert train(cfg, "--experiment_name", "split", "--num_epochs", "2") == 0
@@ -81,6 +82,7 @@ def test_continue_equals_uninterrupted(cfg, tmp_path):
     assert json.loads((split / "status.json").read_text())["state"] == "finished"
 
 
+@pytest.mark.slow
 def test_fork_with_new_lr_leaves_parent_untouched(cfg, tmp_path):
     assert train(cfg) == 0
     parent = tmp_path / "Results" / "tiny"
@@ -157,9 +159,23 @@ def _wait_into_epoch_2(node: Path, proc: subprocess.Popen) -> None:
     time.sleep(0.2)
 
 
-def test_sigkill_mid_epoch_then_continue_is_exact(write_config, tmp_path):
+@pytest.fixture(scope="module")
+def slow_whole(tiny_sets, tmp_path_factory) -> Path:
+    """The uninterrupted run of _slow_config, trained once for the interrupt tests of this
+    module (their runs differ from it only in where they are saved)."""
+    from conftest import tiny_toml
+    base = tmp_path_factory.mktemp("slow_whole")
+    text = tiny_toml(tiny_sets, base / "Results", base / "cache", num_epochs=3,
+                     params="num_features = 16\nnum_blocks = 2", extra_params=STEP_LR,
+                     extra_training='logging = "text"')
+    (base / "slow.toml").write_text(text.replace("crop = 12", "crop = 16\nrepeat = 60"))
+    assert train(base / "slow.toml", "--experiment_name", "whole") == 0
+    return base / "Results" / "whole"
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_continue_is_exact(write_config, tmp_path, slow_whole):
     path = _slow_config(write_config, "slow.toml")
-    assert train(path, "--experiment_name", "whole") == 0
     node = tmp_path / "Results" / "killed"
     proc = _spawn(path, "--experiment_name", "killed")
     _wait_into_epoch_2(node, proc)
@@ -168,14 +184,14 @@ def test_sigkill_mid_epoch_then_continue_is_exact(write_config, tmp_path):
     out = _tree(node)
     assert "[crashed]" in out.splitlines()[0]
     assert train(path, "--experiment_name", "killed", "--continue_from_epoch", "last") == 0
-    assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
-    assert same_weights(weights(node, 3), weights(tmp_path / "Results" / "whole", 3))
-    assert same_rng(node, tmp_path / "Results" / "whole", 3)
+    assert no_timing(rows(node)) == no_timing(rows(slow_whole))
+    assert same_weights(weights(node, 3), weights(slow_whole, 3))
+    assert same_rng(node, slow_whole, 3)
 
 
-def test_ctrl_c_saves_and_continue_is_exact(write_config, tmp_path):
+@pytest.mark.slow
+def test_ctrl_c_saves_and_continue_is_exact(write_config, tmp_path, slow_whole):
     path = _slow_config(write_config, "slow.toml")
-    assert train(path, "--experiment_name", "whole") == 0
     node = tmp_path / "Results" / "stopped"
     proc = _spawn(path, "--experiment_name", "stopped")
     _wait_into_epoch_2(node, proc)
@@ -188,12 +204,13 @@ def test_ctrl_c_saves_and_continue_is_exact(write_config, tmp_path):
     assert (node / "saved_models" / "interrupted.pt").exists()
     assert status["stop_reason"].startswith("stopped (Ctrl+C/SIGTERM) during epoch 2 (step ")
     assert train(path, "--experiment_name", "stopped", "--continue_from_epoch", "last") == 0
-    assert no_timing(rows(node)) == no_timing(rows(tmp_path / "Results" / "whole"))
-    assert same_weights(weights(node, 3), weights(tmp_path / "Results" / "whole", 3))
-    assert same_rng(node, tmp_path / "Results" / "whole", 3)
+    assert no_timing(rows(node)) == no_timing(rows(slow_whole))
+    assert same_weights(weights(node, 3), weights(slow_whole, 3))
+    assert same_rng(node, slow_whole, 3)
     assert not (node / "saved_models" / "interrupted.pt").exists()
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_is_skipped(cfg, tmp_path, caplog):
     assert train(cfg, "--experiment_name", "whole") == 0
     assert train(cfg, "--experiment_name", "broken", "--num_epochs", "3") == 0
@@ -253,6 +270,7 @@ def _tree(node: Path) -> str:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_rumpy_tree_three_levels(cfg, tmp_path):
     assert train(cfg) == 0
     assert train(cfg, "--continue_from_epoch", "2", "--new_branch", "--new_branch_name",
@@ -297,6 +315,7 @@ def test_in_place_rules(cfg, tmp_path):
         ["b3", "result_outputs", "saved_models"]
 
 
+@pytest.mark.slow
 def test_overwrite_data_truncates_and_protects_forks(cfg, tmp_path, caplog):
     assert train(cfg, "--experiment_name", "whole") == 0
     assert train(cfg) == 0
@@ -311,6 +330,7 @@ def test_overwrite_data_truncates_and_protects_forks(cfg, tmp_path, caplog):
     assert "has branches" in refused(cfg, "--overwrite_data")
 
 
+@pytest.mark.slow
 def test_retention_keeps_best_last_and_fork_points(write_config, tmp_path):
     path = write_config(num_epochs=2, extra_training="keep_every_n_epochs = 0\nkeep_last_n = 0")
     assert train(path) == 0
@@ -356,6 +376,7 @@ crop = 16
     assert len(rows(tmp_path / "Results" / "qs")) == 2
 
 
+@pytest.mark.slow
 def test_sigterm_is_handled_like_ctrl_c(write_config, tmp_path):
     path = _slow_config(write_config, "slow.toml", epochs=2)
     node = tmp_path / "Results" / "tiny"
@@ -383,6 +404,7 @@ def test_best_load_metric_without_prefix_continues_from_best(write_config, tmp_p
     assert json.loads((node / "from_best" / "lineage.json").read_text())["fork_epoch"] == best
 
 
+@pytest.mark.slow
 def test_continue_with_more_epochs_rebuilds_a_cosine_schedule_for_the_new_length(write_config,
                                                                                  tmp_path):
     """Continuing a 2-epoch cosine run to 4 epochs trains epochs 3-4 with the lr a 4-epoch run

@@ -1,14 +1,16 @@
 """`rumpy export`: every node of every result tree under a folder, as one table (pandas)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 
-from ..tree.node import Node, read_summary
+from ..tree.node import DamagedNode, Node
 from ..core.monitor import infer_mode
 from ..core.columns import find_column
 
+log = logging.getLogger(__name__)
 ID_COLUMNS = ["experiment", "branch", "parent", "fork_epoch", "inherited", "epoch"]
 
 
@@ -36,10 +38,14 @@ def epochs_table(folder: Path) -> pd.DataFrame:
     records = []  # one frame built once: a frame per node cost ~10 ms a node
     for root in find_experiments(folder):
         for node in root.walk():
-            rows = read_summary(node.folder.summary)
+            try:  # summary.csv checked against the checkpoints (tree/witness.py)
+                rows = node.summary()
+                ids = _node_id(node)
+            except DamagedNode as exc:
+                log.warning("%s; left out of the export", exc)
+                continue
             if not rows:
                 continue
-            ids = _node_id(node)
             records += [{**ids, **row, "inherited": bool(row.get("inherited") or 0)}
                         for row in rows]
     if not records:

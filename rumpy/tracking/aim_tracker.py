@@ -85,8 +85,11 @@ class AimTracker(Tracker):
                             list(run.loaders.evals))
         if tracker is not None:
             tracker.status = {"aim_run_hash": tracker.hash}
-            if tracker.new_run:
-                for row in plan.rows:
+            # a new run gets the node's history so far; a reopened one the epochs it lacks
+            # (a killed process's last epochs never reached it)
+            done = 0 if tracker.new_run else last_epoch(tracker.run)
+            for row in plan.rows:
+                if int(row["epoch"]) > done:
                     tracker.track_row(row)
         return tracker
 
@@ -159,3 +162,16 @@ class AimTracker(Tracker):
         # a Run is collected waits forever; kept alive, it would run only at exit, which the
         # command line then skips (cli/train.py: script).
         _CLOSED.append(self.run)
+
+
+def last_epoch(run) -> int:
+    """The newest epoch an Aim run holds (0 when none); shared with `rumpy track`."""
+    steps = [0]
+    try:
+        for metric in run.metrics():
+            found = metric.values.sparse_numpy()[0]
+            if len(found):
+                steps.append(int(max(found)))
+    except Exception as exc:  # an unreadable run: everything is sent again
+        log.warning("Aim run %s cannot be read (%s); its epochs are sent again", run.hash, exc)
+    return max(steps)

@@ -58,10 +58,10 @@ def _mlflow(node: Node, config: dict, rows: list[dict], uri: str | None) -> str:
 
 
 def _tensorboard(node: Node, config: dict, rows: list[dict], uri: str | None) -> str:
-    from .tensorboard_tracker import FOLDER, TensorBoardTracker
+    from .tensorboard_tracker import FOLDER, TensorBoardTracker, last_epoch
 
     folder = node.path / FOLDER
-    done = _tensorboard_last_step(folder)
+    done = last_epoch(folder)
     todo = [r for r in rows if int(r["epoch"]) > done]
     if not todo:
         return f"TensorBoard {folder}: up to date (epoch {done})"
@@ -74,19 +74,8 @@ def _tensorboard(node: Node, config: dict, rows: list[dict], uri: str | None) ->
     return f"TensorBoard {folder}: epochs {todo[0]['epoch']}-{todo[-1]['epoch']} added"
 
 
-def _tensorboard_last_step(folder: Path) -> int:
-    if not folder.is_dir() or not any(folder.iterdir()):
-        return 0
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
-    events.Reload()
-    steps = [e.step for tag in events.Tags().get("scalars", []) for e in events.Scalars(tag)]
-    return max(steps, default=0)
-
-
 def _aim(node: Node, config: dict, rows: list[dict], uri: str | None) -> str:
-    from .aim_tracker import AimTracker
+    from .aim_tracker import AimTracker, last_epoch
 
     home = Path(uri) if uri else Path((config.get("training") or {}).get("aim_home") or
                                       _save_loc(node, config))
@@ -101,7 +90,7 @@ def _aim(node: Node, config: dict, rows: list[dict], uri: str | None) -> str:
                                {"config": config, "lineage": lineage}, _eval_sets(config))
     if tracker is None:
         raise ReplayError(f"{node.path}: Aim cannot be used (see the warning above)")
-    done = 0 if tracker.new_run else _aim_last_step(tracker.run)
+    done = 0 if tracker.new_run else last_epoch(tracker.run)
     todo = [r for r in rows if int(r["epoch"]) > done]
     for row in todo:
         tracker.track_row(row)
@@ -109,15 +98,6 @@ def _aim(node: Node, config: dict, rows: list[dict], uri: str | None) -> str:
     if tracker.hash != run_hash:
         node.set_status(aim_run_hash=tracker.hash)
     return f"Aim run {tracker.hash}: {len(todo)} epochs added"
-
-
-def _aim_last_step(run) -> int:
-    steps = [0]
-    for metric in run.metrics():
-        found = metric.values.sparse_numpy()[0]
-        if len(found):
-            steps.append(int(max(found)))
-    return max(steps)
 
 
 _REPLAY = {"mlflow": _mlflow, "tensorboard": _tensorboard, "aim": _aim}

@@ -2,10 +2,17 @@
 shows every tree (each node a run named by its path). Tags: train/loss, train/learning_rate,
 val/<set>/<metric>[/<target>], step = epoch. A branch's writer first receives the parent's rows
 up to the fork; a continued node's writer purges what an earlier process wrote after the epoch
-it continues from (TensorBoard's purge_step), so the curves never fork inside one run."""
+it continues from (TensorBoard's purge_step), so the curves never fork inside one run, and
+first receives the rows summary.csv has that the folder lacks (epochs a killed process or a
+full disk never got to TensorBoard). Step curves (steps.csv) go to <node>/tensorboard/steps/
+with the optimizer step as x axis, purged and caught up the same way by steps. A writer that
+fails (full disk) is one warning line: TensorBoard's writer thread would otherwise print its
+traceback."""
 from __future__ import annotations
 
 import logging
+import threading
+from pathlib import Path
 
 from ..core.declared import declare
 from .registry import TRACKERS, Tracker, context, step_values
@@ -40,6 +47,7 @@ class TensorBoardTracker(Tracker):
     def open(cls, run) -> "TensorBoardTracker | None":
         folder = run.node.path / FOLDER
         fresh = not folder.is_dir() or not any(folder.iterdir())
+        _quiet_writer_threads()  # before the writer: its first write is in its thread
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -54,14 +62,17 @@ class TensorBoardTracker(Tracker):
         # the steps the node started with (the worker may open trackers after training began)
         start = run.step_log.start_step if run.step_log is not None else 0
         tracker = cls(writer, list(run.loaders.evals), steps, None if steps_fresh else start + 1)
-        if fresh:  # a branch (or a node new to TensorBoard) gets its history so far
-            for row in run.plan.rows:
+        # a branch (or a node new to TensorBoard) gets its history so far; a continued node
+        # the epochs its folder lacks
+        done = 0 if fresh else last_epoch(folder)
+        for row in run.plan.rows:
+            if int(row["epoch"]) > done:
                 tracker.track_row(row)
-        if steps_fresh:
-            from ..training.step_log import read_steps
-            rows = [r for r in read_steps(run.folder.steps) if int(r["step"]) <= start]
-            if rows:
-                tracker.track_steps(rows)
+        done = 0 if steps_fresh else last_epoch(steps)  # its x axis counts steps
+        from ..training.step_log import read_steps
+        rows = [r for r in read_steps(run.folder.steps) if done < int(r["step"]) <= start]
+        if rows:
+            tracker.track_steps(rows)
         return tracker
 
     def track_row(self, row: dict) -> None:
@@ -96,3 +107,39 @@ class TensorBoardTracker(Tracker):
         self._safe(self.writer.close)
         if self._steps_writer is not None:
             self._safe(self._steps_writer.close)
+
+
+def last_epoch(folder: Path) -> int:
+    """The newest epoch the node's TensorBoard folder holds (0 when none); shared with
+    `rumpy track` (replay.py)."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    try:
+        events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        events.Reload()
+        steps = [e.step for tag in events.Tags().get("scalars", []) for e in events.Scalars(tag)]
+    except Exception as exc:  # damaged event files: everything is sent again
+        log.warning("%s cannot be read (%s); its epochs are sent again", folder, exc)
+        return 0
+    return max(steps, default=0)
+
+
+def _quiet_writer_threads() -> None:
+    """TensorBoard writes from a thread of its own; when a write fails (a full disk) the
+    thread ends with a ~30-line traceback through threading.excepthook. The writer raises the
+    same error at its next call, which is the tracker's one warning (Tracker._safe, or "off
+    for this run" when it happens while opening): the thread's own report is dropped."""
+    previous = threading.excepthook
+    if getattr(previous, "rumpy_tensorboard", False):
+        return
+
+    def hook(args) -> None:
+        if type(args.thread).__name__ == "_AsyncWriterThread":
+            log.debug("TensorBoard's writer thread ended: %s", args.exc_value)
+            return
+        previous(args)
+
+    hook.rumpy_tensorboard = True
+    threading.excepthook = hook

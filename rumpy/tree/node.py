@@ -20,6 +20,8 @@ else:  # pragma: no cover - Python 3.10
 from ..utils.atomic import atomic_write_text
 from ..core.declared import reserved_names, writer_of
 from .lock import lock_holder
+from ..core.peek import peek_epoch
+from .witness import checked_lineage, checked_rows
 
 LINEAGE = "lineage.json"
 STATUS = "status.json"
@@ -150,10 +152,23 @@ class Node:
         DamagedNode when neither has it. None for the root."""
         if not self.rel:
             return None
+        # Asked for at every inherited epoch (fork_epoch): kept while the files it was read
+        # from are unchanged (a folder's stamp changes when a checkpoint comes or goes).
+        base = str(self.path)
+        stamp = _stamp(f"{base}/{LINEAGE}", f"{base}/result_outputs/summary.csv",
+                       f"{base}/saved_models")
+        cached = _LINEAGES.get(base)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
         data = read_json(self.path / LINEAGE)
         if data is not None and _valid_lineage(data):
-            return data
-        return _recover_lineage(self)
+            inherited = [r["epoch"] for r in read_summary(self.folder.summary)
+                         if r.get("inherited")]
+            found = checked_lineage(self.path / LINEAGE, data, self.own_checkpoints(), inherited)
+        else:
+            found = _recover_lineage(self)
+        _LINEAGES[base] = (stamp, found)
+        return found
 
     @property
     def status(self) -> dict:
@@ -205,10 +220,20 @@ class Node:
         if not self.path.is_dir():
             return []
         # A symbolic link is never a branch: following it would read and write outside the tree.
-        return [Node(self.root, f"{self.rel}/{p.name}" if self.rel else p.name)
-                for p in sorted(self.path.iterdir())
-                if p.is_dir() and not p.is_symlink() and p.name not in RESERVED
-                and (p / "config.toml").is_file()]
+        # A branch whose config.toml is gone is still a branch (its lineage, status or
+        # checkpoints say so): it is listed with a warning, its epochs still hold up its fork.
+        out = []
+        for p in sorted(self.path.iterdir()):
+            if not p.is_dir() or p.is_symlink() or p.name in RESERVED:
+                continue
+            if (p / "config.toml").is_file():
+                out.append(Node(self.root, f"{self.rel}/{p.name}" if self.rel else p.name))
+            elif _was_node(p):
+                _warn_once(p / "config.toml", f"{p / 'config.toml'} is missing: the branch is "
+                           f"listed from its other files; a continue of it recovers the config "
+                           f"from its checkpoints")
+                out.append(Node(self.root, f"{self.rel}/{p.name}" if self.rel else p.name))
+        return out
 
     def walk(self):
         yield self
@@ -216,7 +241,10 @@ class Node:
             yield from child.walk()
 
     def summary(self) -> list[dict]:
-        return read_summary(self.folder.summary)
+        """summary.csv's rows checked against the checkpoints (tree/witness.py)."""
+        path = self.folder.summary
+        return checked_rows(path, read_summary(path), self.saved_epochs(),
+                            self.fork_epoch if self.rel else 0, not path.is_file())
 
     def own_checkpoints(self) -> dict[int, Path]:
         """Full epoch checkpoints (epoch_N.pt), the ones retention prunes and forks start from."""
@@ -229,6 +257,14 @@ class Node:
     def own_saved(self) -> dict[int, Path]:
         """Every epoch this node itself can load, with its best file: epoch_N.pt, else last.pt
         or best.pt when they hold that epoch, else weights_N.pt."""
+        # Asked for at every level of every branch below (saved_epochs): kept while the folder
+        # and its pointer files are unchanged (checkpoints come and go by rename).
+        base = str(self.path)
+        stamp = _stamp(f"{base}/saved_models", f"{base}/saved_models/{BEST}",
+                       f"{base}/saved_models/{LAST}")
+        cached = _SAVED.get(base)
+        if cached is not None and cached[0] == stamp:
+            return dict(cached[1])
         out = dict(self.own_snapshots())
         for name in (BEST, LAST):
             path = self.folder.models / name
@@ -236,7 +272,9 @@ class Node:
             if epoch is not None:
                 out[epoch] = path
         out.update(self.own_checkpoints())
-        return dict(sorted(out.items()))
+        out = dict(sorted(out.items()))
+        _SAVED[base] = (stamp, out)
+        return dict(out)
 
     def checkpoint_for(self, epoch: int) -> Path | None:
         """This node's checkpoint of `epoch`, or the ancestor's one it inherited."""
@@ -251,8 +289,9 @@ class Node:
         """checkpoint_for of every epoch it has an answer for."""
         out = dict(self.own_saved())
         if self.rel:
+            fork = self.fork_epoch
             for epoch, path in self.parent.saved_epochs().items():
-                if epoch <= self.fork_epoch:
+                if epoch <= fork:
                     out.setdefault(epoch, path)
         return dict(sorted(out.items()))
 
@@ -265,6 +304,29 @@ class Node:
         return out
 
 
+_LINEAGES: dict[str, tuple] = {}
+_SAVED: dict[str, tuple] = {}
+
+
+def _stamp(*paths: str) -> tuple:
+    """What changes when any of `paths` changes (None for a missing one). Plain strings: this
+    runs thousands of times in `rumpy tree`, where pathlib's joins cost more than the stats."""
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _was_node(folder: Path) -> bool:
+    """A folder without config.toml that rumpy trained in: its lineage, status or checkpoints."""
+    return (folder / LINEAGE).is_file() or (folder / STATUS).is_file() or \
+        bool(_numbered(folder / "saved_models", "epoch"))
+
+
 def _numbered(folder: Path, prefix: str) -> dict[int, Path]:
     out = {}
     for p in folder.glob(f"{prefix}_*.pt"):
@@ -274,13 +336,10 @@ def _numbered(folder: Path, prefix: str) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
-_POINTERS: dict[tuple, int | None] = {}
-
-
 def pointer_epoch(path: Path, checkpoints: dict[int, Path]) -> int | None:
     """The epoch last.pt or best.pt holds (None when absent or unreadable). Usually a hard link
-    to an epoch checkpoint, recognised by its inode; otherwise the file's `epoch` is read
-    through a memory map (cheap whatever the file's size; verified only when loaded)."""
+    to an epoch checkpoint, recognised by its inode; otherwise the file's `epoch` is peeked
+    (core/peek.py: no torch, cheap whatever the file's size; verified only when loaded)."""
     try:
         st = path.stat()
     except OSError:
@@ -291,16 +350,7 @@ def pointer_epoch(path: Path, checkpoints: dict[int, Path]) -> int | None:
                 return epoch
         except OSError:
             continue
-    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
-    if key not in _POINTERS:
-        import torch
-
-        try:
-            epoch = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("epoch")
-        except Exception:  # damaged: load_checkpoint says so when someone loads it
-            epoch = None
-        _POINTERS[key] = epoch if isinstance(epoch, int) and epoch >= 1 else None
-    return _POINTERS[key]
+    return peek_epoch(path)  # damaged: None here, load_checkpoint says so when loaded
 
 
 def _valid_lineage(data: dict) -> bool:

@@ -50,6 +50,8 @@ def _describe(node: Node) -> str:
     reason = node.status.get("stop_reason")
     if node.state() in ("stopped_early", "pruned") and reason:
         parts.append(f"({reason.split(';')[0]})")
+    if not node.exists():
+        parts.append("(config.toml missing: a continue recovers it from the checkpoints)")
     return "  ".join(parts)
 
 
