@@ -155,6 +155,7 @@ def _wait_for(predicate, proc, timeout: float = 300) -> None:
     raise AssertionError("timed out")
 
 
+@pytest.mark.slow
 def test_killed_job_continues_exactly_and_sigterm_saves_once(write_config, tmp_path):
     whole = config(write_config, "whole", epochs=4, repeat=30)
     assert torchrun(whole).returncode == 0

@@ -406,6 +406,7 @@ def _wait_training(node: Path, proc, epochs_done: int = 1) -> None:
     time.sleep(0.3)
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_process_group_with_workers_saves_and_continues_exactly(write_config,
                                                                              tmp_path):
     import os

@@ -149,6 +149,7 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", list(MODELS))
 def test_shipped_configs_train_an_epoch(config, data, tmp_path, caplog):
     model, params, batch = MODELS[config]

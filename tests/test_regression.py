@@ -321,6 +321,7 @@ def test_bad_regression_configs_are_one_line_errors(write, tmp_path, regression_
     assert "are not all finite" in fails(good.replace(str(regression_data["train_npz"]), str(nan)))
 
 
+@pytest.mark.slow
 def test_builtin_blur_quickstart_beats_the_mean_predictor(tmp_path):
     """The README's regression quickstart, shortened: the built-in set as the quickstart builds
     it, the quickstart's model, fewer epochs."""

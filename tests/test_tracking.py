@@ -59,6 +59,7 @@ def assert_matches_summary(metrics: dict, summary: list[dict], set_name: str) ->
             assert metrics[(name, set_name)][epoch] == float(row[column])
 
 
+@pytest.mark.slow
 def test_root_and_branch_runs_equal_summary(write_config, tmp_path):
     path = write_config(num_epochs=3, aim=True)
     assert train_main(["--parameters", str(path)]) == 0
@@ -90,6 +91,7 @@ def test_root_and_branch_runs_equal_summary(write_config, tmp_path):
     assert branch_run["hparams"]["model"]["internal_params"]["lr"] == 3e-4
 
 
+@pytest.mark.slow
 def test_in_place_continue_keeps_one_aim_run(write_config, tmp_path):
     path = write_config(num_epochs=2, aim=True)
     assert train_main(["--parameters", str(path)]) == 0

@@ -77,7 +77,7 @@ def apply_plan(plan: Plan, cfg: RunConfig) -> None:
         plan.replaced = aside / node.path.name
         log.warning("overwrite_data: the existing run %s (%d epochs) is set aside in %s and "
                     "removed once the new run has its first checkpoint", node.path,
-                    len(Node(aside, node.path.name).summary()), aside)
+                    len(Node(aside / node.path.name, "").summary()), aside)
     if plan.remove:
         with tree_lock(node.root):  # a branch made since planning must keep its fork point
             removed = set(plan.remove)
