@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ..core.peek import peek_lineage, peek_row
-from ..core.summary import INHERITED, _fmt
+from ..core.summary import INHERITED, format_value
 
 log = logging.getLogger(__name__)
 _WARNED: set[tuple] = set()
@@ -37,8 +37,8 @@ def _disagreement(row: dict, witness: dict) -> str | None:
     for key, value in witness.items():
         if key == INHERITED:
             continue
-        if _fmt(row.get(key)) != _fmt(value):
-            return f"{key} {_fmt(row.get(key)) or 'empty'} vs {_fmt(value)}"
+        if format_value(row.get(key)) != format_value(value):
+            return f"{key} {format_value(row.get(key)) or 'empty'} vs {format_value(value)}"
     return None
 
 
