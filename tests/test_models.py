@@ -64,6 +64,7 @@ def test_default_edsr_matches_paper_settings():
 
 
 def test_bad_parameters_are_named():
+    import rumpy.catalog  # noqa: F401  (tasks declare what they supply, as in `rumpy models`)
     problems = dict(check_model_params("rcan", {"num_group": 2, "reduction": "x", "scale": 2}))
     assert "did you mean 'num_groups'" in problems["num_group"]
     assert problems["reduction"] == "expected int for rcan, got 'x'"

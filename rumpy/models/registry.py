@@ -30,10 +30,7 @@ def model_params(name: str, supplied: tuple[str, ...] = (), scope: tuple[str, ..
     """{parameter: (type hint, default)} a user may set: every constructor argument but the
     ones the task supplies (`supplied`; by default those of the model's first task)."""
     cls = MODELS.get(name, scope)
-    task = model_tasks(name, scope)[0]
-    if task not in TASK_INPUTS:  # the package's tasks declare their inputs when imported
-        from .. import catalog  # noqa: F401
-    supplied = supplied or TASK_INPUTS.get(task, ())
+    supplied = supplied or TASK_INPUTS.get(model_tasks(name, scope)[0], ())
     hints = typing.get_type_hints(cls.__init__)
     sig = inspect.signature(cls.__init__)
     return {p.name: (hints.get(p.name), p.default) for p in sig.parameters.values()

@@ -69,7 +69,7 @@ class TensorBoardTracker(Tracker):
             if int(row["epoch"]) > done:
                 tracker.track_row(row)
         done = 0 if steps_fresh else last_epoch(steps)  # its x axis counts steps
-        from ..training.step_log import read_steps
+        from ..core.steps import read_steps
         rows = [r for r in read_steps(run.folder.steps) if done < int(r["step"]) <= start]
         if rows:
             tracker.track_steps(rows)
