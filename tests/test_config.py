@@ -59,7 +59,7 @@ def test_unknown_model_lists_registered(write_config):
     assert "model.name: unknown model 'edsrr'; did you mean 'edsr'?" in msg
     from rumpy.models import MODELS
     assert f"sisr models: {', '.join(MODELS.names(('sisr', 'image')))})" in msg
-    assert "sisr models: edsr, han, " in msg
+    assert "sisr models: dan, edsr, han, " in msg
 
 
 def test_unknown_optimizer_scheduler_metric_loss(write_config):
@@ -235,11 +235,11 @@ def test_every_problem_of_a_config_is_reported_at_once(tmp_path):
                     "model.internal_params.lr", "data.batch_size", "data.training_sets.a.type",
                     "data.eval_sets.b.cutof"]
     assert all(str(path) in line for line in lines[:-1])
-    # an unknown model is one of them (the original rcan-dan.toml's `dan`)
-    path.write_text(path.read_text().replace('name = "edsr"', 'name = "dan"'))
+    # an unknown model is one of them
+    path.write_text(path.read_text().replace('name = "edsr"', 'name = "edsrr"'))
     proc = subprocess.run([sys.executable, "-m", "rumpy.cli.train", "--parameters", str(path)],
                           capture_output=True, text=True, cwd=tmp_path)
     lines = proc.stderr.strip().splitlines()
     assert lines[-1] == "(8 problems)"
-    assert "model.name: unknown model 'dan'" in proc.stderr
+    assert "model.name: unknown model 'edsrr'; did you mean 'edsr'?" in proc.stderr
     assert not (tmp_path / "Results").exists()

@@ -33,6 +33,15 @@ def resume_mode(node: Node, num_epochs: int) -> str:
     return "continue"
 
 
+def _rows_on_disk(node: Node) -> int:
+    import csv
+    try:
+        with open(node.folder.summary, newline="") as f:
+            return sum(1 for row in csv.DictReader(f) if row.get("epoch"))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
+
+
 def finish(node: Node) -> None:
     """A complete node the status calls crashed: its rows up to the last checkpoint, and
     state finished."""
@@ -46,8 +55,7 @@ def finish(node: Node) -> None:
     except CorruptCheckpoint as exc:
         log.warning("%s; the node stays as it is", exc)
         return
-    rows = node.summary()
-    if len(rows) < epoch:
+    if _rows_on_disk(node) < epoch:  # node.summary() would show them rebuilt, not write them
         rows = _rows_until(node, epoch, state)
         columns = list(dict.fromkeys(c for r in rows for c in r))
         write_table(node.folder.summary, rows, columns)
