@@ -707,3 +707,23 @@ def test_a_lost_config_toml_is_recovered_from_the_checkpoints(write_config, tmp_
     assert "config.toml is missing, and no verified checkpoint of the node holds its config" \
         in caplog.text
     assert not config.exists()
+
+
+def test_a_process_with_live_loader_workers_exits(write_config, tmp_path):
+    """Workers ignore SIGTERM (above), which multiprocessing's exit handler sends daemonic
+    children before joining them: a process ending while its persistent workers live (a loader
+    iterated once, never closed) used to wait forever at exit (pytest itself hung after its
+    summary). It exits now, without a traceback."""
+    import subprocess
+    import sys
+    text = write_config().read_text().replace("dataloader_threads = 0", "dataloader_threads = 1")
+    path = write_config(name="workers.toml", text=text)
+    script = ("import sys\nfrom rumpy.catalog import load_config\n"
+              "from rumpy.training.setup import prepare\n"
+              "run = prepare(load_config(sys.argv[1]))\n"
+              "batches = iter(run.loaders.train)\nnext(batches)\n"
+              "assert run.loaders.train.persistent_workers\nprint('trained a batch')\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "trained a batch" in proc.stdout and "Traceback" not in proc.stderr

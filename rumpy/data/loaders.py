@@ -3,7 +3,9 @@ and whose samples are drawn from (seed, epoch, index), so any worker count and a
 give the same batches; and deterministic evaluation loaders."""
 from __future__ import annotations
 
+import atexit
 import functools
+import multiprocessing
 import os
 import signal
 from dataclasses import dataclass
@@ -87,6 +89,26 @@ def _worker_init(parent: int, _worker_id: int) -> None:
     # torch's own watchdog notices a dead parent only while the worker waits for work; ignoring
     # SIGTERM, an orphan blocked elsewhere would live on: the kernel kills it instead.
     die_with_parent(signal.SIGKILL, parent)
+
+
+def _kill_leftover_workers() -> None:
+    # At interpreter exit multiprocessing stops daemonic children with SIGTERM and then joins
+    # them: a worker kept alive (persistent workers of a loader never closed) ignores SIGTERM,
+    # so that join would wait forever. Registered after multiprocessing's handler, this runs
+    # first; the non-daemonic output worker is left to its own drain.
+    leftover = [c for c in multiprocessing.active_children() if c.daemon]
+    if not leftover:
+        return
+    try:  # torch's SIGCHLD handler would report the killed workers as a failure
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    except ValueError:  # not the main thread
+        pass
+    for child in leftover:
+        child.kill()
+        child.join(timeout=5)
+
+
+atexit.register(_kill_leftover_workers)
 
 
 @dataclass
