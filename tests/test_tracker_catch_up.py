@@ -45,7 +45,7 @@ def _assert_every_epoch_once(node: Path) -> None:
 
 
 def _config(write_config, epochs: int, trackers: str):
-    return write_config(num_epochs=epochs,
+    return write_config(num_epochs=epochs, aim="aim" in trackers,
                         extra_training=f'logging = "text"\ntrackers = {trackers}')
 
 
@@ -58,11 +58,15 @@ def _wait(predicate, proc, timeout: float = 300) -> None:
         time.sleep(0.02)
 
 
-def _epochs_done(node: Path) -> int:
+def _status(node: Path) -> dict:
     try:
-        return json.loads((node / "status.json").read_text()).get("epochs_done") or 0
+        return json.loads((node / "status.json").read_text())
     except (OSError, ValueError):
-        return 0
+        return {}
+
+
+def _epochs_done(node: Path) -> int:
+    return _status(node).get("epochs_done") or 0
 
 
 def test_kill_9_then_continue_tracks_every_epoch_exactly_once(write_config, tmp_path):
@@ -129,3 +133,56 @@ def test_tensorboard_on_a_full_disk_is_one_line_and_catches_up_later(full_tensor
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _assert_every_epoch_once(node)
+
+
+def _aim_epochs(home: Path, run_hash: str) -> dict:
+    """{(metric, set or subset): {epoch: value}} of one Aim run, read through Aim's SDK."""
+    from test_tracking import aim_runs
+    return aim_runs(home)[run_hash][1]
+
+
+def _assert_aim_has_every_epoch(home: Path, node: Path) -> None:
+    from test_tracking import assert_matches_summary
+    summary = rows(node)
+    metrics = _aim_epochs(home, json.loads((node / "status.json").read_text())["aim_run_hash"])
+    for key in (("loss", "train"), ("PSNR", "chelsea")):
+        assert sorted(metrics[key]) == [int(r["epoch"]) for r in summary], key
+    assert_matches_summary(metrics, summary, "chelsea")
+
+
+def test_aim_after_kill_9_and_continue_holds_every_epoch(write_config, tmp_path):
+    """The reopened Aim run gets the epochs a killed process never flushed to it: whatever
+    the kill cut, after the continue it holds each epoch of summary.csv with its value."""
+    path = _config(write_config, 6, '["aim"]')
+    node = tmp_path / "Results" / "tiny"
+    proc = subprocess.Popen([sys.executable, "-m", "rumpy.cli.train", "--parameters", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    # Aim opens in the output worker after the first epoch: killed once it is in use
+    _wait(lambda: _epochs_done(node) >= 3 and "aim_run_hash" in _status(node), proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert _epochs_done(node) < 6
+    first = json.loads((node / "status.json").read_text())["aim_run_hash"]
+    from rumpy.cli.train import main as train_main
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "last"]) == 0
+    assert [int(r["epoch"]) for r in rows(node)] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((node / "status.json").read_text())["aim_run_hash"] == first
+    _assert_aim_has_every_epoch(tmp_path / "Results", node)
+
+
+def test_aim_run_missing_epochs_gets_them_on_the_next_continue(write_config, tmp_path):
+    """Deterministic form of the kill's loss: epochs 3-4 trained with Aim off never reached the
+    node's Aim run; the next continue with Aim on reopens that run and sends exactly them."""
+    from rumpy.cli.train import main as train_main
+    path = _config(write_config, 2, '["aim"]')
+    node = tmp_path / "Results" / "tiny"
+    assert train_main(["--parameters", str(path)]) == 0
+    first = json.loads((node / "status.json").read_text())["aim_run_hash"]
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                       "--num_epochs", "4", "training.trackers=[]"]) == 0
+    assert sorted(_aim_epochs(tmp_path / "Results", first)[("loss", "train")]) == [1, 2]
+    assert train_main(["--parameters", str(path), "--continue_from_epoch", "last",
+                       "--num_epochs", "5"]) == 0
+    assert json.loads((node / "status.json").read_text())["aim_run_hash"] == first
+    _assert_aim_has_every_epoch(tmp_path / "Results", node)

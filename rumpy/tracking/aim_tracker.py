@@ -87,10 +87,8 @@ class AimTracker(Tracker):
             tracker.status = {"aim_run_hash": tracker.hash}
             # a new run gets the node's history so far; a reopened one the epochs it lacks
             # (a killed process's last epochs never reached it)
-            done = 0 if tracker.new_run else last_epoch(tracker.run)
-            for row in plan.rows:
-                if int(row["epoch"]) > done:
-                    tracker.track_row(row)
+            for row in plan.rows if tracker.new_run else tracker.untracked(plan.rows):
+                tracker.track_row(row)
         return tracker
 
     @classmethod
@@ -129,6 +127,23 @@ class AimTracker(Tracker):
                         type(exc).__name__, exc)
             return None
 
+    def untracked(self, rows: list[dict]) -> list[dict]:
+        """The rows this run lacks a value of (shared with `rumpy track`): a killed process
+        flushes Aim's curves unevenly, so each row's every value is looked for. Aim keys values
+        by step: a row sent again overwrites, never doubles."""
+        held = set()
+        try:
+            for metric in self.run.metrics():
+                key = (metric.name, tuple(sorted(metric.context.to_dict().items())))
+                held.update((key, int(step)) for step in metric.dataframe()["step"])
+        except Exception as exc:  # an unreadable run: everything is sent again
+            log.warning("Aim run %s cannot be read (%s); its epochs are sent again",
+                        self.hash, exc)
+            return list(rows)
+        return [row for row in rows if any(
+            ((info.metric, tuple(sorted(context(info).items()))), int(row["epoch"])) not in held
+            for info, _ in self.columns(row))]
+
     def track_row(self, row: dict) -> None:
         epoch = int(row["epoch"])
         for info, value in self.columns(row):
@@ -162,16 +177,3 @@ class AimTracker(Tracker):
         # a Run is collected waits forever; kept alive, it would run only at exit, which the
         # command line then skips (cli/train.py: script).
         _CLOSED.append(self.run)
-
-
-def last_epoch(run) -> int:
-    """The newest epoch an Aim run holds (0 when none); shared with `rumpy track`."""
-    steps = [0]
-    try:
-        for metric in run.metrics():
-            found = metric.values.sparse_numpy()[0]
-            if len(found):
-                steps.append(int(max(found)))
-    except Exception as exc:  # an unreadable run: everything is sent again
-        log.warning("Aim run %s cannot be read (%s); its epochs are sent again", run.hash, exc)
-    return max(steps)

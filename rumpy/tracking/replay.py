@@ -75,7 +75,7 @@ def _tensorboard(node: Node, config: dict, rows: list[dict], uri: str | None) ->
 
 
 def _aim(node: Node, config: dict, rows: list[dict], uri: str | None) -> str:
-    from .aim_tracker import AimTracker, last_epoch
+    from .aim_tracker import AimTracker
 
     home = Path(uri) if uri else Path((config.get("training") or {}).get("aim_home") or
                                       _save_loc(node, config))
@@ -90,8 +90,7 @@ def _aim(node: Node, config: dict, rows: list[dict], uri: str | None) -> str:
                                {"config": config, "lineage": lineage}, _eval_sets(config))
     if tracker is None:
         raise ReplayError(f"{node.path}: Aim cannot be used (see the warning above)")
-    done = 0 if tracker.new_run else last_epoch(tracker.run)
-    todo = [r for r in rows if int(r["epoch"]) > done]
+    todo = rows if tracker.new_run else tracker.untracked(rows)
     for row in todo:
         tracker.track_row(row)
     tracker.close()
