@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Nam
     parser.add_argument("--gpu", choices=("off", "single", "multiple"))
     parser.add_argument("--sp_gpu", type=integer, metavar="N", help="CUDA device for --gpu single")
     parser.add_argument("--num_epochs", type=integer, metavar="N")
+    parser.add_argument("--num_iterations", type=integer, metavar="N",
+                        help="a step-based run's length in optimizer steps")
     parser.add_argument("--experiment_name", metavar="NAME", help="run folder name")
     parser.add_argument("--seed", type=integer)
     parser.add_argument("--save_loc", metavar="DIR", help="folder holding run folders")
@@ -46,6 +48,8 @@ def parse_args(argv: list[str] | None, prog: str = "train_sisr") -> argparse.Nam
     tree = parser.add_argument_group("result tree (each also a [training] key)")
     tree.add_argument("--continue_from_epoch", type=epoch, metavar="N|last|best",
                       help="continue (or fork) from this epoch of the node at --branch_root")
+    tree.add_argument("--continue_from_step", type=integer, metavar="N",
+                      help="a step-based run: continue (or fork) from the checkpoint of step N")
     tree.add_argument("--branch_root", metavar="PATH", help="node to start from, e.g. lr_half/warm")
     tree.add_argument("--new_branch", action="store_true", default=None,
                       help="fork a new branch at --continue_from_epoch")

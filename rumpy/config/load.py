@@ -16,6 +16,7 @@ from .compose import Composed, compose, read_toml
 from .errors import ConfigError
 from .legacy import log_notes, translate
 from .node_location import node_location
+from .periods import EPOCH_KEYS, resolve_periods, step_based
 from .placeholders import expand_placeholders
 from .schema import RunConfig
 
@@ -26,6 +27,8 @@ CLI_OVERRIDES = {
     "gpu": "training.gpu",
     "sp_gpu": "training.sp_gpu",
     "num_epochs": "training.num_epochs",
+    "num_iterations": "training.num_iterations",
+    "continue_from_step": "training.continue_from_step",
     "seed": "training.seed",
     "continue_from_epoch": "training.continue_from_epoch",
     "branch_root": "training.branch_root",
@@ -424,6 +427,7 @@ def _finish(cfg: RunConfig, composed: Composed, source: str, toml_dir: Path) -> 
     if not cfg.data.training_sets:
         raise ConfigError(source, "data.training_sets",
                           "missing: add at least one [data.training_sets.NAME] table")
+    resolve_periods(cfg)
     return cfg
 
 
@@ -449,6 +453,9 @@ def to_toml_dict(cfg: RunConfig) -> dict:
         return obj
 
     table = convert(cfg)
+    if step_based(cfg.training):  # set from the step keys, so not part of what defines the run
+        for key in EPOCH_KEYS:
+            table["training"].pop(key, None)
     # Plain keys before sub-tables, so the file reads top-down like the example configs.
     head = ["experiment", "experiment_save_loc", "task"]
     if cfg.plugins:  # the node records its plugins, and each file's hash, to find them again

@@ -56,6 +56,20 @@ def _compile_check(value: Any) -> str | None:
 @dataclass
 class TrainingConfig:
     num_epochs: int = opt(100, "epochs to train", minimum=1, maximum=10**6)
+    # A step-based run (docs/config.md "Step-based runs"): its length, validation period and
+    # checkpoint/output periods in optimizer steps; each period is one of the node's "epochs".
+    num_iterations: int = opt(0, "train this many optimizer steps instead of num_epochs data "
+                                 "passes (one of the two); 0 = epochs", minimum=0,
+                              maximum=10**9)
+    eval_every_n_steps: int = opt(0, "with num_iterations: validate (a summary row, a "
+                                     "checkpoint) every N optimizer steps; N divides "
+                                     "num_iterations", minimum=0)
+    save_checkpoint_every_n_steps: int = opt(0, "with num_iterations: a full checkpoint every N "
+                                                "steps (a multiple of eval_every_n_steps); 0 = "
+                                                "at every validation", minimum=0)
+    write_output_every_n_steps: int = opt(0, "with num_iterations: sample images and plots "
+                                             "every N steps (a multiple of eval_every_n_steps); "
+                                             "0 = at every validation", minimum=0)
     seed: int = opt(8, "seed of every random generator (weights, data order, crops)", minimum=0,
                     maximum=2**32 - 1)
     gpu: str = opt("single", "'off' = CPU, 'single' = cuda:<sp_gpu>, 'multiple' = all GPUs",
@@ -120,6 +134,9 @@ class TrainingConfig:
     continue_from_epoch: int | str | None = opt(
         None, "continue from epoch N, 'last' or 'best' of the node at branch_root", action=True,
         check=_epoch_choice)
+    continue_from_step: int | None = opt(
+        None, "a step-based run: continue from the checkpoint of step N (a multiple of "
+              "eval_every_n_steps); sets continue_from_epoch", action=True, minimum=1)
     branch_root: str = opt("", "node to start from: '' = the run itself, 'lr_half/warm' = a branch",
                            action=True, needs="continue_from_epoch")
     new_branch: bool = opt(False, "fork a new branch at continue_from_epoch", action=True,

@@ -2,6 +2,8 @@
 and how a column is read back into those parts and its direction (from the metric's own
 declaration, not from a table of suffixes).
 
+    step, data-epoch                           a step-based run's position (its epochs are
+                                               validation periods: config/periods.py)
     train-loss, learning-rate                  training
     learning-rate-<network>                    another network's rate (a GAN's discriminator)
     train-<term>                               a loss term of a task with several networks
@@ -31,6 +33,7 @@ def set_prefix(index: int, name: str) -> str:
 
 
 GRAD_COLUMNS = ["grad-norm-mean", "grad-norm-max"]
+STEP_COLUMNS = ("step", "data-epoch")
 
 
 def summary_columns(keys: list[str], eval_sets: list[str], log_grad: bool = False,

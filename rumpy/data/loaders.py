@@ -29,12 +29,42 @@ class EpochSampler(Sampler):
         self.epoch = 1
         self.start = 0
         self.rank, self.world, self.batch = 0, 1, 1
+        self.period = 0  # global batches per epoch of a step-based run; 0: epochs are passes
 
     def shard(self, rank: int, world: int, batch: int) -> None:
         """Data parallel: this rank's slice of every global batch of `batch` samples (a global
         batch is split into `world` consecutive slices), so N processes together see exactly
         the one-process batches. An incomplete last global batch is dropped."""
         self.rank, self.world, self.batch = rank, world, batch
+
+    def stream(self, period: int, batch: int) -> None:
+        """A step-based run: `epoch` k is the k-th period of `period` global batches of `batch`
+        samples in a stream that runs through the data passes back to back (pass e in its
+        (seed, e) order, size // batch whole batches each), so a period may end mid-pass and
+        its position is a function of k alone."""
+        if self.size // batch:
+            self.period, self.batch = period, batch
+        else:
+            raise ValueError(f"{self.size} training samples make no batch of {batch}")
+
+    def passes(self, epoch: int) -> float:
+        """Data passes a step-based run has made by the end of `epoch` (a period)."""
+        return epoch * self.period / (self.size // self.batch)
+
+    def _stream(self) -> Iterator[tuple[int, int]]:
+        per_pass, part = self.size // self.batch, self.batch // self.world
+        order, drawn = None, 0
+        for g in range(*self._span()):
+            data_epoch = g // per_pass + 1
+            if data_epoch != drawn:
+                order = np.random.default_rng([self.seed, data_epoch]).permutation(self.size)
+                drawn = data_epoch
+            first = (g % per_pass) * self.batch + self.rank * part
+            yield from ((data_epoch, int(order[p])) for p in range(first, first + part))
+
+    def _span(self) -> tuple[int, int]:
+        return ((self.epoch - 1) * self.period + self.start // self.batch,
+                self.epoch * self.period)
 
     def _positions(self) -> range | list[int]:
         if self.world == 1:
@@ -49,10 +79,15 @@ class EpochSampler(Sampler):
         self.start = start
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.period:
+            return self._stream()
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
         return iter([(self.epoch, int(order[p])) for p in self._positions()])
 
     def __len__(self) -> int:
+        if self.period:
+            first, end = self._span()
+            return (end - first) * (self.batch // self.world)
         return len(self._positions())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from ..config.periods import where
 from ..core.columns import eval_columns
 from ..core.summary import write_table
 from ..tree.node import INTERRUPTED
@@ -269,8 +270,8 @@ class EpochLog(Callback):
         run.progress.end_epoch(row)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in row.items()
                           if k.startswith("val-") and isinstance(v, float))
-        log.info("epoch %d/%d: train-loss %.5f, lr %.3g%s (%.1fs)", epoch,
-                 run.cfg.training.num_epochs, row["train-loss"], row["learning-rate"],
+        log.info("%s: train-loss %.5f, lr %.3g%s (%.1fs)", where(run.cfg.training, epoch),
+                 row["train-loss"], row["learning-rate"],
                  f", {shown}" if shown else "", row["epoch-time"])
 
     def on_end(self, run, state) -> None:
@@ -285,8 +286,9 @@ class EpochLog(Callback):
         else:
             base = self.baseline.columns.get(best.column)
             versus = f" ({run.task.baseline_name} {base:.4f})" if base is not None else ""
-            log.info("finished: best %s %.4f at epoch %d%s; run folder %s", best.column,
-                     best.best, best.best_epoch, versus, run.folder.root)
+            at = where(run.cfg.training, best.best_epoch).split("/")[0]
+            log.info("finished: best %s %.4f at %s%s; run folder %s", best.column,
+                     best.best, at, versus, run.folder.root)
 
 
 class EarlyStopping(Callback):

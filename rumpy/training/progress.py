@@ -21,11 +21,13 @@ def duration(seconds: float) -> str:
 
 class Progress:
     def __init__(self, num_epochs: int, start_epoch: int, interval: float = 30.0,
-                 terminal: bool | None = None, batch_size: int = 0):
+                 terminal: bool | None = None, batch_size: int = 0, where=None):
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.num_epochs = num_epochs
         self.interval = interval
         self.batch_size = batch_size  # the global batch: samples/s over all processes
+        # epoch -> 'epoch 3/10' ('step 3000/10000' in a step-based run: config/periods.py)
+        self.where = where or (lambda epoch: f"epoch {epoch}/{num_epochs}")
         self._mark = (time.monotonic(), 0)  # (time, batches) where the rate is measured from
         self.epochs = tqdm(total=num_epochs, initial=start_epoch, desc="epochs", position=0,
                            disable=not self.terminal, dynamic_ncols=True)
@@ -56,8 +58,8 @@ class Progress:
             rate = (steps - self._mark[1]) / max(now - self._mark[0], 1e-9)
             left = self._total_steps - steps + (self.num_epochs - self._epoch) * self._total_steps
             samples = f", {rate * self.batch_size:.1f} samples/s" if self.batch_size else ""
-            log.info("epoch %d/%d: batch %d/%d, running loss %.5f, %.2f batches/s%s, ETA %s "
-                     "(training only)", self._epoch, self.num_epochs, steps, self._total_steps,
+            log.info("%s: batch %d/%d, running loss %.5f, %.2f batches/s%s, ETA %s "
+                     "(training only)", self.where(self._epoch), steps, self._total_steps,
                      loss_sum.item() / steps, rate, samples,
                      duration(left / rate) if rate > 0 else "?")
 

@@ -17,7 +17,7 @@ from ..data.cache import CacheError, ImageDecodeError
 from ..data.limits import LimitedLoader, OneBatch
 from ..data.loaders import shard_train_loader
 from ..registry import UnknownNameError, did_you_mean
-from ..core.columns import resolve, summary_columns
+from ..core.columns import STEP_COLUMNS, resolve, summary_columns
 from ..core.run_folder import RunFolder
 from ..core.summary import SummaryLog
 from ..tasks import TASKS, Task
@@ -239,11 +239,19 @@ def build_run(checked: Checked) -> Run:
     if plan.state is not None:
         task.check_resume(plan.state)
     _development_modes(cfg, task, loaders)
+    t = cfg.training
+    if t.num_iterations:  # a step-based run: each epoch is a period of the data stream
+        try:
+            loaders.sampler.stream(t.eval_every_n_steps * t.accumulate_grad_batches,
+                                   cfg.data.batch_size)
+        except ValueError as exc:
+            raise ConfigError(src, "data.batch_size", str(exc)) from None
     if dist.enabled:
         shard_train_loader(loaders, dist.rank, dist.world, cfg.data.batch_size)
-    t = cfg.training
     columns = summary_columns(task.summary_keys(), list(loaders.evals), t.log_grad,
                               task.train_terms(), raw=bool(t.ema_decay) and t.validate_ema == "both")
+    if t.num_iterations:
+        columns[1:1] = list(STEP_COLUMNS)
     directions = task.column_directions()
     best = _monitor(cfg, "best_load_metric", "auto", 0.0, columns, directions)
     early = None

@@ -3,6 +3,7 @@ retention, outputs, trackers, log, status, early stopping), with Ctrl+C/SIGTERM 
 node's state (running, finished, stopped_early, interrupted, diverged, crashed)."""
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -11,6 +12,7 @@ import time
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..config.periods import where
 from ..core.columns import eval_columns, raw_column
 from ..core.summary import SummaryLog
 from ..tree.node import INTERRUPTED
@@ -130,11 +132,14 @@ def train(run: Run, callbacks: list[Callback] | None = None) -> str:
                                     stop_reason=None, error=None)
             processes = f" x {run.dist.world} processes" if run.dist.enabled else ""
             count = sum(p.numel() for p in run.handler.model.parameters())
-            log.info("training %s (%s, %s parameters) on %s%s, epochs %d-%d; node %s",
+            t, first = run.cfg.training, run.plan.start_epoch
+            span = (f"steps {first * t.eval_every_n_steps + 1}-{t.num_iterations} (validating "
+                    f"every {t.eval_every_n_steps})" if t.num_iterations else
+                    f"epochs {first + 1}-{t.num_epochs}")
+            log.info("training %s (%s, %s parameters) on %s%s, %s; node %s",
                      run.cfg.model.name, run.task.describe(),
                      f"{count / 1e6:.2f}M" if count >= 10_000 else f"{count:,}", run.device,
-                     processes, run.plan.start_epoch + 1, run.cfg.training.num_epochs,
-                     run.folder.root)
+                     processes, span, run.folder.root)
             if main:  # the rows it starts with are on disk before the trackers open
                 run.step_log = StepLog(run.folder.steps, run.cfg.training.log_every_n_steps,
                                        run.handler.train_terms, run.cfg.training.log_grad)
@@ -182,14 +187,24 @@ def _raw_scores(run: Run, eval_sets: list[str]) -> dict:
     return {raw_column(k): v for k, v in eval_columns(result.means, eval_sets).items()}
 
 
+def _position(run: Run, epoch: int) -> dict:
+    """A step-based run's row says where its validation period ends: optimizer steps and data
+    passes (its `epoch` counts periods)."""
+    t = run.cfg.training
+    if not t.num_iterations:
+        return {}
+    return {"step": epoch * t.eval_every_n_steps,
+            "data-epoch": round(run.loaders.sampler.passes(epoch), 4)}
+
+
 def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
     cfg, handler, plan, dist = run.cfg, run.handler, run.plan, run.dist
     num_epochs = cfg.training.num_epochs
     eval_sets = list(run.loaders.evals)
     resume = plan.state.get("resume") if plan.state else None
     batch = cfg.data.batch_size  # the global batch: positions in the sampler's order
-    run.progress = Progress(num_epochs, plan.start_epoch, batch_size=batch) if dist.is_main \
-        else None
+    run.progress = Progress(num_epochs, plan.start_epoch, batch_size=batch,
+                            where=functools.partial(where, cfg.training)) if dist.is_main else None
     with logging_redirect_tqdm(loggers=[logging.getLogger("rumpy")]):
         for epoch in range(plan.start_epoch + 1, num_epochs + 1):
             start = time.perf_counter()
@@ -248,7 +263,8 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                 dist.barrier()  # every rank leaves once the checkpoint is written
                 return "interrupted"
             handler.end_epoch()
-            row = {"epoch": epoch, "train-loss": total.item() / max(steps, 1),
+            row = {"epoch": epoch, **_position(run, epoch),
+                   "train-loss": total.item() / max(steps, 1),
                    **handler.term_stats(dist), **rates, **handler.grad_stats()}
             result = None
             if eval_sets and (epoch % cfg.training.eval_frequency == 0 or epoch == num_epochs):

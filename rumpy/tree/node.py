@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.periods import target_epochs
 from ..core.run_folder import EVAL_DIR, EXPORT_DIR, RunFolder
 
 if sys.version_info >= (3, 11):
@@ -197,7 +198,8 @@ class Node:
         if state in ("running", "unknown") and lock_holder(self.path) is None:
             own = self.own_saved()
             try:
-                target = tomllib.loads(self.folder.config.read_text())["training"]["num_epochs"]
+                target = target_epochs(
+                    tomllib.loads(self.folder.config.read_text())["training"])
             except (OSError, ValueError, KeyError, TypeError):
                 target = None
             if own and target is not None and max(own) >= target:

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..config.compose import flatten
 from ..config.load import load_config, stored_config, to_toml_dict
+from ..config.periods import period_steps, step_based
 from ..config.schema import InternalParams, TrainingConfig
 from ..core.run_folder import RunFolder
 from ..core.checkpoint import CorruptCheckpoint, is_weights_only, load_checkpoint
@@ -28,12 +29,14 @@ from .node import (BEST, INTERRUPTED, LAST, RESERVED, Node, foreign_content,
 log = logging.getLogger(__name__)
 # Keys that change how many optimizer steps a schedule sized by the run spans: a continue or
 # branch that changes one rebuilds the schedule (advanced to its start) instead of loading it.
-SCHEDULE_LENGTH = ("training.num_epochs", "training.accumulate_grad_batches",
+SCHEDULE_LENGTH = ("training.num_epochs", "training.num_iterations",
+                   "training.accumulate_grad_batches",
                    "training.limit_train_batches")
 
 # Keys an in-place continue may change: they do not change what the run computes.
 IN_PLACE_CHANGES = (
-    "training.num_epochs", "training.early_stopping_patience", "training.early_stopping_metric",
+    "training.num_epochs", "training.num_iterations", "training.save_checkpoint_every_n_steps",
+    "training.write_output_every_n_steps", "training.early_stopping_patience", "training.early_stopping_metric",
     "training.early_stopping_mode", "training.early_stopping_min_delta",
     "training.early_stopping_reset_on_branch", "training.gpu", "training.sp_gpu",
     "training.logging", "training.save_samples", "training.num_samples",
@@ -179,6 +182,11 @@ def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, 
     path = node.checkpoint_for(choice)
     if path is None:
         kept = sorted(node.saved_epochs())
+        every = cfg.training.eval_every_n_steps if step_based(cfg.training) else 0
+        if every:  # a step-based node's epochs are validation periods: said in steps
+            raise TreeError(f"training.continue_from_step: {node.path} has no checkpoint of step "
+                            f"{choice * every} (saved steps: "
+                            f"{', '.join(str(e * every) for e in kept) or 'none'})")
         raise TreeError(f"training.continue_from_epoch: {node.path} has no checkpoint of epoch "
                         f"{choice} (saved epochs: {', '.join(map(str, kept)) or 'none'})")
     try:
@@ -264,9 +272,26 @@ def plan_run(cfg: RunConfig) -> Plan:
         changes = "; ".join(f"{k}: {diff[k][0]!r} -> {diff[k][1]!r}" for k in arch)
         raise TreeError(f"{arch[0]}: the architecture cannot change on continue or in a branch "
                         f"({changes}); start a new run instead")
+    _check_unit(stored, t, node)
     if t.new_branch:
         return _plan_branch(cfg, root, node, diff)
     return _plan_continue(cfg, node, diff)
+
+
+def _check_unit(stored: dict, t: TrainingConfig, node: Node) -> None:
+    """A node's epochs are data passes or validation periods of N steps, for all of its tree:
+    a continue or branch keeps the unit and the period (epoch K is step K x N everywhere)."""
+    old = stored.get("training") or {}
+    if step_based(old) != step_based(t):
+        unit = "validation periods of optimizer steps (num_iterations)" if step_based(old) \
+            else "data passes (num_epochs)"
+        raise TreeError(f"training.num_iterations: {node.path} counts its epochs in {unit}; a "
+                        f"continue or branch keeps that unit (start a new run from its weights "
+                        f"with init_weights_path to change it)")
+    if step_based(t) and period_steps(old) != t.eval_every_n_steps:
+        raise TreeError(f"training.eval_every_n_steps: {node.path} validates every "
+                        f"{period_steps(old)} steps; a continue or branch keeps the period (its "
+                        f"checkpoints are numbered by it)")
 
 
 def _plan_new(t: TrainingConfig, root: Path) -> Plan:
@@ -296,6 +321,10 @@ def _start_from(plan: Plan, epoch: int, state: dict, t: TrainingConfig) -> None:
         log.warning("epoch %d of %s has only its weights (weights_N.pt): training starts a fresh "
                     "optimizer, and the scheduler is replayed to epoch %d", epoch,
                     plan.node.path, epoch)
+    if t.num_epochs <= epoch and step_based(t):
+        raise TreeError(f"training.num_iterations: {epoch * t.eval_every_n_steps} steps are "
+                        f"already done (continuing from step {epoch * t.eval_every_n_steps}); "
+                        f"raise num_iterations")
     if t.num_epochs <= epoch:
         raise TreeError(f"training.num_epochs: {t.num_epochs} epochs are already done "
                         f"(continuing from epoch {epoch}); raise num_epochs")

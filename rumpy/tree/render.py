@@ -9,6 +9,18 @@ from ..core.monitor import Monitor, infer_mode
 from .node import LINEAGE, DamagedNode, Node, read_json
 
 
+def _period(rows: list[dict]) -> int | None:
+    """Steps per epoch of a step-based node's rows (its epochs are validation periods)."""
+    for row in rows:
+        if row.get("step") not in (None, "") and row.get("epoch"):
+            return int(float(row["step"])) // int(row["epoch"])
+    return None
+
+
+def _at(epoch: int, period: int | None) -> str:
+    return f"step {epoch * period}" if period else str(epoch)
+
+
 def _best(node: Node, rows: list[dict]) -> str:
     try:
         column = read_toml(node.folder.config).get("training", {}).get("best_load_metric", "val-PSNR")
@@ -22,7 +34,7 @@ def _best(node: Node, rows: list[dict]) -> str:
     monitor.replay(rows)
     if monitor.best is None:
         return ""
-    return f"best {column} {monitor.best:.4f} @ {monitor.best_epoch}"
+    return f"best {column} {monitor.best:.4f} @ {_at(monitor.best_epoch, _period(rows))}"
 
 
 def describe(node: Node) -> str:
@@ -35,15 +47,20 @@ def describe(node: Node) -> str:
 def _describe(node: Node) -> str:
     rows = node.summary()
     own = [r["epoch"] for r in rows if not r.get("inherited")]
+    period = _period(rows)
     parts = [node.name, f"[{node.state()}]"]
     if node.rel:
-        parts.append(f"fork @ {node.fork_epoch}")
+        parts.append(f"fork @ {_at(node.fork_epoch, period)}")
     else:
         init = (read_json(node.path / LINEAGE) or {}).get("init_weights")
         if isinstance(init, dict):
             epoch = f" @ {init['epoch']}" if init.get("epoch") else ""
             parts.append(f"init {init.get('source')}{epoch}")
-    parts.append(f"epochs {own[0]}-{own[-1]}" if own else "no epochs yet")
+    if own and period:  # a step-based node: its epochs are validations every `period` steps
+        parts.append(f"steps {(int(own[0]) - 1) * period + 1}-{int(own[-1]) * period} "
+                     f"(validations {own[0]}-{own[-1]})")
+    else:
+        parts.append(f"epochs {own[0]}-{own[-1]}" if own else "no epochs yet")
     best = _best(node, rows)
     if best:
         parts.append(best)
