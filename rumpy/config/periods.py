@@ -70,8 +70,13 @@ def resolve_periods(cfg: RunConfig) -> None:
         for key in STEP_KEYS:
             setattr(t, key, 0)
         origins = {k: v for k, v in origins.items() if v != "--dev"}
+    def layer(key: str) -> int:  # files in the order they compose; flags and overrides on top
+        label = origins.get(f"training.{key}")
+        return cfg.chain.index(label) if label in cfg.chain else len(cfg.chain)
+
     for key, step_key in EPOCH_KEYS.items():
-        if f"training.{key}" in origins:
+        # an epoch key from a file this one is layered on (`defaults`) gives way to the steps
+        if f"training.{key}" in origins and layer(key) >= layer("num_iterations"):
             raise error(key, f"a step-based run (num_iterations) sets it from {step_key}: "
                              f"give one of the two")
     every = t.eval_every_n_steps
