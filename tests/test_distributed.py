@@ -47,7 +47,7 @@ def config(write_config, name: str, epochs: int = 3, repeat: int = 2) -> Path:
 def close(a: list[dict], b: list[dict], rel: float = 1e-5) -> bool:
     for x, y in zip(no_timing(a), no_timing(b), strict=True):
         for key in x:
-            if key in ("epoch", "inherited"):
+            if key in ("epoch", "step", "data-epoch", "inherited"):
                 assert x[key] == y[key]
             elif x[key] != y[key]:
                 assert float(x[key]) == pytest.approx(float(y[key]), rel=rel), key
@@ -153,6 +153,34 @@ def _wait_for(predicate, proc, timeout: float = 300) -> None:
             raise AssertionError(f"the job ended first:\n{proc.stdout.read()}")
         time.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def test_a_step_based_run_in_two_processes_equals_one_and_continues_mid_pass(write_config,
+                                                                             tmp_path):
+    """num_iterations 6 validated every 3 steps (a pass is 4 steps: the first period ends
+    mid-pass): 2 processes, stopped at step 3 and continued, equal one uninterrupted process."""
+    def steps(name: str, iterations: int) -> Path:
+        path = config(write_config, name)
+        text = path.read_text().replace("num_epochs = 3\n", "")
+        path.write_text(text.replace('logging = "text"', f'logging = "text"\nnum_iterations = '
+                                                         f'{iterations}\neval_every_n_steps = 3'))
+        return path
+    one = steps("one", 6)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert train_main(["--parameters", str(one)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    two = steps("two", 3)
+    assert torchrun(two).returncode == 0
+    proc = torchrun(two, "--continue_from_step", "3", "--num_iterations", "6")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = tmp_path / "Results" / "one", tmp_path / "Results" / "two"
+    assert [r["data-epoch"] for r in rows(b)] == ["0.75", "1.5"]
+    assert close(rows(a), rows(b))
+    wa, wb = model_of(a, "epoch_2.pt"), model_of(b, "epoch_2.pt")
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
 
 
 @pytest.mark.slow

@@ -202,3 +202,16 @@ def test_data_parallel_ranks_split_each_global_batch_of_the_stream():
     assert batches(1, 0, 2, start=4) == one[1:]  # resumed after one global batch
     with pytest.raises(ValueError):
         EpochSampler(3, seed=5).stream(3, 4)
+
+
+def test_a_step_counts_accumulated_batches(write_config, tmp_path):
+    """With accumulate_grad_batches = 2 a period of 1 step is 2 batches of the stream: 2 steps
+    train the 2 epochs of the epoch run with the same accumulation, bitwise."""
+    results = tmp_path / "Results"
+    accumulate = "accumulate_grad_batches = 2"
+    epochs = write_config(name="epochs.toml", extra_training=f'logging = "text"\n{accumulate}')
+    assert train(epochs, "--experiment_name", "by_epoch") == 0
+    assert train(step_config(write_config, 2, 1, accumulate)) == 0
+    assert [r["data-epoch"] for r in rows(results / "tiny")] == ["1.0", "2.0"]
+    for key, value in weights(results / "by_epoch", 2).items():
+        assert torch.equal(weights(results / "tiny", 2)[key], value), key

@@ -35,10 +35,12 @@ class Callback:
 
 
 class Status(Callback):
-    """Epochs done and the best so far in status.json (the state itself is the loop's)."""
+    """Epochs done (and a step-based run's steps) and the best so far in status.json (the
+    state itself is the loop's)."""
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
-        run.node.set_status(epochs_done=epoch, best=run.best_info())
+        steps = {"steps_done": row["step"]} if "step" in row else {}
+        run.node.set_status(epochs_done=epoch, best=run.best_info(), **steps)
 
 
 class Baseline(Callback):
