@@ -158,7 +158,8 @@ def _wait_for(predicate, proc, timeout: float = 300) -> None:
 def test_a_step_based_run_in_two_processes_equals_one_and_continues_mid_pass(write_config,
                                                                              tmp_path):
     """num_iterations 6 validated every 3 steps (a pass is 4 steps: the first period ends
-    mid-pass): 2 processes, stopped at step 3 and continued, equal one uninterrupted process."""
+    mid-pass): 2 processes, stopped at step 3 and continued, equal one uninterrupted process
+    (to float rounding) and two uninterrupted processes (bitwise)."""
     def steps(name: str, iterations: int) -> Path:
         path = config(write_config, name)
         text = path.read_text().replace("num_epochs = 3\n", "")
@@ -181,6 +182,11 @@ def test_a_step_based_run_in_two_processes_equals_one_and_continues_mid_pass(wri
     assert close(rows(a), rows(b))
     wa, wb = model_of(a, "epoch_2.pt"), model_of(b, "epoch_2.pt")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    # and bitwise the uninterrupted 2-process run
+    assert torchrun(steps("whole", 6)).returncode == 0
+    c = tmp_path / "Results" / "whole"
+    assert no_timing(rows(c)) == no_timing(rows(b))
+    assert all(torch.equal(v, wb[k]) for k, v in model_of(c, "epoch_2.pt").items())
 
 
 @pytest.mark.slow
