@@ -13,6 +13,7 @@ from ..tree.node import Node, parse_value  # noqa: E402
 from ..utils.atomic import atomic_open  # noqa: E402
 from ..core.columns import eval_columns, find_column  # noqa: E402
 from ..core.monitor import infer_mode  # noqa: E402
+from .plots import x_axis  # noqa: E402
 
 
 def baseline(node: Node, column: str) -> tuple[str, float] | None:
@@ -98,13 +99,14 @@ def compare_figure(root: Path, column: str, branches: list[str] | None = None):
         scored.sort(key=lambda t: (-t[0] if mode == "max" else t[0], t[1]))
         named = {node for _, _, node in scored[:TOP_K]} or {c[0] for c in curves[:TOP_K]}
     many = len(curves) > TOP_K
+    x = "step" if all(x_axis(series) == "step" for _, series, _ in curves) else "epoch"
     fig, ax = plt.subplots(figsize=(10, 5.5) if many else (8, 5))
     drawn, others = [], 0
     for node, series, fork in curves:  # the others first, beneath the named
         if node in named:
             continue
         others += 1
-        ax.plot([r["epoch"] for r in series], [r[column] for r in series], color="0.7",
+        ax.plot([r[x] for r in series], [r[column] for r in series], color="0.7",
                 linewidth=0.6, alpha=0.6, zorder=1,
                 label=f"others ({len(curves) - len(named)} nodes)" if others == 1 else None)
         drawn.append(node.rel or ".")
@@ -112,10 +114,10 @@ def compare_figure(root: Path, column: str, branches: list[str] | None = None):
         if node not in named:
             continue
         label = node.rel or f"{root.name} (root)"
-        line, = ax.plot([r["epoch"] for r in series], [r[column] for r in series], label=label,
+        line, = ax.plot([r[x] for r in series], [r[column] for r in series], label=label,
                         marker="o" if len(series) < 30 else None, markersize=3, zorder=3)
         if fork is not None:
-            ax.plot([fork["epoch"]], [fork[column]], marker="D", color=line.get_color(), zorder=4)
+            ax.plot([fork[x]], [fork[column]], marker="D", color=line.get_color(), zorder=4)
         drawn.append(node.rel or ".")
     order = {n.rel or ".": i for i, n in enumerate(nodes)}
     drawn.sort(key=order.get)
@@ -123,7 +125,7 @@ def compare_figure(root: Path, column: str, branches: list[str] | None = None):
     # with other eval sets can have another).
     for (name, value) in sorted({b for n in nodes if (b := baseline(n, column)) is not None}):
         ax.axhline(value, linestyle="--", color="grey", label=f"{name} {value:.4f}")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(x)
     ax.set_ylabel(column)
     ax.set_title(f"{root.name}: {column}" + (f" ({len(curves)} nodes, the best {len(named)} "
                                              f"named)" if many else ""))

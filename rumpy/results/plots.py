@@ -27,12 +27,17 @@ def _pyplot():
     return plt
 
 
-def _series(rows: list[dict], column: str) -> tuple[list[int], list[float]]:
+def x_axis(rows: list[dict]) -> str:
+    """'step' for a step-based node's rows (its epochs are validation periods), else 'epoch'."""
+    return "step" if rows and all(r.get("step") not in (None, "") for r in rows) else "epoch"
+
+
+def _series(rows: list[dict], column: str, x: str = "epoch") -> tuple[list[int], list[float]]:
     xs, ys = [], []
     for row in rows:
         value = row.get(column)
         if value is not None and value == value:  # skip missing and NaN
-            xs.append(row["epoch"])
+            xs.append(row[x])
             ys.append(value)
     return xs, ys
 
@@ -72,15 +77,18 @@ class SummaryPlots:
         show its inherited epochs too, with the fork point marked. A plot that cannot be
         written does not keep the others from being written; its error is raised after them."""
         written, error = [], None
-        first = min((r["epoch"] for r in rows), default=1)
+        x = x_axis(rows)
+        if x == "step" and fork_epoch is not None:  # the fork drawn where its step is
+            fork_epoch = next((r["step"] for r in rows if r["epoch"] == fork_epoch), fork_epoch)
+        first = min((r[x] for r in rows), default=1)
         for name, cols in groups(columns).items():
-            data = {c: _series(rows, c) for c in cols}
+            data = {c: _series(rows, c, x) for c in cols}
             drawn = [c for c in cols if data[c][0]]
             if not drawn:
                 continue
             path = out_dir / f"{name}.png"
             layout = (tuple(drawn), tuple((c, baselines[c]) for c in cols if c in baselines),
-                      fork_epoch, first if fork_epoch is not None else None, baseline_name)
+                      fork_epoch, first if fork_epoch is not None else None, baseline_name, x)
             figure = self._figures.get(path)
             if figure is None or figure.layout != layout:
                 if figure is not None:
@@ -106,7 +114,7 @@ class SummaryPlots:
 
     @staticmethod
     def _build(name: str, layout: tuple) -> _Figure:
-        drawn, baselines, fork_epoch, first, baseline_name = layout
+        drawn, baselines, fork_epoch, first, baseline_name, x = layout
         fig, ax = _pyplot().subplots(figsize=_SIZE)
         fig.subplots_adjust(**_MARGINS)
         lines = {col: ax.plot([], [], markersize=3, label=col)[0] for col in drawn}
@@ -115,14 +123,14 @@ class SummaryPlots:
         if fork_epoch is not None:
             ax.axvspan(first - 0.5, fork_epoch, color="grey", alpha=0.12,
                        label="inherited from parent")
-            ax.axvline(fork_epoch, color="black", linestyle=":", label=f"fork at epoch {fork_epoch}")
-        ax.set_xlabel("epoch")
+            ax.axvline(fork_epoch, color="black", linestyle=":", label=f"fork at {x} {fork_epoch}")
+        ax.set_xlabel(x)
         ax.set_ylabel(name)
         if name == "learning_rate":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         ax.grid(alpha=0.3)
         ax.legend()
-        ax.set_title(f"{name} per epoch")
+        ax.set_title(f"{name} per {'validation' if x == 'step' else 'epoch'}")
         return _Figure(layout, fig, ax, lines)
 
     def close(self) -> None:
