@@ -62,7 +62,10 @@ def trial_cells(sweep: Sweep, number: int, params: dict, attrs: dict) -> list[Tr
             node = Node(sweep.folder / root_name(number, seed), "")
             cfg = sweep.config(Cell(node.root.name, params, seed))
         if source is not None:
-            cfg.training.num_epochs = int(attrs[NUM_EPOCHS])
+            t = cfg.training
+            t.num_epochs = int(attrs[NUM_EPOCHS])
+            if t.num_iterations:  # a step-based search: its epochs are validation periods
+                t.num_iterations = t.num_epochs * t.eval_every_n_steps
         cfg.sweep = {**cfg.sweep, "trial": number, "cell": node.root.name}
         out.append(TrialCell(seed, node, cfg))
     return out
