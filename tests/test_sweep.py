@@ -163,6 +163,19 @@ def test_two_sweep_processes_share_the_cells(write_config, tmp_path):
         assert json.loads((folder / name / "status.json").read_text())["state"] == "finished"
 
 
+def test_slurm_without_slurm_is_one_line_before_anything_is_written(write_config, tmp_path,
+                                                                     caplog):
+    import shutil
+    if shutil.which("sbatch") and shutil.which("srun"):
+        pytest.skip("this machine has Slurm")
+    pytest.importorskip("submitit")
+    path = sweep_file(write_config, SMALL, num_epochs=1)
+    assert rumpy_main(["sweep", str(path), "--launcher", "slurm"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "no Slurm here" in errors[0], errors
+    assert not (tmp_path / "Results").exists()
+
+
 @pytest.mark.slow
 def test_workers_and_submitit_jobs_finish_every_cell(write_config, tmp_path):
     pytest.importorskip("submitit")

@@ -13,7 +13,7 @@ log = logging.getLogger("rumpy")
 
 def _sweep(args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..sweep.launch import ClusterOptions, run_local, run_submitit
+    from ..sweep.launch import ClusterOptions, launcher_problem, run_local, run_submitit
     from ..sweep.run import ManifestError, status_lines, write_manifest
     from ..sweep.spec import read_sweep
 
@@ -27,6 +27,11 @@ def _sweep(args: argparse.Namespace) -> int:
         return 2
     if args.promote is not None and sweep.search is None:
         log.error("--promote: %s is a grid, not a search", args.file)
+        return 2
+    problem = None if args.status or args.promote is not None else \
+        launcher_problem(args.launcher)
+    if problem:
+        log.error("%s", problem)
         return 2
     try:
         if args.status:

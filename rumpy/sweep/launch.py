@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +55,22 @@ def run_local(folder: Path, workers: int) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return max(codes, key=lambda c: (c != 0, abs(c)))
+
+
+def launcher_problem(launcher: str) -> str | None:
+    """Why this launcher cannot start here (checked before the sweep writes anything)."""
+    if launcher == "local":
+        return None
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        return (f"--launcher {launcher} needs submitit: pip install -c constraints.txt "
+                f"'.[cluster]'")
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if launcher == "slurm" and missing:
+        return (f"--launcher slurm: no Slurm here ({' and '.join(missing)} not found); run on a "
+                f"Slurm login node, or use --launcher local or submitit-local")
+    return None
 
 
 def run_submitit(folder: Path, workers: int, cluster: str, options: ClusterOptions) -> int:
