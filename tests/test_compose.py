@@ -156,3 +156,15 @@ def test_errors_found_after_loading_name_the_override_or_flag_that_set_the_key(w
     assert train_main(["--parameters", str(path), 'training.metrics=["PSNRX"]', "--num_epochs",
                        "1"]) == 2
     assert "override training.metrics=[\"PSNRX\"]: training.metrics: unknown metric" in caplog.text
+
+
+def test_a_sweep_cells_values_are_one_entry_of_the_chain(layered):
+    """The config.toml header lists what was composed: a sweep cell's several values once."""
+    from rumpy.config.load import config_text
+    _, exp = layered
+    values = {"model.internal_params.lr": ("sweep cell c1", 1e-3),
+              "training.seed": ("sweep cell c1", 4)}
+    cfg = load_config(exp, values=values)
+    assert cfg.chain.count("sweep cell c1") == 1
+    header = config_text(cfg).splitlines()[0]
+    assert header.endswith("< sweep cell c1"), header

@@ -80,6 +80,12 @@ def test_search_killed_resumed_pruned_promoted(write_config, tmp_path, caplog):
     # a killed node with a saved epoch continues in place (train.log gets a second start); one
     # killed during its start-up is started again in a fresh folder (one start)
     continued = {n for n in killed if list((folder / n / "saved_models").glob("epoch_*.pt"))}
+    # --status says what is true: the killed trials are stopped (nothing runs them), not running
+    from rumpy.sweep.run import status_lines
+    from rumpy.sweep.spec import read_sweep
+    lines = status_lines(read_sweep(path))
+    assert not any(line.endswith(": running") for line in lines), lines
+    assert any(": stopped" in line for line in lines), lines
 
     assert rumpy_main(["sweep", str(path), "--workers", "2"]) == 0
     study = optuna.load_study(study_name="sw", storage=optuna.storages.JournalStorage(
@@ -137,6 +143,9 @@ def test_search_killed_resumed_pruned_promoted(write_config, tmp_path, caplog):
     assert drop(rows(branch)) == drop(rows(ref))
     assert same_weights(weights(branch, 3), weights(ref, 3))
     assert status(folder / "trial=2,seed=1")["state"] == "pruned"  # the parent is untouched
+    lines = status_lines(read_sweep(path))
+    assert lines[0].startswith("sweep sw: 6 of 6 trials + 1 promoted;"), lines
+    assert "  trial 6: complete" in "\n".join(lines) and "(promoted from trial 2)" in lines[-1]
     # the search's table now lists the promoted trial too
     caplog.clear()
     assert rumpy_main(["table", str(folder)]) == 0

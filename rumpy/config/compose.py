@@ -30,7 +30,8 @@ class Composed:
 
     def merge(self, table: dict, label: str, base: Path, prefix: str = "") -> None:
         _merge(self.table, table, self, label, base, prefix)
-        self.chain.append(label)
+        if not self.chain or self.chain[-1] != label:  # a sweep cell's keys: one entry
+            self.chain.append(label)
 
     def origin(self, key_path: str, default: str) -> str:
         """The file or override that set `key_path` (or the table holding it)."""

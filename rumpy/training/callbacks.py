@@ -280,7 +280,9 @@ class EpochLog(Callback):
         run.progress.close()
         best = run.best
         if state == "interrupted":
-            log.warning("%s; continue with --continue_from_epoch last", run.stop_reason)
+            again = "the same `rumpy sweep` command again" if run.cfg.sweep else \
+                "--continue_from_epoch last"
+            log.warning("%s; continue with %s", run.stop_reason, again)
         elif state == "diverged":
             log.error("%s", run.stop_reason)
         elif best.best is None:
