@@ -123,6 +123,10 @@ def test_search_killed_resumed_pruned_promoted(write_config, tmp_path, caplog):
     capsys_tree = subprocess.run([sys.executable, "-m", "rumpy.cli.main", "tree",
                                   str(folder / "trial=2,seed=1")], capture_output=True, text=True)
     assert "[pruned]" in capsys_tree.stdout
+    whole = subprocess.run([sys.executable, "-m", "rumpy.cli.main", "tree", str(folder)],
+                           capture_output=True, text=True)  # the sweep folder: every trial
+    assert whole.returncode == 0 and all(f"trial={n},seed=1  [" in whole.stdout
+                                         for n in range(6)), whole.stdout + whole.stderr
 
     # promoting the pruned trial 2 to 3 epochs: a new trial, its node a branch of trial 2's,
     # equal to an uninterrupted 3-epoch run of the same settings

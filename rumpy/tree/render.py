@@ -73,9 +73,20 @@ def _describe(node: Node) -> str:
 
 
 def render_tree(root: Path) -> str:
+    """A run's tree; for a folder of runs (a sweep, Results/) every run's tree, one after the
+    other."""
     top = Node(root, "")
     if not top.exists():
-        raise FileNotFoundError(f"{root} is not a run folder (no config.toml)")
+        from .scan import start_nodes
+        runs = start_nodes(root) if root.is_dir() else []
+        if not runs:
+            raise FileNotFoundError(f"{root} is not a run folder (no config.toml) and holds "
+                                    f"none")
+        return "\n".join(_render(run) for run in runs)
+    return _render(top)
+
+
+def _render(top: Node) -> str:
     lines = [describe(top)]
 
     def walk(node: Node, prefix: str) -> None:
