@@ -187,6 +187,10 @@ def write_table(folder: Path, metrics: list[str] | None = None, at: str = "best"
     if by is None and (folder / "sweep.json").is_file() and _is_search(folder):
         from .search_table import write_search_table
 
+        if metrics or at != "best" or every_state:
+            log.warning("a search's table ranks its trials by the search's own metric: --metric, "
+                        "--at and --all apply with --by (a table of the trials' nodes by "
+                        "settings)")
         return write_search_table(folder, out)
     table, keys, metrics = build_table(folder, metrics, at, by, every_state)
     text = markdown(table, keys, metrics, at)
