@@ -83,6 +83,12 @@ def test_the_stream_is_the_epoch_runs_data_and_periods_count_steps(write_config,
     text = out.getvalue()
     assert "steps 1-3 (validations 1-3)" in text and "fork @ step 2" in text, text
     assert "at3  [finished]  fork @ step 3  steps 4-4" in text, text
+    import pandas as pd
+    assert rumpy_main(["export", str(node), "--format", "long", "-o",
+                       str(tmp_path / "long.csv")]) == 0
+    long = pd.read_csv(tmp_path / "long.csv")
+    assert {"step", "data-epoch"} <= set(long.columns)  # where a value is, not a metric
+    assert not set(long["metric"]) & {"step", "data-epoch"}
 
 
 def test_the_period_and_unit_are_kept_and_bad_step_keys_are_one_line(write_config, tmp_path,
@@ -113,6 +119,11 @@ def test_the_period_and_unit_are_kept_and_bad_step_keys_are_one_line(write_confi
                          '[model.internal_params]\nscheduler = "step_lr"\n'
                          'scheduler_params = { step_size = 2, interval = "epoch" }'),
             "model.internal_params.scheduler_params.interval", "expected 'step'")
+    for name in ("None", "Reduce_On_Plateau"):  # names in any case; neither has an interval
+        text = base.replace("[model.internal_params]",
+                            f'[model.internal_params]\nscheduler = "{name}"')
+        cfg = load_config(write_config(name="case.toml", text=text))
+        assert "interval" not in cfg.model.internal_params.scheduler_params
 
     def one_line(*flags: str, needle: str) -> None:
         caplog.clear()
@@ -128,6 +139,8 @@ def test_the_period_and_unit_are_kept_and_bad_step_keys_are_one_line(write_confi
              "training.eval_every_n_steps=0", "--num_epochs", "5",
              needle="counts its epochs in validation periods")
     one_line("--continue_from_step", "4", needle="4 steps are already done")
+    one_line("--continue_from_step", "2", "--new_branch", "data.batch_size=2",
+             needle="ended 1 data passes in; with this batch size")
     epochs = write_config(name="epochs.toml", extra_training='logging = "text"',
                           experiment="by_epoch")
     assert train(epochs) == 0
@@ -215,3 +228,21 @@ def test_a_step_counts_accumulated_batches(write_config, tmp_path):
     assert [r["data-epoch"] for r in rows(results / "tiny")] == ["1.0", "2.0"]
     for key, value in weights(results / "by_epoch", 2).items():
         assert torch.equal(weights(results / "tiny", 2)[key], value), key
+
+
+def test_a_gans_discriminator_schedule_counts_steps_too(write_config, tmp_path):
+    """Both networks' schedulers step per optimizer step in a step-based run: with step_size 2
+    (and 2 steps a validation) the generator's and the discriminator's rates halve after the
+    same step (the discriminator's counted validations before)."""
+    from test_gan import DISC, RRDB
+    text = step_config(write_config, 4, 2).read_text()
+    text = text.replace('name = "edsr"', 'name = "rrdbnet"').replace(
+        "num_features = 8\nnum_blocks = 1", RRDB).replace(
+        "[model.internal_params]", '[model.internal_params]\nscheduler = "step_lr"\n'
+                                   'scheduler_params = {step_size = 2, gamma = 0.5}')
+    path = write_config(name="gan.toml", text=text + DISC.replace("step_size = 1, gamma = 0.8",
+                                                                  "step_size = 2, gamma = 0.5"))
+    assert train(path) == 0
+    summary = rows(tmp_path / "Results" / "tiny")
+    rates = [(float(r["learning-rate"]), float(r["learning-rate-discriminator"])) for r in summary]
+    assert rates == [(1e-3, 1e-3), (5e-4, 5e-4)], rates  # the period's first step's rates

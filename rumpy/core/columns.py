@@ -129,7 +129,7 @@ def resolve(name: str, columns: list[str]) -> str:
 
 
 # Not metrics: left out of the columns an error lists.
-_NOT_METRICS = {"epoch", "inherited"}
+_NOT_METRICS = {"epoch", "inherited", *STEP_COLUMNS}
 
 
 def find_column(name: str, columns: list[str]) -> str:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..tree.node import DamagedNode, Node
 from ..core.monitor import infer_mode
-from ..core.columns import find_column
+from ..core.columns import STEP_COLUMNS, find_column
 
 log = logging.getLogger(__name__)
 ID_COLUMNS = ["experiment", "branch", "parent", "fork_epoch", "inherited", "epoch"]
@@ -51,20 +51,26 @@ def epochs_table(folder: Path) -> pd.DataFrame:
     if not records:
         return pd.DataFrame(columns=ID_COLUMNS)
     table = pd.DataFrame.from_records(records)
-    rest = [c for c in table.columns if c not in ID_COLUMNS]
-    return table[ID_COLUMNS + rest]
+    ids = _ids(table)
+    return table[ids + [c for c in table.columns if c not in ids]]
+
+
+def _ids(table: pd.DataFrame) -> list[str]:
+    """The columns that say where a row is (a step-based node's step and data-epoch too)."""
+    return ID_COLUMNS + [c for c in STEP_COLUMNS if c in table.columns]
 
 
 def long_table(wide: pd.DataFrame) -> pd.DataFrame:
     """One row per node, epoch and metric."""
-    values = [c for c in wide.columns if c not in ID_COLUMNS]
-    long = wide.melt(id_vars=ID_COLUMNS, value_vars=values, var_name="metric", value_name="value")
+    ids = _ids(wide)
+    values = [c for c in wide.columns if c not in ids]
+    long = wide.melt(id_vars=ids, value_vars=values, var_name="metric", value_name="value")
     return long.dropna(subset=["value"]).reset_index(drop=True)
 
 
 def best_table(wide: pd.DataFrame, metric: str, include_inherited: bool = False) -> pd.DataFrame:
     """One row per node: its best epoch by `metric` (own epochs unless include_inherited)."""
-    metric = find_column(metric, [c for c in wide.columns if c not in ID_COLUMNS])
+    metric = find_column(metric, [c for c in wide.columns if c not in _ids(wide)])
     higher = infer_mode(metric) == "max"
     pool = wide if include_inherited else wide[~wide["inherited"]]
     groups = pool.dropna(subset=[metric]).groupby(["experiment", "branch"], sort=False)[metric]

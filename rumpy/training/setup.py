@@ -246,6 +246,7 @@ def build_run(checked: Checked) -> Run:
                                    cfg.data.batch_size)
         except ValueError as exc:
             raise ConfigError(src, "data.batch_size", str(exc)) from None
+        _check_stream_position(cfg, plan, loaders.sampler)
     if dist.enabled:
         shard_train_loader(loaders, dist.rank, dist.world, cfg.data.batch_size)
     columns = summary_columns(task.summary_keys(), list(loaders.evals), t.log_grad,
@@ -308,6 +309,24 @@ def build_run(checked: Checked) -> Run:
                           f"without improving {early.column}); raise the patience to go on, or "
                           f"fork a branch")
     return run
+
+
+def _check_stream_position(cfg: RunConfig, plan: Plan, sampler) -> None:
+    """A step-based continue or branch starts where its checkpoint left the data stream: the
+    data passes made by then must be the ones its row recorded. A changed batch size,
+    accumulation or training set would start it elsewhere (repeating or skipping data)."""
+    row = next((r for r in plan.rows if r.get("epoch") == plan.start_epoch), None)
+    recorded = row.get("data-epoch") if row else None
+    if plan.start_epoch == 0 or recorded in (None, ""):
+        return
+    now = round(sampler.passes(plan.start_epoch), 4)
+    if abs(now - float(recorded)) > 1e-4:
+        raise ConfigError(cfg.source, "data.batch_size",
+                          f"step {plan.start_epoch * cfg.training.eval_every_n_steps} of "
+                          f"{plan.node.path} ended {float(recorded):g} data passes in; with this "
+                          f"batch size, accumulate_grad_batches and training data it would be "
+                          f"{now:g}: a step-based branch keeps them (the data stream would "
+                          f"repeat or skip samples)")
 
 
 def _development_modes(cfg: RunConfig, task: Task, loaders) -> None:
