@@ -246,3 +246,19 @@ def test_a_gans_discriminator_schedule_counts_steps_too(write_config, tmp_path):
     summary = rows(tmp_path / "Results" / "tiny")
     rates = [(float(r["learning-rate"]), float(r["learning-rate-discriminator"])) for r in summary]
     assert rates == [(1e-3, 1e-3), (5e-4, 5e-4)], rates  # the period's first step's rates
+
+
+def test_trackers_draw_validations_at_their_step(write_config, tmp_path):
+    """TensorBoard's validation curves of a step-based run are on the optimizer-step axis of
+    its steps.csv curves, and a continue adds the new ones once each."""
+    from test_tracker_catch_up import _events
+    path = step_config(write_config, 4, 2, 'trackers = ["tensorboard"]\nlog_every_n_steps = 1')
+    assert train(path) == 0
+    assert train(path, "--continue_from_epoch", "last", "--num_iterations", "8") == 0
+    node = tmp_path / "Results" / "tiny"
+    counts = _events(node / "tensorboard")
+    psnr = sorted(step for (tag, step), n in counts.items() if tag == "val/chelsea/PSNR"
+                  for _ in range(n))
+    assert psnr == [2, 4, 6, 8]
+    steps = _events(node / "tensorboard" / "steps")
+    assert sorted(s for (tag, s) in steps if tag == "steps/train-loss") == list(range(1, 9))

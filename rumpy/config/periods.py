@@ -70,9 +70,12 @@ def resolve_periods(cfg: RunConfig) -> None:
         for key in STEP_KEYS:
             setattr(t, key, 0)
         origins = {k: v for k, v in origins.items() if v != "--dev"}
-    def layer(key: str) -> int:  # files in the order they compose; flags and overrides on top
+    def layer(key: str) -> float:  # the composition order: files < flags < overrides
         label = origins.get(f"training.{key}")
-        return cfg.chain.index(label) if label in cfg.chain else len(cfg.chain)
+        if label in cfg.chain:
+            return cfg.chain.index(label)
+        files = [c for c in cfg.chain if not c.startswith(("override ", "sweep cell"))]
+        return len(files) - 0.5  # a flag (--num_iterations): above the files, under overrides
 
     for key, step_key in EPOCH_KEYS.items():
         # an epoch key from a file this one is layered on (`defaults`) gives way to the steps

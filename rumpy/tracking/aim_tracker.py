@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from ..config.load import to_toml_dict
-from .registry import TRACKERS, Tracker, context, step_values
+from .registry import TRACKERS, Tracker, context, step_values, x_of
 
 log = logging.getLogger(__name__)
 _CLOSED: list = []
@@ -141,14 +141,14 @@ class AimTracker(Tracker):
                         self.hash, exc)
             return list(rows)
         return [row for row in rows if any(
-            ((info.metric, tuple(sorted(context(info).items()))), int(row["epoch"])) not in held
+            ((info.metric, tuple(sorted(context(info).items()))), x_of(row)) not in held
             for info, _ in self.columns(row))]
 
     def track_row(self, row: dict) -> None:
-        epoch = int(row["epoch"])
+        epoch, x = int(row["epoch"]), x_of(row)
         for info, value in self.columns(row):
             # NaN and inf are tracked as they are (a diverged run shows as a gap)
-            self._safe(self.run.track, value, name=info.metric, step=epoch, epoch=epoch,
+            self._safe(self.run.track, value, name=info.metric, step=x, epoch=epoch,
                        context=context(info))
 
     def track_steps(self, rows: list[dict]) -> None:

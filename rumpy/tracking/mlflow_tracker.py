@@ -1,6 +1,6 @@
 """One MLflow run per result-tree node, in the store at `training.mlflow_uri` (default
 sqlite:///<experiment_save_loc>/mlflow.db). Metric keys are the summary.csv columns (val-PSNR,
-train-loss, ...), step = epoch; params are the resolved config as dotted keys; tags record the
+train-loss, ...), step = epoch (a step-based run: its step); params are the resolved config as dotted keys; tags record the
 node: its folder, its parent's run (mlflow.parentRunId, so the UI nests a fork under its parent)
 and the fork epoch. An in-place continue reopens the node's run (its id is in status.json); a
 branch gets a new run that first receives the parent's history up to the fork. A node's run is
@@ -12,13 +12,13 @@ import logging
 import time
 from pathlib import Path
 
-from .registry import TRACKERS, Tracker, step_values
+from .registry import TRACKERS, Tracker, step_values, x_of
 
 log = logging.getLogger(__name__)
 
 NODE_TAG = "rumpy.node"           # the node's folder (absolute)
 STATUS_KEY = "mlflow_run_id"
-_NOT_METRICS = ("epoch", "inherited")
+_NOT_METRICS = ("epoch", "inherited", "step")  # a step-based row's step is its x
 _BATCH = 900                      # MLflow takes up to 1000 metrics per log_batch call
 
 
@@ -76,8 +76,10 @@ class MLflowTracker(Tracker):
         if tracker is not None:
             tracker.status = {STATUS_KEY: tracker.run_id}
             tracker.track_rows(plan.rows)
+            t = cfg.training
+            start = plan.start_epoch * (t.eval_every_n_steps if t.num_iterations else 1)
             later = sorted({s for key, steps in tracker.logged.items() for s in steps
-                            if s > plan.start_epoch and not key.startswith("steps/")})
+                            if s > start and not key.startswith("steps/")})
             if later:  # an interrupted process logged epochs past its last checkpoint
                 log.warning("MLflow run %s already has epochs %s (logged after the checkpoint "
                             "this run continues from); MLflow keeps those values, summary.csv "
@@ -164,14 +166,14 @@ class MLflowTracker(Tracker):
         now = int(time.time() * 1000)
         metrics = []
         for row in rows:
-            epoch = int(row["epoch"])
+            x = x_of(row)
             for key, value in row.items():
                 if key in _NOT_METRICS or value is None or isinstance(value, str):
                     continue
-                if epoch in self.logged.setdefault(key, set()):
+                if x in self.logged.setdefault(key, set()):
                     continue
-                self.logged[key].add(epoch)
-                metrics.append(Metric(key, float(value), now, epoch))
+                self.logged[key].add(x)
+                metrics.append(Metric(key, float(value), now, x))
         for i in range(0, len(metrics), _BATCH):
             self._safe(self.client.log_batch, self.run_id, metrics=metrics[i:i + _BATCH])
 

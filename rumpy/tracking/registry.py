@@ -60,6 +60,13 @@ class Tracker:
 STEP_KEYS = ("step", "epoch", "batch", "inherited")
 
 
+def x_of(row: dict) -> int:
+    """A summary row's place on the trackers' x axis: the epoch, or a step-based run's step
+    (so its validation curves and its steps.csv curves share one axis)."""
+    step = row.get("step")
+    return int(float(step)) if step not in (None, "") else int(row["epoch"])
+
+
 def step_values(row: dict):
     """(column, value) of a steps.csv row's measured values (numbers, or the strings a
     steps.csv read back holds)."""

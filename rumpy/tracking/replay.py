@@ -13,6 +13,7 @@ from ..config.compose import read_toml
 from ..tree.lock import NodeLock, NodeLockedError
 from ..tree.node import DamagedNode, Node
 from ..tree.scan import start_nodes
+from .registry import x_of
 
 log = logging.getLogger(__name__)
 TARGETS = ("mlflow", "tensorboard", "aim")
@@ -62,7 +63,7 @@ def _tensorboard(node: Node, config: dict, rows: list[dict], uri: str | None) ->
 
     folder = node.path / FOLDER
     done = last_epoch(folder)
-    todo = [r for r in rows if int(r["epoch"]) > done]
+    todo = [r for r in rows if x_of(r) > done]
     if not todo:
         return f"TensorBoard {folder}: up to date (epoch {done})"
     from torch.utils.tensorboard import SummaryWriter

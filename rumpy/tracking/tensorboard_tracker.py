@@ -1,6 +1,6 @@
 """TensorBoard event files per node, under <node>/tensorboard/, so `tensorboard --logdir Results`
 shows every tree (each node a run named by its path). Tags: train/loss, train/learning_rate,
-val/<set>/<metric>[/<target>], step = epoch. A branch's writer first receives the parent's rows
+val/<set>/<metric>[/<target>], step = epoch (a step-based run: its step). A branch's writer first receives the parent's rows
 up to the fork; a continued node's writer purges what an earlier process wrote after the epoch
 it continues from (TensorBoard's purge_step), so the curves never fork inside one run, and
 first receives the rows summary.csv has that the folder lacks (epochs a killed process or a
@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from ..core.declared import declare
-from .registry import TRACKERS, Tracker, context, step_values
+from .registry import TRACKERS, Tracker, context, step_values, x_of
 
 log = logging.getLogger(__name__)
 declare("node", "tensorboard", "the tensorboard tracker")
@@ -51,7 +51,8 @@ class TensorBoardTracker(Tracker):
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            first = run.plan.start_epoch + 1
+            t = run.cfg.training  # the x axis counts a step-based run's steps
+            first = run.plan.start_epoch * (t.eval_every_n_steps if t.num_iterations else 1) + 1
             writer = SummaryWriter(str(folder), purge_step=None if fresh else first)
         except Exception as exc:
             log.warning("TensorBoard tracking is off for this run (%s: %s); CSV and PNG logging "
@@ -66,7 +67,7 @@ class TensorBoardTracker(Tracker):
         # the epochs its folder lacks
         done = 0 if fresh else last_epoch(folder)
         for row in run.plan.rows:
-            if int(row["epoch"]) > done:
+            if x_of(row) > done:
                 tracker.track_row(row)
         done = 0 if steps_fresh else last_epoch(steps)  # its x axis counts steps
         from ..core.steps import read_steps
@@ -76,9 +77,9 @@ class TensorBoardTracker(Tracker):
         return tracker
 
     def track_row(self, row: dict) -> None:
-        epoch = int(row["epoch"])
+        x = x_of(row)
         for info, value in self.columns(row):
-            self._safe(self.writer.add_scalar, tag(info), value, epoch)
+            self._safe(self.writer.add_scalar, tag(info), value, x)
         self._safe(self.writer.flush)
 
     def track_steps(self, rows: list[dict]) -> None:
