@@ -182,8 +182,8 @@ def _resume_point(node: Node, choice, cfg: RunConfig, plan: Plan) -> tuple[int, 
     path = node.checkpoint_for(choice)
     if path is None:
         kept = sorted(node.saved_epochs())
-        every = cfg.training.eval_every_n_steps if step_based(cfg.training) else 0
-        if every:  # a step-based node's epochs are validation periods: said in steps
+        every = cfg.training.eval_every_n_steps if cfg.training.continue_from_step else 0
+        if every:  # asked for a step: said in steps
             raise TreeError(f"training.continue_from_step: {node.path} has no checkpoint of step "
                             f"{choice * every} (saved steps: "
                             f"{', '.join(str(e * every) for e in kept) or 'none'})")
