@@ -19,6 +19,7 @@ from rumpy.cli.train import main as train_main
 from rumpy.config import ConfigError, load_config
 from rumpy.data.loaders import EpochSampler
 from rumpy.training import trainer
+from rumpy.training.setup import check_semantics
 from test_steps import no_step_timing, steps_rows
 
 
@@ -98,7 +99,7 @@ def test_the_period_and_unit_are_kept_and_bad_step_keys_are_one_line(write_confi
     def refused(text: str, key: str, needle: str) -> None:
         bad = write_config(name="bad.toml", text=text)
         with pytest.raises(ConfigError) as info:
-            load_config(bad)
+            check_semantics(load_config(bad))  # what training checks before writing
         assert info.value.key_path == key and needle in str(info.value), str(info.value)
 
     base = path.read_text()
@@ -123,6 +124,7 @@ def test_the_period_and_unit_are_kept_and_bad_step_keys_are_one_line(write_confi
         text = base.replace("[model.internal_params]",
                             f'[model.internal_params]\nscheduler = "{name}"')
         cfg = load_config(write_config(name="case.toml", text=text))
+        check_semantics(cfg)
         assert "interval" not in cfg.model.internal_params.scheduler_params
 
     def one_line(*flags: str, needle: str) -> None:

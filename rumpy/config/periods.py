@@ -110,28 +110,6 @@ def resolve_periods(cfg: RunConfig) -> None:
                                               f"saved (a multiple of eval_every_n_steps = "
                                               f"{every}), got {t.continue_from_step}")
         t.continue_from_epoch = t.continue_from_step // every
-    _schedules_in_steps(cfg, "model.internal_params", cfg.model.internal_params)
-    if getattr(cfg.model, "discriminator", None) is not None:  # a GAN's other network
-        _schedules_in_steps(cfg, "model.discriminator", cfg.model.discriminator)
-
-
-def _schedules_in_steps(cfg: RunConfig, table: str, section) -> None:
-    """A step-based run's schedulers count optimizer steps: `interval = "step"` unless given,
-    and "epoch" refused (a plateau scheduler steps per validation; none has no interval)."""
-    from ..core.optim import SCHEDULERS
-
-    name = str(section.scheduler or "none").lower()
-    spec = SCHEDULERS.get(name) if name in SCHEDULERS else None
-    if spec is None or spec.cls is None or spec.interval == "plateau":
-        return  # unknown names are refused by the registry checks, with their own message
-    params = section.scheduler_params if section.scheduler_params is not None else {}
-    interval = params.get("interval", "step")
-    if interval == "epoch":
-        key = f"{table}.scheduler_params.interval"
-        raise ConfigError(cfg.origins.get(key, cfg.source), key,
-                          "expected 'step': a step-based run's schedule counts optimizer "
-                          "steps (milestones, step_size, T_max in steps)")
-    section.scheduler_params = {**params, "interval": interval}
 
 
 def _divisor(n: int) -> int:

@@ -174,3 +174,27 @@ class GroupSettings:
     every: int = 1          # steps every N iterations
     start_step: int = 0     # and only once this many iterations were taken
     trainable: bool = True  # false: frozen (used, never stepped)
+
+
+def schedules_in_steps(cfg) -> None:
+    """A step-based run's schedulers (the model's and a GAN discriminator's) count optimizer
+    steps: `interval = "step"` unless given, and "epoch" refused (a plateau scheduler steps
+    per validation; 'none' has no interval). Unknown names are left to the registry checks."""
+    from ..config import ConfigError
+
+    sections = [("model.internal_params", cfg.model.internal_params)]
+    if getattr(cfg.model, "discriminator", None) is not None:  # a GAN's other network
+        sections.append(("model.discriminator", cfg.model.discriminator))
+    for table, section in sections:
+        name = str(section.scheduler or "none").lower()
+        spec = SCHEDULERS.get(name) if name in SCHEDULERS else None
+        if spec is None or spec.cls is None or spec.interval == "plateau":
+            continue
+        params = section.scheduler_params if section.scheduler_params is not None else {}
+        interval = params.get("interval", "step")
+        if interval == "epoch":
+            key = f"{table}.scheduler_params.interval"
+            raise ConfigError(cfg.origins.get(key, cfg.source), key,
+                              "expected 'step': a step-based run's schedule counts optimizer "
+                              "steps (milestones, step_size, T_max in steps)")
+        section.scheduler_params = {**params, "interval": interval}

@@ -36,7 +36,8 @@ from .handler import NetworkHandler, select_device
 from .init_weights import load_init_weights
 from ..core.losses import check_loss
 from ..core.monitor import Monitor, infer_mode
-from ..core.optim import OPTIMIZERS, SCHEDULERS, check_params, optimizer_problem, scheduler_problem
+from ..core.optim import (OPTIMIZERS, SCHEDULERS, check_params, optimizer_problem,
+                          scheduler_problem, schedules_in_steps)
 from .precision import checkpoint_precision, configure_backends, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ def check_semantics(cfg: RunConfig) -> Task:
     """Checks against the registries (task, model, optimizer, scheduler, loss, metrics,
     trackers); returns the task."""
     src, p = cfg.source, cfg.model.internal_params
+    if cfg.training.num_iterations:
+        schedules_in_steps(cfg)
     task = TASKS.get(cfg.task)(cfg)
     task.check_config()
     optimizer = _lookup(cfg, OPTIMIZERS, p.optimizer, f"{IP}.optimizer")
