@@ -22,6 +22,11 @@ TINY = {
     "qhan": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
     "qsan": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
     "rrdbnet": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},  # x2 and x4 (as published)
+    # face SR on the upsampled image (tests/test_sparnet.py)
+    "sparnet": {"min_ch": 4, "max_ch": 8, "in_size": 32, "out_size": 32, "res_depth": 0,
+                "bottleneck_size": 16},
+    "qsparnet": {"min_ch": 4, "max_ch": 8, "in_size": 32, "out_size": 32, "res_depth": 0,
+                 "bottleneck_size": 16},
     # blind with its own metadata estimator (forward(x); tests/test_dan.py)
     "dan": {"mode": "v1QRCAN", "nf": 8, "loop": 2, "n_resgroups": 1, "n_resblocks": 1,
             "estimator_nf": 8, "estimator_blocks": 1},

@@ -44,6 +44,13 @@ class CheckedSet:
         return len(self.keys)
 
 
+# The original tool's configs for pre-upsampling models (srcnn, vdsr, sparnet) point `lr` at
+# bicubic-upscaled copies (e.g. lr_blurred_interp).
+_PRE_UPSCALED = ("; these LR images look upscaled already: give the LR images themselves, the "
+                 "models that take an upsampled input (srcnn, vdsr, sparnet) upscale them "
+                 "(bicubic, as MATLAB)")
+
+
 def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> CheckedSet:
     src = cfg.source
     where = f"data.{section}.{label}"
@@ -88,7 +95,9 @@ def _check_set(cfg: RunConfig, section: str, label: str, ds: PairedSet) -> Check
             raise ConfigError(src, where, f"cannot use image: {exc}") from None
         if not (lh * scale <= hh < (lh + 1) * scale and lw * scale <= hw < (lw + 1) * scale):
             raise ConfigError(src, where, f"LR {p.lr} ({lw}x{lh}) and HR {p.hr} ({hw}x{hh}): "
-                                          f"expected HR = LR x {scale} ({lw * scale}x{lh * scale})")
+                                          f"expected HR = LR x {scale} ({lw * scale}x{lh * scale})"
+                                          + (_PRE_UPSCALED if (lh, lw) == (hh, hw) and scale > 1
+                                             else ""))
         lr_sizes.append((lh, lw))
         hr_sizes.append((lh * scale, lw * scale))
     for i in getattr(ds, "val_example_indices", []):
