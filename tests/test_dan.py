@@ -4,6 +4,7 @@ exactly from an epoch and from a mid-epoch stop; the original's state-dict names
 refused before anything is written; ignore_degradation_location with the original's meaning."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,27 @@ def test_original_state_dict_names():
             "Restorer.fusion.weight", "Restorer.upscale.0.weight"} <= set(v1.state_dict())
 
 
+def test_v1qhan_names_and_training(iso, tmp_path):
+    """mode 'v1QHAN': the original's DANv1QHAN layout (its QHAN: the Q-RCAN groups, the closing
+    convolution as body.<groups>, layer attention `la` over every group's output, channel-spatial
+    attention `csa`, `last_conv`, `last`); outputs equal to the original's were checked with its
+    code for 10 groups (the only count its QHAN builds). Trains blind like v1QRCAN."""
+    params = {"mode": "v1QHAN", "nf": 8, "n_resgroups": 2, "n_resblocks": 1,
+              "selective_meta_blocks": [True, False], "num_q_layers_inner_residual": 1}
+    names = set(build_model("dan", params, scale=4, num_metadata=10).state_dict())
+    for name in ("Restorer.head.0.weight", "Restorer.body.0.body.0.q_node.attribute_integrator.0.weight",
+                 "Restorer.body.1.final_body.weight", "Restorer.body.2.weight",
+                 "Restorer.la.gamma", "Restorer.csa.conv.weight", "Restorer.csa.gamma",
+                 "Restorer.last_conv.weight", "Restorer.last.weight", "Restorer.tail.1.weight",
+                 "Estimator.out.weight"):
+        assert name in names, name
+    path = config(iso, tmp_path, params=TINY.replace("'v1QRCAN'", "'v1QHAN'"), epochs=2)
+    assert train(path) == 0
+    got = rows(tmp_path / "Results" / "dan")
+    assert len(got) == 2 and all(float(r["val-estimator-error"]) > 0 for r in got)
+    assert math.isfinite(float(got[-1]["val-PSNR"]))
+
+
 def test_original_checkpoint_loads_through_init_weights(iso, tmp_path):
     """A file saved the original's way ({'network': state_dict, 'model_name': 'dan'})."""
     path = config(iso, tmp_path, epochs=1)
@@ -219,7 +241,9 @@ def test_original_checkpoint_loads_through_init_weights(iso, tmp_path):
 
 @pytest.mark.parametrize("change, key, message", [
     (("mode = 'v1QRCAN'", "mode = 'v2'"), "model.internal_params.mode",
-     "DANv2 .* not built"),
+     "DANv2 estimates the full blur kernel"),
+    (("mode = 'v1QRCAN'", "mode = 'v1QELAN'"), "model.internal_params.mode",
+     "ELAN is not a rumpy model"),
     (("kernel_size = 9", "kernel_size = 21"), "model.internal_params.kernel_size",
      "kernels are 9x9"),
     (("selective_meta_blocks = [true, false]", "selective_meta_blocks = [true]"),

@@ -6,19 +6,22 @@ training sets' metadata (the blur kernel's PCA code) and scores the estimator at
 
 Module and parameter names are the original tool's (its DANv1.py / DANv1Models.py: `Restorer.`,
 `Estimator.`, buffers `encoder`, `init_kernel`, `init_ker_map`, QRCAN's `head`/`body`/`tail`), so
-its checkpoints load through init_weights_path. Modes: 'v1' (DAN's own restorer) and 'v1QRCAN'
-(Q-RCAN with meta-attention, the original's rcan-dan.toml)."""
+its checkpoints load through init_weights_path. Modes: 'v1' (DAN's own restorer), 'v1QRCAN'
+(Q-RCAN with meta-attention, the original's rcan-dan.toml) and 'v1QHAN' (Q-HAN: the same groups
+with HAN's layer and channel-spatial attention, `body.<groups>` its closing convolution, `la`,
+`csa`, `last_conv`, `last` as the original's)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .han import ChannelSpatialAttention, LayerAttention
 from .registry import MODELS
 
-MODES = ("v1", "v1QRCAN")
+MODES = ("v1", "v1QRCAN", "v1QHAN")
 # the original's other modes, and why rumpy lacks them
-NOT_BUILT = {"v2": "DANv2 (the kernel itself as the estimate) is not built in rumpy",
-             "v1QHAN": "the original's Q-HAN restorer layout is not built in rumpy",
+NOT_BUILT = {"v2": "DANv2 estimates the full blur kernel and is trained on it, and rumpy degrade "
+                   "records kernels as PCA codes only (request_full_kernels)",
              "v1QELAN": "ELAN is not a rumpy model"}
 
 
@@ -195,6 +198,38 @@ class QRCANRestorer(nn.Module):
         return self.tail(self.final_body(res) + x)
 
 
+class QHANRestorer(nn.Module):
+    """The original's QHAN as DANv1QHAN builds it: QRCANRestorer's groups and layout, then HAN's
+    layer attention over every group's output and the closing convolution's (stacked newest
+    first, as the original concatenates them) beside channel-spatial attention on the last."""
+
+    def __init__(self, nf: int, scale: int, num_metadata: int, n_resgroups: int,
+                 n_resblocks: int, reduction: int, res_scale: float, selective: list,
+                 num_q_blocks: int, q_layers: int):
+        super().__init__()
+        rcan = QRCANRestorer(nf, scale, num_metadata, n_resgroups, n_resblocks, reduction,
+                             res_scale, selective, num_q_blocks, q_layers)
+        self.head, self.tail = rcan.head, rcan.tail
+        self.body = nn.ModuleList([*rcan.body, rcan.final_body])
+        self.csa = ChannelSpatialAttention()
+        self.la = LayerAttention()
+        self.last_conv = nn.Conv2d(nf * (n_resgroups + 1), nf, 3, 1, 1)
+        self.last = nn.Conv2d(nf * 2, nf, 3, 1, 1)
+
+    def forward(self, lr: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        x = self.head(lr)
+        res = x
+        code = code[:, :, None, None]
+        stack = []
+        for group in self.body[:-1]:
+            res = group(res, code)
+            stack.insert(0, res)
+        res = self.body[-1](res)
+        stack.insert(0, res)
+        layers = self.last_conv(self.la(torch.stack(stack, dim=1)).flatten(1, 2))
+        return self.tail(self.last(torch.cat([self.csa(res), layers], dim=1)) + x)
+
+
 @MODELS.register("dan", tasks=("sisr",))
 class DAN(nn.Module):
     supported_scales = (2, 3, 4)
@@ -223,7 +258,8 @@ class DAN(nn.Module):
         if mode == "v1":
             self.Restorer = Restorer(nf, nb, scale, num_metadata)
         else:
-            self.Restorer = QRCANRestorer(nf, scale, num_metadata, n_resgroups, n_resblocks,
+            restorer = QRCANRestorer if mode == "v1QRCAN" else QHANRestorer
+            self.Restorer = restorer(nf, scale, num_metadata, n_resgroups, n_resblocks,
                                           reduction, res_scale, selective_meta_blocks,
                                           num_q_layers_inner_residual, num_layers_in_q_layer)
         self.Estimator = Estimator(num_metadata, scale, estimator_nf, estimator_blocks)

@@ -39,7 +39,7 @@ class DANStep:
         if mode not in MODES:
             task.fail(f"{IP}.mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
         flags, groups = arch.get("selective_meta_blocks", []), arch.get("n_resgroups", 10)
-        if mode == "v1QRCAN" and flags and len(flags) != groups:
+        if mode != "v1" and flags and len(flags) != groups:
             task.fail(f"{IP}.selective_meta_blocks", f"expected one flag per residual group "
                                                      f"(n_resgroups = {groups}), got {len(flags)}")
 
