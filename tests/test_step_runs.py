@@ -264,3 +264,23 @@ def test_trackers_draw_validations_at_their_step(write_config, tmp_path):
     assert psnr == [2, 4, 6, 8]
     steps = _events(node / "tensorboard" / "steps")
     assert sorted(s for (tag, s) in steps if tag == "steps/train-loss") == list(range(1, 9))
+
+
+def test_the_report_draws_a_step_based_tree_in_steps(write_config, tmp_path):
+    """`rumpy report` of a step-based tree: rows, spans, the fork and the best validation at
+    their optimizer step, and step / data-epoch are positions, not metric curves."""
+    from rumpy.report.collect import collect
+
+    path = step_config(write_config, 4, 2)
+    assert train(path) == 0
+    assert train(path, "--continue_from_step", "2", "--new_branch", "--new_branch_name", "b",
+                 "--num_iterations", "6") == 0
+    report = collect(tmp_path / "Results", samples=False)
+    assert report["unit"] == "step"
+    root, branch = report["nodes"]
+    assert root["unit"] == branch["unit"] == "step"
+    assert [r[0] for r in root["rows"]] == [2, 4] and root["epochs"] == [2, 4]
+    assert branch["fork_epoch"] == 2 and branch["epochs"] == [4, 6]
+    assert [(r[0], r[1]) for r in branch["rows"]] == [(2, 1), (4, 0), (6, 0)]
+    assert branch["best"]["epoch"] in (4, 6)
+    assert not {"step", "data-epoch"} & set(root["columns"] + branch["columns"])

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ..config.compose import flatten, read_toml
-from ..core.columns import resolve
+from ..core.columns import STEP_COLUMNS, resolve
 from ..core.monitor import Monitor, infer_mode
 from ..tree.node import DamagedNode, Node
 from ..tree.scan import scan, start_nodes
@@ -139,18 +139,41 @@ def _node(node: Node, tree_id: str, root_config: dict, images: list[str] | None,
     except Exception as exc:  # a damaged config.toml still gets its node in the report
         log.warning("%s cannot be read (%s)", node.folder.config, exc)
         config = {}
-    columns = list(dict.fromkeys(c for r in rows for c in r if c not in ("epoch", "inherited")))
+    columns = list(dict.fromkeys(c for r in rows for c in r
+                                 if c not in ("epoch", "inherited", *STEP_COLUMNS)))
+    # A step-based run's validations are drawn at their optimizer step (its "epochs" are
+    # validation periods, a count no user set): every position below is in the node's unit.
+    at = _positions(rows)
+    record["unit"] = "step" if at else "epoch"
+    where = (lambda epoch: at.get(epoch, epoch)) if at else (lambda epoch: epoch)
     record["columns"] = columns
-    record["rows"] = [[r["epoch"], 1 if r.get("inherited") else 0] +
+    record["rows"] = [[where(r["epoch"]), 1 if r.get("inherited") else 0] +
                       [_finite(r.get(c)) for c in columns] for r in rows]
-    own = [r["epoch"] for r in rows if not r.get("inherited")]
+    own = [where(r["epoch"]) for r in rows if not r.get("inherited")]
     record["epochs"] = [own[0], own[-1]] if own else None
+    if record["fork_epoch"]:
+        record["fork_epoch"] = where(record["fork_epoch"])
     record["best"] = _best(node, rows, config) if rows else {}
+    if record["best"].get("epoch"):
+        record["best"]["epoch"] = where(record["best"]["epoch"])
     record["settings"] = _differing(config, root_config)
     record["stop_reason"] = node.status.get("stop_reason")
     record["eval"] = _eval_results(node)
     record["samples"] = _samples(node, images) if with_samples else []
+    for sample in record["samples"]:
+        if sample["epoch"] is not None:
+            sample["epoch"] = where(sample["epoch"])
     return record
+
+
+def _positions(rows: list[dict]) -> dict[int, int]:
+    """{epoch: optimizer step} of a step-based node's rows; empty for an epoch-based one."""
+    out = {}
+    for row in rows:
+        step = row.get("step")
+        if isinstance(step, (int, float)) and math.isfinite(step):
+            out[row["epoch"]] = int(step)
+    return out
 
 
 def _sweep_table(folder: Path) -> tuple[object, list[str], list[str]]:
@@ -215,5 +238,7 @@ def collect(folder: Path, images: list[str] | None = None, samples: bool = True)
                 pending = node.children() + pending  # depth first: a branch under its parent
             except OSError:
                 pass
+    units = {n.get("unit", "epoch") for n in nodes}
     return {"title": folder.resolve().name, "folder": str(folder.resolve()), "nodes": nodes,
+            "unit": units.pop() if len(units) == 1 else "epoch or step",
             "sweeps": _sweeps(folder.resolve())}

@@ -28,7 +28,7 @@ _PAGE = """<!DOCTYPE html>
 <main>
 <section class="controls">
   <input type="search" id="node-filter" placeholder="filter nodes (name or state)" aria-label="filter nodes">
-  <label class="metric"><input type="checkbox" id="show-inherited" checked> inherited epochs</label>
+  <label class="metric"><input type="checkbox" id="show-inherited" checked> inherited curves</label>
   <div id="metric-pick"></div>
 </section>
 <section><h2>Result tree</h2><div class="scroll" id="tree"></div></section>

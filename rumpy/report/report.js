@@ -7,6 +7,9 @@
   var PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                  "#7f7f7f", "#bcbd22", "#17becf"];
   var nodes = DATA.nodes;
+  // positions are epochs, or optimizer steps for a step-based run (collect.py)
+  var UNIT = DATA.unit || "epoch";
+  function unitOf(n) { return n.unit || "epoch"; }
   var byId = {};
   nodes.forEach(function (n, i) {
     n.colour = i < PALETTE.length ? PALETTE[i] : "hsl(" + ((i * 137.5) % 360) + ",60%,45%)";
@@ -96,7 +99,7 @@
       s.appendChild(svg("line", { x1: x(t), x2: x(t), y1: top - 6, y2: height - 6, "class": "grid" }));
       s.appendChild(svg("text", { x: x(t), y: top - 10, "class": "tick", "text-anchor": "middle" }, t));
     });
-    s.appendChild(svg("text", { x: left - 16, y: top - 10, "class": "tick", "text-anchor": "end" }, "epoch"));
+    s.appendChild(svg("text", { x: left - 16, y: top - 10, "class": "tick", "text-anchor": "end" }, UNIT));
     var yOf = {};
     shown.forEach(function (n, i) { yOf[n.id] = top + i * row + row / 2; });
     shown.forEach(function (n) {
@@ -119,7 +122,7 @@
           g.appendChild(dot);
         }
       }
-      var info = "[" + (n.state || "?") + "] " + (n.epochs ? "epochs " + n.epochs[0] + "\u2013" + n.epochs[1] : "no epochs");
+      var info = "[" + (n.state || "?") + "] " + (n.epochs ? unitOf(n) + "s " + n.epochs[0] + "\u2013" + n.epochs[1] : "no epochs");
       if (n.best && n.best.value !== undefined && n.best.value !== null) {
         info += "  best " + n.best.column.replace(/^val-/, "") + " " + fmt(n.best.value) + " @ " + n.best.epoch;
       }
@@ -174,7 +177,7 @@
       s.appendChild(svg("line", { x1: X(t), x2: X(t), y1: T, y2: H - B, "class": "grid" }));
       s.appendChild(svg("text", { x: X(t), y: H - B + 16, "class": "tick", "text-anchor": "middle" }, t));
     });
-    s.appendChild(svg("text", { x: (L + W - R) / 2, y: H - 4, "class": "tick", "text-anchor": "middle" }, "epoch"));
+    s.appendChild(svg("text", { x: (L + W - R) / 2, y: H - 4, "class": "tick", "text-anchor": "middle" }, UNIT));
     s.appendChild(svg("rect", { x: L, y: T, width: W - L - R, height: H - T - B, "class": "frame" }));
     lines.forEach(function (l) {
       var n = l.node;
@@ -192,7 +195,7 @@
         g.appendChild(svg("path", { d: path(own), "class": "own", stroke: n.colour }));
         own.forEach(function (p) {
           var c = svg("circle", { cx: X(p.epoch), cy: Y(p.value), r: own.length > 40 ? 1.2 : 2.4, fill: n.colour });
-          c.appendChild(svg("title", {}, n.id + "  epoch " + p.epoch + ": " + fmt(p.value)));
+          c.appendChild(svg("title", {}, n.id + "  " + unitOf(n) + " " + p.epoch + ": " + fmt(p.value)));
           g.appendChild(c);
         });
       }
@@ -303,7 +306,7 @@
       cells.push({ text: lineage(n), cls: "lineage" });
       return { node: n.id, cells: cells };
     });
-    host.appendChild(table(["node", "state", "epochs", "fork", "best epoch"].concat(metricCols.map(function (c) { return c + " @ best"; })).concat(["settings \u2260 root", "lineage"]), rows, { cls: "nodes" }));
+    host.appendChild(table(["node", "state", UNIT + "s", "fork", "best " + UNIT].concat(metricCols.map(function (c) { return c + " @ best"; })).concat(["settings \u2260 root", "lineage"]), rows, { cls: "nodes" }));
   }
   function drawSweeps(host) {
     host.innerHTML = "";
@@ -357,7 +360,7 @@
       mine.forEach(function (s) {
         var fig = el("figure");
         fig.appendChild(el("img", { src: s.src, alt: n.id + " " + s.image, loading: "lazy" }));
-        fig.appendChild(el("figcaption", {}, s.epoch === null ? "over epochs" : "epoch " + s.epoch));
+        fig.appendChild(el("figcaption", {}, s.epoch === null ? "over " + unitOf(n) + "s" : unitOf(n) + " " + s.epoch));
         row.appendChild(fig);
       });
       block.appendChild(row);
