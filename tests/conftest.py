@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import signal
 import textwrap
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from rumpy.data.blur_set import build_blur_set
 from rumpy.data.images import write_png
 from rumpy.core.summary import TIMING_COLUMNS
 from rumpy.core.checkpoint import load_checkpoint
+
+# The tests that press Ctrl+C send SIGINT to the commands they start. A shell's background job
+# (`pytest &`, nohup) starts with SIGINT ignored and its children inherit that, and rumpy keeps an
+# ignored SIGINT ignored (as nohup asks): give the children the default a terminal gives.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # -- reading a node back (shared by the tree, regression and golden tests) ----------------------
