@@ -251,8 +251,8 @@ def test_a_gans_discriminator_schedule_counts_steps_too(write_config, tmp_path):
 
 
 def test_trackers_draw_validations_at_their_step(write_config, tmp_path):
-    """TensorBoard's validation curves of a step-based run are on the optimizer-step axis of
-    its steps.csv curves, and a continue adds the new ones once each."""
+    """TensorBoard's validation curves and sample images of a step-based run are on the
+    optimizer-step axis of its steps.csv curves, and a continue adds the new ones once each."""
     from test_tracker_catch_up import _events
     path = step_config(write_config, 4, 2, 'trackers = ["tensorboard"]\nlog_every_n_steps = 1')
     assert train(path) == 0
@@ -262,6 +262,9 @@ def test_trackers_draw_validations_at_their_step(write_config, tmp_path):
     psnr = sorted(step for (tag, step), n in counts.items() if tag == "val/chelsea/PSNR"
                   for _ in range(n))
     assert psnr == [2, 4, 6, 8]
+    # the sample images too: at the validations' steps, not at their period's index
+    images = {step for (tag, step) in counts if tag.startswith("samples/")}
+    assert images and images <= {2, 4, 6, 8}, images
     steps = _events(node / "tensorboard" / "steps")
     assert sorted(s for (tag, s) in steps if tag == "steps/train-loss") == list(range(1, 9))
 

@@ -157,7 +157,8 @@ class AimTracker(Tracker):
                 self._safe(self.run.track, value, name=column, step=int(row["step"]),
                            epoch=int(row["epoch"]), context={"subset": "step"})
 
-    def track_images(self, epoch: int, set_name: str, images: list) -> None:
+    def track_images(self, epoch: int, set_name: str, images: list,
+                     step: int | None = None) -> None:
         def track():
             from aim import Image
 
@@ -168,7 +169,8 @@ class AimTracker(Tracker):
                 img.encoderinfo = {**getattr(img, "encoderinfo", {}),
                                    "compress_level": COMPRESS_LEVEL}
             self.run.track([Image(img, caption=caption) for caption, img in images], name="samples",
-                           step=epoch, epoch=epoch, context={"subset": "val", "set": set_name})
+                           step=epoch if step is None else step, epoch=epoch,
+                           context={"subset": "val", "set": set_name})
         self._safe(track)
 
     def close(self) -> None:

@@ -195,10 +195,12 @@ class MLflowTracker(Tracker):
         for i in range(0, len(metrics), _BATCH):
             self._safe(self.client.log_batch, self.run_id, metrics=metrics[i:i + _BATCH])
 
-    def track_images(self, epoch: int, set_name: str, images: list) -> None:
+    def track_images(self, epoch: int, set_name: str, images: list,
+                     step: int | None = None) -> None:
+        at = f"epoch_{epoch}" if step is None else f"step_{step}"
         for caption, img in images:
             self._safe(self.client.log_image, self.run_id, img,
-                       artifact_file=f"samples/{set_name}/epoch_{epoch}/{caption}.png")
+                       artifact_file=f"samples/{set_name}/{at}/{caption}.png")
 
     def close(self, state: str = "FINISHED") -> None:
         self._safe(self.client.set_terminated, self.run_id, state)

@@ -47,8 +47,10 @@ class Tracker:
     def track_row(self, row: dict) -> None:
         raise NotImplementedError
 
-    def track_images(self, epoch: int, set_name: str, images: list) -> None:
-        """images: (caption, PIL image) pairs of one eval set."""
+    def track_images(self, epoch: int, set_name: str, images: list,
+                     step: int | None = None) -> None:
+        """images: (caption, PIL image) pairs of one eval set; `step` (a step-based run's only):
+        the validation's optimizer step, the x axis its curves use (x_of)."""
 
     def track_steps(self, rows: list[dict]) -> None:
         """steps.csv rows (training.log_every_n_steps), with the optimizer step as x axis."""

@@ -97,12 +97,14 @@ class TensorBoardTracker(Tracker):
                            int(row["step"]))
         self._safe(self._steps_writer.flush)
 
-    def track_images(self, epoch: int, set_name: str, images: list) -> None:
+    def track_images(self, epoch: int, set_name: str, images: list,
+                     step: int | None = None) -> None:
         import numpy as np
 
         for caption, img in images:
             self._safe(self.writer.add_image, f"samples/{set_name}/{caption}",
-                       np.asarray(img.convert("RGB")), epoch, dataformats="HWC")
+                       np.asarray(img.convert("RGB")), epoch if step is None else step,
+                       dataformats="HWC")
 
     def close(self) -> None:
         self._safe(self.writer.close)

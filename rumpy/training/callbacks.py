@@ -186,8 +186,8 @@ class Visuals(Background):
             return
         images = run.task.visuals(result)
         if images:
-            self.worker.submit(run, _visuals, epoch, run.folder.samples(epoch), images,
-                               label="Visuals")
+            self.worker.submit(run, _visuals, epoch, row.get("step"), run.folder.samples(epoch),
+                               images, label="Visuals")
 
 
 class Examples(Background):
@@ -239,12 +239,14 @@ def _track_steps(state, rows: list[dict]) -> None:
         tracker.track_steps(rows)
 
 
-def _visuals(state, epoch: int, folder, images: dict) -> None:
+def _visuals(state, epoch: int, step, folder, images: dict) -> None:
     from ..results.samples import save_images
 
+    # a step-based run's images sit at their optimizer step, beside its curves
+    at = {} if step in (None, "") else {"step": int(step)}
     for set_name, pictures in images.items():
         for tracker in state["trackers"]:
-            tracker.track_images(epoch, set_name, pictures)
+            tracker.track_images(epoch, set_name, pictures, **at)
         save_images(folder, set_name, pictures)
 
 
