@@ -276,8 +276,8 @@ def test_the_report_draws_a_step_based_tree_in_steps(write_config, tmp_path):
 
     path = step_config(write_config, 4, 2)
     assert train(path) == 0
-    assert train(path, "--continue_from_step", "2", "--new_branch", "--new_branch_name", "b",
-                 "--num_iterations", "6") == 0
+    assert train(path, "--continue_from_step", "2", "--new_branch", "--num_iterations", "6") == 0
+    assert (tmp_path / "Results" / "tiny" / "branch_step_2").is_dir()  # named in steps too
     report = collect(tmp_path / "Results", samples=False)
     assert report["unit"] == "step"
     root, branch = report["nodes"]

@@ -141,7 +141,7 @@ class TrainingConfig:
                            action=True, needs="continue_from_epoch")
     new_branch: bool = opt(False, "fork a new branch at continue_from_epoch", action=True,
                            needs="continue_from_epoch")
-    new_branch_name: str = opt("", "name of the new branch (default branch_epoch_<N>)", action=True,
+    new_branch_name: str = opt("", "name of the new branch (default branch_epoch_<N>, or branch_step_<N> in a step-based run)", action=True,
                                needs="new_branch")
     overwrite_data: bool = opt(False, "allow removing data: a node's epochs after the one continued "
                                       "from, or a whole existing run when starting fresh", action=True)

@@ -129,7 +129,9 @@ def apply_plan(plan: Plan, cfg: RunConfig) -> None:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         plan.created = True
-        log.info("new branch %s forked at epoch %d of %s", node.rel, plan.start_epoch,
-                 node.parent.path)
+        t = cfg.training
+        at = (f"step {plan.start_epoch * t.eval_every_n_steps}" if t.num_iterations
+              else f"epoch {plan.start_epoch}")
+        log.info("new branch %s forked at %s of %s", node.rel, at, node.parent.path)
     else:
         atomic_write_text(node.folder.config, config_text(cfg))

@@ -352,7 +352,9 @@ def _plan_branch(cfg: RunConfig, root: Path, node: Node, diff: dict) -> Plan:
             raise TreeError(f"training.continue_from_epoch: the checksum of {fork_ckpt} is "
                             f"gone or empty") from None
     _start_from(plan, epoch, state, t)
-    name = t.new_branch_name or f"branch_epoch_{epoch}"
+    # named by where it starts, in the run's unit
+    name = t.new_branch_name or (f"branch_step_{epoch * t.eval_every_n_steps}"
+                                 if t.num_iterations else f"branch_epoch_{epoch}")
     problem = name_problem(name, branch=True) or (
         f"{name!r} is a name rumpy uses (not {', '.join(sorted(RESERVED))})"
         if name in RESERVED else None)
