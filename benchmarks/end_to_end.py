@@ -78,8 +78,8 @@ import rumpy.training.trainer as trainer
 from rumpy.training.handler import NetworkHandler
 from rumpy.tasks.sisr import SISRTask
 step, loop = NetworkHandler.train_step, trainer.train_epoch
-def train_step(self, batch):
-    loss = step(self, batch)
+def train_step(self, batch, *a, **k):
+    loss = step(self, batch, *a, **k)
     if marks.get("in_loop") and "first_step" not in marks:
         marks["first_step"] = time.time()
     return loss

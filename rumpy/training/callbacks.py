@@ -4,6 +4,7 @@ A new output is a new callback, never an edit of the loop."""
 from __future__ import annotations
 
 import logging
+import time
 
 from ..config.periods import where
 from ..core.columns import eval_columns
@@ -200,21 +201,41 @@ class Examples(Background):
                                dict(result.examples), label="Examples")
 
 
+# Plots are redrawn at most this often while a run trains (and always at its end): short epochs
+# would otherwise spend more CPU drawing than training (docs/performance.md, end to end).
+PLOT_INTERVAL = 30.0  # seconds
+
+
 class Plots(Background):
-    """The summary plots; a plot that the next epoch's replaces before it is drawn is skipped."""
+    """The summary plots: after the first epoch, then at most every PLOT_INTERVAL seconds, and
+    at the end of the run however it ends (finished, stopped early, interrupted); a plot that
+    the next one replaces before it is drawn is skipped."""
 
     def __init__(self, worker: OutputWorker | None = None, baseline: Baseline | None = None):
         super().__init__(worker)
         self.baseline = baseline or Baseline()
+        self._drawn_at: float | None = None
+        self._behind = False  # rows the plots do not show yet
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
-        if not output_due(run, epoch):
+        if not output_due(run, epoch) or run.cfg.training.logging != "visual":
             return
-        if run.cfg.training.logging == "visual":
-            fork = run.node.fork_epoch if run.node.rel else None
-            self.worker.submit(run, _plot, list(run.summary.rows), list(run.summary.columns),
-                               run.folder.outputs, dict(self.baseline.columns), fork,
-                               run.task.baseline_name, key="plots", label="Plots")
+        if self._drawn_at is not None and time.monotonic() - self._drawn_at < PLOT_INTERVAL \
+                and epoch != run.cfg.training.num_epochs:
+            self._behind = True
+            return
+        self._draw(run)
+
+    def on_end(self, run, state) -> None:
+        if self._behind:
+            self._draw(run)
+
+    def _draw(self, run) -> None:
+        self._drawn_at, self._behind = time.monotonic(), False
+        fork = run.node.fork_epoch if run.node.rel else None
+        self.worker.submit(run, _plot, list(run.summary.rows), list(run.summary.columns),
+                           run.folder.outputs, dict(self.baseline.columns), fork,
+                           run.task.baseline_name, key="plots", label="Plots")
 
 
 # -- jobs, run in the output worker: fn(state, *args) -------------------------------------------
