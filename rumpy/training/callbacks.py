@@ -28,6 +28,10 @@ class Callback:
         A callback that wants the run to stop returns why (a stop request); the loop decides.
         Callbacks keep their own state: they never write the Run."""
 
+    def last_outputs(self, run, state: str) -> None:
+        """The run ends; called on every callback before any `on_end`: submit the background
+        outputs held back for the end (the output worker is drained in `on_end`)."""
+
     def on_end(self, run, state: str) -> None:
         """The run ends: finished, stopped_early or interrupted."""
 
@@ -207,26 +211,29 @@ PLOT_INTERVAL = 30.0  # seconds
 
 
 class Plots(Background):
-    """The summary plots: after the first epoch, then at most every PLOT_INTERVAL seconds, and
-    at the end of the run however it ends (finished, stopped early, interrupted); a plot that
-    the next one replaces before it is drawn is skipped."""
+    """The summary plots: at most every PLOT_INTERVAL seconds of training, and at the end of the
+    run however it ends (finished, stopped early, interrupted); a plot that the next one replaces
+    before it is drawn is skipped."""
 
     def __init__(self, worker: OutputWorker | None = None, baseline: Baseline | None = None):
         super().__init__(worker)
         self.baseline = baseline or Baseline()
-        self._drawn_at: float | None = None
+        self._drawn_at = time.monotonic()
         self._behind = False  # rows the plots do not show yet
+
+    def on_start(self, run) -> None:
+        self._drawn_at = time.monotonic()
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
         if not output_due(run, epoch) or run.cfg.training.logging != "visual":
             return
-        if self._drawn_at is not None and time.monotonic() - self._drawn_at < PLOT_INTERVAL \
+        if time.monotonic() - self._drawn_at < PLOT_INTERVAL \
                 and epoch != run.cfg.training.num_epochs:
             self._behind = True
             return
         self._draw(run)
 
-    def on_end(self, run, state) -> None:
+    def last_outputs(self, run, state) -> None:
         if self._behind:
             self._draw(run)
 

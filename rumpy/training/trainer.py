@@ -156,6 +156,8 @@ def train(run: Run, callbacks: list[Callback] | None = None) -> str:
                 run.node.set_status(state=state, stop_reason=run.stop_reason,
                                     best=run.best_info())
             for callback in callbacks:
+                callback.last_outputs(run, state)
+            for callback in callbacks:
                 callback.on_end(run, state)
             return state
     except BaseException as exc:
