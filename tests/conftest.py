@@ -100,6 +100,7 @@ def tiny_toml(sets: dict[str, Path], save_loc: Path, cache_dir: Path, *, experim
         gpu = "off"
         metrics = ["PSNR", "SSIM"]
         num_samples = 1
+        output_interval_s = 0
         aim_track = {{aim}}
         {extra_training}
 

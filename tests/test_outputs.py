@@ -176,24 +176,28 @@ def test_a_superseded_job_is_skipped_and_a_dead_worker_only_warns(tmp_path, capl
 
 def test_plots_are_redrawn_at_most_every_interval_and_at_the_end(write_config, tmp_path,
                                                                  monkeypatch):
-    """Short epochs do not each pay for four PNG plots: at most every PLOT_INTERVAL seconds of
-    training, and at the end (here: epoch 5 of 5 only); with no interval, every epoch."""
-    from rumpy.training import callbacks
-
-    drawn = []
+    """Short epochs do not each pay for four PNG plots and the sample images: by default at
+    most every 30 s of training (output_interval_s), and at the end (here: epoch 5 of 5 only;
+    a Ctrl+C's end: tests above); with no interval, every epoch."""
+    drawn, images = [], []
     submit = OutputWorker.submit
 
     def counting(self, run, fn, *args, **kw):
         if kw.get("key") == "plots":
             drawn.append(list(args[0])[-1]["epoch"])  # the last row the plot shows
+        if kw.get("label") == "Visuals":
+            images.append(args[0])
         return submit(self, run, fn, *args, **kw)
 
     monkeypatch.setattr(OutputWorker, "submit", counting)
-    assert train_main(["--parameters", str(_config(write_config, 5))]) == 0
-    assert drawn == [5]
-    assert_outputs_complete(tmp_path / "Results" / "tiny")
-    drawn.clear()
-    monkeypatch.setattr(callbacks, "PLOT_INTERVAL", 0.0)
-    assert train_main(["--parameters", str(_config(write_config, 3)), "--experiment_name",
-                       "every"]) == 0
-    assert drawn == [1, 2, 3]
+    path = _config(write_config, 5)
+    path.write_text(path.read_text().replace("output_interval_s = 0\n", ""))
+    assert train_main(["--parameters", str(path)]) == 0
+    assert drawn == [5] and images == [5]
+    node = tmp_path / "Results" / "tiny"
+    assert sorted(p.name for p in (node / "result_outputs").glob("epoch_*_samples")) == \
+        ["epoch_5_samples"]
+    drawn.clear(), images.clear()
+    assert train_main(["--parameters", str(path), "--experiment_name", "every",
+                       "training.output_interval_s=0"]) == 0
+    assert drawn == images == [1, 2, 3, 4, 5]

@@ -188,6 +188,9 @@ class TrainingConfig:
                                          "(weights_N.pt); a fork from one starts a fresh optimizer")
     write_output_nth_epoch: int = opt(1, "sample images, scatter plots and summary plots every N "
                                          "validated epochs (and at the last)", minimum=1)
+    output_interval_s: float = opt(30.0, "and at most every this many seconds of training (and "
+                                         "at the end), so short epochs do not spend their CPU on "
+                                         "images; 0 = at every such epoch", minimum=0)
     init_weights_path: str = opt("", "start a new run from these weights: a node folder (its "
                                      "init_weights_epoch) or a .pt file; fresh optimizer",
                                  path=True)

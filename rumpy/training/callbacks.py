@@ -124,6 +124,26 @@ def output_due(run, epoch: int) -> bool:
     return epoch % every == 0 or epoch == run.cfg.training.num_epochs
 
 
+class Throttle:
+    """output_interval_s: an output made at most every so many seconds of training (and at the
+    last epoch); `waiting` says one was skipped since, for `last_outputs` to make at the end."""
+
+    def __init__(self):
+        self.since = time.monotonic()
+        self.waiting = False
+
+    def start(self) -> None:
+        self.since, self.waiting = time.monotonic(), False
+
+    def now(self, run, epoch: int) -> bool:
+        t = run.cfg.training
+        if epoch == t.num_epochs or time.monotonic() - self.since >= t.output_interval_s:
+            self.since, self.waiting = time.monotonic(), False
+            return True
+        self.waiting = True
+        return False
+
+
 class Background(Callback):
     """The public extension point for outputs that take time (drawing, encoding, a network
     call): subclass it and `self.worker.submit(run, fn, *args, key=...)` a module-level
@@ -184,15 +204,30 @@ class Trackers(Background):
 
 
 class Visuals(Background):
-    """The task's images of a validation (sample strips, scatter plots): saved and tracked."""
+    """The task's images of a validation (sample strips, scatter plots): saved and tracked, at
+    most every output_interval_s (the latest skipped ones at the end)."""
+
+    def __init__(self, worker: OutputWorker | None = None):
+        super().__init__(worker)
+        self.throttle = Throttle()
+        self.held: tuple | None = None
+
+    def on_start(self, run) -> None:
+        self.throttle.start()
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
         if result is None or not run.cfg.training.save_samples or not output_due(run, epoch):
             return
         images = run.task.visuals(result)
         if images:
-            self.worker.submit(run, _visuals, epoch, row.get("step"), run.folder.samples(epoch),
-                               images, label="Visuals")
+            self.held = (epoch, row.get("step"), run.folder.samples(epoch), images)
+            if self.throttle.now(run, epoch):
+                self.last_outputs(run, None)
+
+    def last_outputs(self, run, state) -> None:
+        if self.held is not None:
+            self.worker.submit(run, _visuals, *self.held, label="Visuals")
+            self.held = None
 
 
 class Examples(Background):
@@ -205,40 +240,30 @@ class Examples(Background):
                                dict(result.examples), label="Examples")
 
 
-# Plots are redrawn at most this often while a run trains (and always at its end): short epochs
-# would otherwise spend more CPU drawing than training (docs/performance.md, end to end).
-PLOT_INTERVAL = 30.0  # seconds
-
-
 class Plots(Background):
-    """The summary plots: at most every PLOT_INTERVAL seconds of training, and at the end of the
-    run however it ends (finished, stopped early, interrupted); a plot that the next one replaces
+    """The summary plots: at most every output_interval_s of training, and at the end of the run
+    however it ends (finished, stopped early, interrupted); a plot that the next one replaces
     before it is drawn is skipped."""
 
     def __init__(self, worker: OutputWorker | None = None, baseline: Baseline | None = None):
         super().__init__(worker)
         self.baseline = baseline or Baseline()
-        self._drawn_at = time.monotonic()
-        self._behind = False  # rows the plots do not show yet
+        self.throttle = Throttle()
 
     def on_start(self, run) -> None:
-        self._drawn_at = time.monotonic()
+        self.throttle.start()
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
-        if not output_due(run, epoch) or run.cfg.training.logging != "visual":
-            return
-        if time.monotonic() - self._drawn_at < PLOT_INTERVAL \
-                and epoch != run.cfg.training.num_epochs:
-            self._behind = True
-            return
-        self._draw(run)
+        if output_due(run, epoch) and run.cfg.training.logging == "visual" \
+                and self.throttle.now(run, epoch):
+            self._draw(run)
 
     def last_outputs(self, run, state) -> None:
-        if self._behind:
+        if self.throttle.waiting:
+            self.throttle.waiting = False
             self._draw(run)
 
     def _draw(self, run) -> None:
-        self._drawn_at, self._behind = time.monotonic(), False
         fork = run.node.fork_epoch if run.node.rel else None
         self.worker.submit(run, _plot, list(run.summary.rows), list(run.summary.columns),
                            run.folder.outputs, dict(self.baseline.columns), fork,
