@@ -8,25 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from rumpy.catalog import load_config
 from rumpy.cli.main import main as rumpy_main
 from rumpy.cli.train import main as train_main
 from rumpy.data.images import write_png
 from rumpy.models import build_model
 from conftest import rows
+from test_original_configs import PIPELINE as BLUR  # the shipped kernel pipeline, small kernels
 
-BLUR = """\
-pipeline = [['srmdgaussianblur', 'b-config'], ['downsample', 'd-config']]
-[deg_configs]
-[deg_configs.d-config]
-scale = 4
-[deg_configs.b-config]
-request_pca_kernels = true
-request_full_kernels = false
-request_kernel_metadata = true
-random = true
-kernel_size = 7
-"""
 
 # Documentation/sample_config_files/celebahq/{sparnet,q-sparnet}.toml as shipped; {size} marks
 # the only lines added (the network made small for 32x32 faces on a CPU).
