@@ -263,6 +263,7 @@ def _contrastive(table: dict, out: Translation) -> None:
             t.pop("run_eval")
             out.notes.append("training.run_eval: the eval sets are always encoded and scored "
                              "(knn_accuracy, result_outputs/encodings_epoch_N.csv)")
+    if name in CONTRASTIVE_MODELS:
         params = model.get("internal_params") if isinstance(model.get("internal_params"),
                                                            dict) else {}
         if params.get("labelling_strategy") == "half_precision":  # the original's older name
