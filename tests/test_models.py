@@ -30,6 +30,8 @@ TINY = {
     # blind with its own metadata estimator (forward(x); tests/test_dan.py)
     "dan": {"mode": "v1QRCAN", "nf": 8, "loop": 2, "n_resgroups": 1, "n_resblocks": 1,
             "estimator_nf": 8, "estimator_blocks": 1},
+    # blind on a frozen contrastive encoder (forward(x); tests/test_contrastive.py)
+    "contrastiveblindqrcan": {"n_feats": 8, "n_resgroups": 2, "n_resblocks": 1, "reduction": 4},
 }
 
 

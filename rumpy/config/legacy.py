@@ -109,6 +109,21 @@ _MODEL_FIXED = {
     "qedsr": {"include_q_layer": (True, "false is plain EDSR: use name = 'edsr'")},
     "dan": {"style": ("standard", "the QRCAN restorer of the original's DAN configs"),
             "include_q_layer": (True, "the restorer is conditioned on the estimated code")},
+    "contrastiveblindqrcan": {
+        "style": ("standard", "the QRCAN of the original's rcan-supmoco config"),
+        "include_q_layer": (True, "the encoder's embedding reaches the network through them"),
+        "encoder_type": ("default", "DASR's encoder, as the contrastive task trains it"),
+        "encoder_freeze_mode": ("all", "the pre-trained encoder is frozen"),
+        "encoder_train_eval": ("eval", "the frozen encoder keeps its batch-norm statistics"),
+        "encoder_output_size": (256, "the encoder's embedding width"),
+        "combined_loss_mode": (None, "training the encoder with the SR network is not ported"),
+        "auxiliary_encoder_weights": (None, "a second encoder is not ported"),
+        "reducer_layer_sizes": (None, "the embedding reducer is not ported"),
+        "include_sft_layer": (False, "SFT conditioning is not ported"),
+        "srmd_mode": (False, "SRMD-style conditioning is not ported"),
+        "staggered_encoding": (False, "needs auxiliary encoders"),
+        "crop_count": (None, "used by combined_loss_mode only"),
+    },
 }
 
 
@@ -214,9 +229,92 @@ def _data(table: dict, out: Translation) -> None:
                     ds["degradation_metadata"] = ds.pop("qpi_values")
 
 
+# The original's contrastive encoders: their configs have no `task`; here task 'contrastive'
+# trains them (tasks/contrastive.py).
+CONTRASTIVE_MODELS = ("supmoco", "mococontrastive", "weakcon")
+# their handlers' options rumpy does not have, and why
+_CONTRASTIVE_REFUSED = {
+    "dropdown": "the dropdown MLP (a smaller vector regressed on the metadata) is not ported",
+    "include_direct_loss": "the dropdown MLP's direct metadata loss is not ported",
+    "direct_loss_only": "the dropdown MLP's direct metadata loss is not ported",
+    "dropdown_metadata_target": "the dropdown MLP is not ported",
+    "use_noise_injection": "noise injection into the weights is not ported",
+    "override_queue": "a fork that should restart the queue: start a new run instead",
+}
+
+
+def _contrastive(table: dict, out: Translation) -> None:
+    """The original's contrastive-encoder configs, and its online pipeline
+    ([data.online_pipeline] + a set's online_degradations = true: the set's `degradations`)."""
+    model = table.get("model") if isinstance(table.get("model"), dict) else {}
+    data = table.get("data") if isinstance(table.get("data"), dict) else {}
+    name = str(model.get("name", "")).lower()
+    if "task_type" in data:
+        data.pop("task_type")
+        out.notes.append("data.task_type: ignored; the task follows from the model (a "
+                         "contrastive encoder trains as task 'contrastive')")
+    if name in CONTRASTIVE_MODELS and "task" not in table:
+        table["task"] = "contrastive"
+        t = table.get("training") if isinstance(table.get("training"), dict) else {}
+        if t.pop("metrics", None):
+            out.notes.append("training.metrics: ignored for a contrastive encoder (PSNR/SSIM score "
+                             "SR images); its eval sets are scored by knn_accuracy")
+        if "run_eval" in t:
+            t.pop("run_eval")
+            out.notes.append("training.run_eval: the eval sets are always encoded and scored "
+                             "(knn_accuracy, result_outputs/encodings_epoch_N.csv)")
+    if name in CONTRASTIVE_MODELS:
+        params = model.get("internal_params") if isinstance(model.get("internal_params"),
+                                                           dict) else {}
+        if params.get("labelling_strategy") == "half_precision":  # the original's older name
+            params["labelling_strategy"] = "double_precision"
+        for key, why in _CONTRASTIVE_REFUSED.items():
+            if key in params:
+                given = params.pop(key)
+                if given not in (None, False, ""):
+                    out.problems.append((f"model.internal_params.{key}", f"{why}; remove it"))
+    pipeline = data.pop("online_pipeline", None)
+    users = []
+    for section in ("training_sets", "eval_sets"):
+        for label, ds in (data.get(section) or {}).items():
+            if not isinstance(ds, dict) or "online_degradations" not in ds:
+                continue
+            where = f"data.{section}.{label}.online_degradations"
+            if not ds.pop("online_degradations"):
+                continue
+            if section == "eval_sets":
+                out.problems.append((where, "eval sets are fixed images: degrade them once with "
+                                            "rumpy degrade and give lr"))
+            elif not isinstance(pipeline, dict):
+                out.problems.append((where, "true needs the [data.online_pipeline] table (its "
+                                            "pipeline and step tables)"))
+            else:
+                users.append(ds)
+    if isinstance(pipeline, dict):
+        configs = dict(pipeline.get("deg_configs") or {})
+        configs.update({k: v for k, v in pipeline.items()
+                        if k not in ("pipeline", "deg_configs") and isinstance(v, dict)})
+        others = [k for k, v in pipeline.items()
+                  if k not in ("pipeline", "deg_configs") and not isinstance(v, dict)]
+        for key in others:
+            out.problems.append((f"data.online_pipeline.{key}", "an online pipeline takes "
+                                                                "pipeline and step tables only "
+                                                                "(the scale is the model's, the "
+                                                                "seed the run's)"))
+        for ds in users:
+            ds.setdefault("degradations", {"pipeline": pipeline.get("pipeline"),
+                                           "deg_configs": configs})
+        if not users:
+            out.notes.append("data.online_pipeline: no training set sets online_degradations = "
+                             "true; not used")
+    elif pipeline is not None:
+        out.problems.append(("data.online_pipeline", f"expected a table, got {pipeline!r}"))
+
+
 def translate(table: dict, origins: dict) -> Translation:
     """Rewrites the composed table in place; returns the problems and notes."""
     out = Translation()
+    _contrastive(table, out)
     _training(table, out, origins)
     _model(table, out)
     _data(table, out)

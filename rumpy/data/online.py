@@ -44,6 +44,17 @@ class OnlineDegradation:
             values.append((v - low) / (high - low) if high > low else 0.0)
         return img, np.asarray(values, dtype=np.float32)
 
+    def sample(self, rng: np.random.Generator) -> list[dict]:
+        """One draw of every step's parameters (the draws __call__ makes, in its order)."""
+        return [step.op.sample(rng) for step in self.steps]
+
+    def apply(self, hr: np.ndarray, applied: list[dict]) -> np.ndarray:
+        """The drawn degradation applied to a patch (the same draw may degrade several)."""
+        img = hr
+        for step, params in zip(self.steps, applied):
+            img = step.op.apply(img, params)
+        return img
+
 
 def check_online(cfg: RunConfig, where: str, ds) -> OnlineDegradation:
     """The set's pipeline, checked: one downsample step at the model's scale, and the named

@@ -6,5 +6,6 @@ from . import srmd, sftmd, qedsr, qrcan, qhan, qsan  # noqa: F401  (conditioned 
 from . import rrdbnet, discriminators  # noqa: F401  (adversarial SR: ESRGAN, Real-ESRGAN)
 from . import dan  # noqa: F401  (blind: kernel estimator and restorer)
 from . import sparnet  # noqa: F401  (face SR: SPARNet, Q-SPARNet)
+from . import contrastive  # noqa: F401  (contrastive encoders, ContrastiveBlindQRCAN)
 
 __all__ = ["MODELS", "build_model", "check_model_params", "model_params", "model_tasks"]

@@ -21,6 +21,7 @@ from .sisr_infer import SRNetwork, export_contract, export_examples, predict_ima
 from .sisr_eval import Evaluator, ssim_too_small
 from .sisr_dan import ERROR as DAN_ERROR, DANStep
 from .sisr_gan import NAME as GAN_NAME, GANStep, check_discriminator
+from .pretrained_encoder import PretrainedEncoder
 
 
 def resolve_loss_paths(cfg) -> None:
@@ -93,6 +94,9 @@ class SISRTask(Task):
             norm = normalisation(self.cfg, f"data.training_sets.{s.name}", s.config)
             if norm is not None:
                 self.metadata_norms[s.name] = norm
+        # a blind model on a frozen pre-trained encoder (contrastiveblindqrcan): its weights
+        self.encoder = (PretrainedEncoder(self) if getattr(MODELS.get(self.cfg.model.name),
+                                                           "pretrained_encoder", False) else None)
 
     @property
     def conditioned(self) -> bool:
@@ -193,6 +197,8 @@ class SISRTask(Task):
         model = super().build_model()
         if getattr(self, "dan", None) is not None and hasattr(self.dan, "wanted"):
             self.dan.prime(model)  # training: the data's kernel basis (a checkpoint has it)
+        if getattr(self, "encoder", None) is not None:
+            self.encoder.prime(model)  # training: the pre-trained encoder (a checkpoint has it)
         return model
 
     def model_input(self, lr: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ class Downsample(Operation):
     `rumpy prepare-data` does), so LR x scale is exactly the HR size."""
     name = "downsample"
     defaults = {"scale": 4}
-    ignored = ("device", "jm")
+    ignored = ("device", "jm", "restrict_metadata")  # the last: the original left its column out
     columns = {"scale": int}
 
     def check(self) -> None:
