@@ -23,6 +23,23 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_folders_under_pytests_own(tmp_path_factory):
+    """--dev/--overfit runs make their run folder in a temporary folder, torchrun makes its own:
+    kept under pytest's base folder (and its clean-up), the suite leaves nothing in /tmp."""
+    import os
+    import tempfile
+    where = str(tmp_path_factory.mktemp("tmpdir"))
+    before = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = where
+    yield
+    if before[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before[0]
+    tempfile.tempdir = before[1]
+
+
 # -- reading a node back (shared by the tree, regression and golden tests) ----------------------
 def rows(node: Path) -> list[dict]:
     """A node's summary.csv rows, as strings (exact comparison)."""
