@@ -1,7 +1,11 @@
 """Q-SAN (the original tool's meta-attention SAN): SAN (models/san.py) whose every residual
 block in its local-source groups also scales its residual by a meta-attention layer driven by
 the degradation metadata (as Q-RCAN and Q-EDSR modify their blocks); the second-order channel
-attention, the region non-local blocks and the share-source skips are SAN's own."""
+attention, the region non-local blocks and the share-source skips are SAN's own. The original
+tool's checkpoints load by name (`original_layout`, models/original_weights.py) into a network
+built as the original's: `mean_shift = false`, `q_layer_nonlinearity = true` and
+`non_local_pooling = true` (its non-local block max-pools keys and values 2x2: the authors'
+code asks for no subsampling, but in 2D its flag is overwritten by a class and so true)."""
 from __future__ import annotations
 
 import torch
@@ -9,6 +13,7 @@ from torch import nn
 
 from ..limits import count
 from .meta_attention import MetaAttention
+from .original_weights import OriginalLayout, meta_attention_rules
 from .registry import MODELS
 from .san import SAN, SecondOrderChannelAttention
 
@@ -50,9 +55,15 @@ class QSAN(SAN):
 
     def __init__(self, scale: int, num_metadata: int, num_groups: int = 20, num_blocks: int = 10,
                  num_features: int = 64, reduction: int = 16,
-                 max_combined_im_size: int = 160000, q_layer_nonlinearity: bool = False):
+                 max_combined_im_size: int = 160000, q_layer_nonlinearity: bool = False,
+                 mean_shift: bool = True, non_local_pooling: bool = False):
         super().__init__(scale, num_groups, num_blocks, num_features, reduction,
                          max_combined_im_size)
+        self.mean_shift, self.q_layer_nonlinearity = mean_shift, q_layer_nonlinearity
+        self.non_local_pooling = non_local_pooling
+        self.non_local.block.pool = non_local_pooling
+        if not mean_shift:  # as the original tool's Q-SAN
+            self.sub_mean, self.add_mean = nn.Identity(), nn.Identity()
         self.groups = nn.ModuleList(QLSRAG(num_features, num_blocks, reduction, num_metadata,
                                            q_layer_nonlinearity) for _ in range(num_groups))
 
@@ -63,3 +74,22 @@ class QSAN(SAN):
         for group in self.groups:
             out = group(out, metadata) + self.gamma * source
         return self.add_mean(self.tail(self.non_local(out) + x))
+
+    def original_layout(self) -> OriginalLayout:
+        """The original's QSAN: head.0, non_local.non_local (theta, phi.0, g.0, W), RG.G
+        (rcab.B: conv_first, q_layer; soca.conv_du; conv_last), gamma, tail. Its forward never
+        reads its own conv_last, the groups' gamma or the non-local block's soca."""
+        return OriginalLayout(("qsan",), [
+            (r"^head\.", "head.0."),
+            (r"^non_local\.block\.theta\.", "non_local.non_local.theta."),
+            (r"^non_local\.block\.(phi|g)\.", r"non_local.non_local.\g<1>.0."),
+            (r"^non_local\.block\.out\.", "non_local.non_local.W."),
+            (r"^groups\.(\d+)\.blocks\.(\d+)\.body\.", r"RG.\g<1>.rcab.\g<2>.conv_first."),
+            *meta_attention_rules(r"groups\.(\d+)\.blocks\.(\d+)\.attention",
+                                  r"RG.\g<1>.rcab.\g<2>.q_layer"),
+            (r"^groups\.(\d+)\.end\.0\.gate\.", r"RG.\g<1>.soca.conv_du."),
+            (r"^groups\.(\d+)\.end\.1\.", r"RG.\g<1>.conv_last.")],
+            unused=(r"^conv_last\.(weight|bias)$", r"^RG\.\d+\.gamma$",
+                    r"^non_local\.soca\."),
+            settings={"mean_shift": False, "q_layer_nonlinearity": True,
+                      "non_local_pooling": True})

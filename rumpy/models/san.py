@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..limits import count
 from .common import DIV2K_MEAN, MeanShift, Upsampler
@@ -70,7 +71,8 @@ class NonLocal(nn.Module):
     weighted sum of all positions' embeddings, projected back (from zero weights, so the block
     starts as the identity). The P x P attention is formed `max_pairs // P` query rows at a
     time: the softmax is per row, so the result is the same as in one piece and the memory
-    bounded (an ONNX export attends in one piece)."""
+    bounded (an ONNX export attends in one piece). `pool`: keys and values max-pooled 2x2
+    (the original tool's SAN code; set by qsan's `non_local_pooling`)."""
 
     def __init__(self, num_features: int, inner: int, max_pairs: int):
         super().__init__()
@@ -81,12 +83,16 @@ class NonLocal(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.max_pairs = max_pairs
+        self.pool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w = x.shape[0], x.shape[2], x.shape[3]
         query = self.theta(x).flatten(2).transpose(1, 2)
-        key = self.phi(x).flatten(2)
-        value = self.g(x).flatten(2).transpose(1, 2)
+        key, value = self.phi(x), self.g(x)
+        if self.pool and h >= 2 and w >= 2:  # (the original's fails on a smaller region)
+            key, value = F.max_pool2d(key, 2), F.max_pool2d(value, 2)
+        key = key.flatten(2)
+        value = value.flatten(2).transpose(1, 2)
         positions = h * w
         step = max(1, self.max_pairs // positions)
         if not torch.jit.is_scripting() and _exporting():

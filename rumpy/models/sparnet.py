@@ -4,7 +4,8 @@ Q-SPARNet, the original tool's variant whose residual blocks are also scaled by 
 strided pre-activation residual blocks, a body, a decoder of nearest-upsampling blocks; each
 block's residual is weighted by a spatial attention map drawn by an hourglass. Module names are
 Face-SPARNet's and the original tool's, so their weights load (Q-SPARNet's meta-attention layers
-are rumpy's, as in qrcan)."""
+are rumpy's, as in qrcan; the original tool's Q-SPARNet checkpoints load by name through
+`original_layout`, models/original_weights.py)."""
 from __future__ import annotations
 
 import torch
@@ -13,6 +14,7 @@ from torch.nn import functional as F
 
 from ..limits import count
 from .meta_attention import MetaAttention
+from .original_weights import OriginalLayout, meta_attention_rules
 from .registry import MODELS
 
 NORMS = ("bn", "in", "gn", "pixel", "none")
@@ -239,3 +241,8 @@ class QSPARNet(_SPARNet):
 
     def forward(self, x: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:
         return super().forward(x, metadata)
+
+    def original_layout(self) -> OriginalLayout:
+        """The original's QSPARNet: the same names but meta-attention's."""
+        return OriginalLayout(("qsparnet",), meta_attention_rules(
+            r"(?P<at>.*)\.metadata_attention", r"\g<at>.metadata_attention"))

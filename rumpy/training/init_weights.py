@@ -1,6 +1,8 @@
 """`training.init_weights_path`: a new run starts from another node's epoch or from a weights
-file (a rumpy checkpoint, a BasicSR-style {"params": ...} file, or a plain state_dict), with a
-fresh optimizer. The weights are loaded with weights_only=True and checked against the model
+file (a rumpy checkpoint, a BasicSR-style {"params": ...} file, the original tool's
+{"network": ...} checkpoint, or a plain state_dict), with a fresh optimizer. The original's
+meta-attention models' weights, under its names, are converted to rumpy's (models/
+original_weights.py). The weights are loaded with weights_only=True and checked against the model
 before anything is written; where they came from is recorded in the run's lineage.json."""
 from __future__ import annotations
 
@@ -72,6 +74,9 @@ def _from_file(cfg: RunConfig, path: Path) -> tuple[dict, dict]:
             raise ConfigError(cfg.source, KEY, f"{path} is not a weights file torch can load "
                                                f"safely (weights_only): {why}") from None
     info = {"source": str(path)}
+    if isinstance(data, dict) and isinstance(data.get("network"), dict) and \
+            isinstance(data.get("model_name"), str):
+        info["original_model"] = data["model_name"]  # saved by the original tool
     if isinstance(data, dict) and ("parts" in data or "rng" in data):
         data = upgrade(data)
         info["epoch"] = data.get("epoch")
@@ -85,6 +90,57 @@ def _from_file(cfg: RunConfig, path: Path) -> tuple[dict, dict]:
         raise ConfigError(cfg.source, KEY, f"{path} holds no state_dict (a dict of tensors, "
                                            f"or one under {', '.join(_WRAPPERS)})")
     return data, info
+
+
+def _from_original(cfg: RunConfig, model: nn.Module, weights: dict, info: dict,
+                   saved: str | None) -> dict:
+    """The original tool's weights for a q-model, under its names, as rumpy's; the weights
+    unchanged when they are not the original's. Refused, naming the file and what was
+    expected, when they are another model's or the model is not built as the original's."""
+    from ..models.original_weights import (from_original, layer_count, looks_original,
+                                           settings_needed)
+
+    layout, source, name = model.original_layout(), info["source"], cfg.model.name
+    if saved is not None and saved.lower() not in layout.names:
+        raise ConfigError(cfg.source, KEY, f"{source} holds the original tool's {saved!r} "
+                                           f"weights; expected {name}'s "
+                                           f"(model_name {' or '.join(map(repr, layout.names))})")
+    for prefix in ("model.module.", "model."):  # older checkpoints of the original's
+        if weights and all(k.startswith(prefix) for k in weights):
+            stripped = {k[len(prefix):]: v for k, v in weights.items()}
+            if looks_original(model, stripped):
+                weights = stripped
+            break
+    if not looks_original(model, weights):
+        return weights
+    if not any(".attribute_integrator." in k for k in weights):
+        raise ConfigError(cfg.source, KEY, f"{source} holds the original tool's {name} weights "
+                                           f"without meta-attention (its include_q_layer = "
+                                           f"false); expected them in every block, as rumpy's "
+                                           f"{name} has them")
+    layers = layer_count(weights)
+    if layers:
+        raise ConfigError(cfg.source, KEY, f"{source} holds the original tool's {name} weights "
+                                           f"with {layers}-layer meta-attention "
+                                           f"(num_layers_in_q_layer = {layers}); expected 2, "
+                                           f"the only depth rumpy's {name} has")
+    strict = cfg.training.init_weights_strict
+    settings = settings_needed(model, weights)
+    if settings and strict:
+        first = settings[0].split(" = ")[0]
+        raise ConfigError(cfg.source, f"model.internal_params.{first}",
+                          f"{source} holds the original tool's {name} weights, whose network "
+                          f"needs {', '.join(settings)} in model.internal_params to compute "
+                          f"what the original did (or init_weights_strict = false)")
+    converted, problems = from_original(model, weights)
+    if strict and problems:
+        found = [f"{len(x)} {what} (e.g. {x[0]})" for what, x in problems]
+        raise ConfigError(cfg.source, KEY, f"{source} does not fit {name} with these settings: "
+                                           f"the original tool's weights {', '.join(found)}; set "
+                                           f"init_weights_strict = false to load the ones that "
+                                           f"fit")
+    info["names"] = "the original tool's"
+    return converted
 
 
 def load_init_weights(cfg: RunConfig, model: nn.Module) -> dict | None:
@@ -104,6 +160,9 @@ def load_init_weights(cfg: RunConfig, model: nn.Module) -> dict | None:
     for prefix in ("module.", "_orig_mod."):
         if all(k.startswith(prefix) for k in weights):
             weights = {k[len(prefix):]: v for k, v in weights.items()}
+    saved = info.pop("original_model", None)
+    if hasattr(model, "original_layout"):
+        weights = _from_original(cfg, model, weights, info, saved)
     own = model.state_dict()
     wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in weights.items()
              if k in own and v.shape != own[k].shape]
