@@ -59,7 +59,7 @@ def test_unknown_model_lists_registered(write_config):
     assert "model.name: unknown model 'edsrr'; did you mean 'edsr'?" in msg
     from rumpy.models import MODELS
     assert f"sisr models: {', '.join(MODELS.names(('sisr', 'image')))})" in msg
-    assert "sisr models: contrastiveblindqrcan, dan, edsr, han, " in msg
+    assert "sisr models: contrastiveblindqrcan, dan, edsr, elan, han, " in msg
 
 
 def test_unknown_optimizer_scheduler_metric_loss(write_config):

@@ -242,8 +242,10 @@ def test_original_checkpoint_loads_through_init_weights(iso, tmp_path):
 @pytest.mark.parametrize("change, key, message", [
     (("mode = 'v1QRCAN'", "mode = 'v2'"), "model.internal_params.mode",
      "DANv2 estimates the full blur kernel"),
-    (("mode = 'v1QRCAN'", "mode = 'v1QELAN'"), "model.internal_params.mode",
-     "ELAN is not a rumpy model"),
+    (("mode = 'v1QRCAN'", "mode = 'v1QELAN'\nmeta_block = 'da-layer'"), "model.internal_params",
+     "meta_block: 'da-layer' is not available: .* not ported"),
+    (("mode = 'v1QRCAN'", "mode = 'v1QELAN'\nc_elan = 8"), "model.internal_params.c_elan",
+     "multiple of 3"),
     (("kernel_size = 9", "kernel_size = 21"), "model.internal_params.kernel_size",
      "kernels are 9x9"),
     (("selective_meta_blocks = [true, false]", "selective_meta_blocks = [true]"),

@@ -14,6 +14,8 @@ TINY = {
     "han": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
     "san": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
     "safmn": {"dim": 8, "num_blocks": 2},
+    # windows of 2, 4 and 8: the 12 x 10 input is padded to 16 x 16 (tests/test_elan.py)
+    "elan": {"window_sizes": [2, 4, 8], "m_elan": 2, "c_elan": 6},
     # conditioned on degradation metadata (forward(x, metadata)); tests/test_blind_models.py
     "srmd": {"num_layers": 3, "num_features": 8},
     "sftmd": {"num_features": 8, "num_blocks": 2},
@@ -21,6 +23,7 @@ TINY = {
     "qrcan": {"num_groups": 2, "num_blocks": 2, "num_features": 16, "reduction": 4},
     "qhan": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
     "qsan": {"num_groups": 2, "num_blocks": 1, "num_features": 8, "reduction": 4},
+    "qelan": {"window_sizes": [2, 4, 8], "m_elan": 2, "c_elan": 6, "n_share": 1},
     "rrdbnet": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},  # x2 and x4 (as published)
     # face SR on the upsampled image (tests/test_sparnet.py)
     "sparnet": {"min_ch": 4, "max_ch": 8, "in_size": 32, "out_size": 32, "res_depth": 0,

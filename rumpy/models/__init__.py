@@ -2,6 +2,7 @@
 from .registry import MODELS, build_model, check_model_params, model_params, model_tasks
 from . import srcnn, vdsr, edsr, rcan, safmn, mlp, cnn_regressor  # noqa: F401  (registration)
 from . import han, san  # noqa: F401  (registration)
+from . import elan  # noqa: F401  (ELAN, and Q-ELAN conditioned on metadata)
 from . import srmd, sftmd, qedsr, qrcan, qhan, qsan  # noqa: F401  (conditioned on metadata)
 from . import rrdbnet, discriminators  # noqa: F401  (adversarial SR: ESRGAN, Real-ESRGAN)
 from . import dan  # noqa: F401  (blind: kernel estimator and restorer)

@@ -32,3 +32,25 @@ class Upsampler(nn.Sequential):
         else:
             raise ValueError(f"sub-pixel upsampler supports scales 2^n and 3, got {scale}")
         super().__init__(*layers)
+
+
+class ParaCALayer(nn.Module):
+    """Meta-attention as the original's 1x1 convolutions on the code (names and widths as its
+    q_layer.py with the ReLUs on, as its DAN restorers and Q-ELAN build it): widths step from
+    the code towards the channels, ReLU between, sigmoid last."""
+
+    def __init__(self, channels: int, num_metadata: int, num_layers: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        widths = [num_metadata]
+        for i, multiplier in enumerate(range(num_layers, 0, -1)):
+            widths.append((channels - num_metadata) // multiplier + num_metadata
+                          if num_metadata > 15 else channels // multiplier)
+            layers.append(nn.Conv2d(widths[i], widths[i + 1], 1))
+            if multiplier != 1:
+                layers.append(nn.ReLU(inplace=True))
+        layers.append(nn.Sigmoid())
+        self.attribute_integrator = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return x * self.attribute_integrator(code)

@@ -7,22 +7,24 @@ training sets' metadata (the blur kernel's PCA code) and scores the estimator at
 Module and parameter names are the original tool's (its DANv1.py / DANv1Models.py: `Restorer.`,
 `Estimator.`, buffers `encoder`, `init_kernel`, `init_ker_map`, QRCAN's `head`/`body`/`tail`), so
 its checkpoints load through init_weights_path. Modes: 'v1' (DAN's own restorer), 'v1QRCAN'
-(Q-RCAN with meta-attention, the original's rcan-dan.toml) and 'v1QHAN' (Q-HAN: the same groups
+(Q-RCAN with meta-attention, the original's rcan-dan.toml), 'v1QHAN' (Q-HAN: the same groups
 with HAN's layer and channel-spatial attention, `body.<groups>` its closing convolution, `la`,
-`csa`, `last_conv`, `last` as the original's)."""
+`csa`, `last_conv`, `last` as the original's) and 'v1QELAN' (the original's QELAN, models/elan.py,
+with its parameters; as in the original, `nf` does not reach it: `c_elan` is its width)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .common import ParaCALayer
+from .elan import QELAN, QELAN_LIMITS
 from .han import ChannelSpatialAttention, LayerAttention
 from .registry import MODELS
 
-MODES = ("v1", "v1QRCAN", "v1QHAN")
+MODES = ("v1", "v1QRCAN", "v1QHAN", "v1QELAN")
 # the original's other modes, and why rumpy lacks them
 NOT_BUILT = {"v2": "DANv2 estimates the full blur kernel and is trained on it, and rumpy degrade "
-                   "records kernels as PCA codes only (request_full_kernels)",
-             "v1QELAN": "ELAN is not a rumpy model"}
+                   "records kernels as PCA codes only (request_full_kernels)"}
 
 
 def _width(channels: int, reduction: int) -> int:
@@ -93,27 +95,6 @@ class Restorer(nn.Module):
         b, _, h, w = lr.shape
         f, _ = self.body((self.head(lr), code[:, :, None, None].expand(b, code.shape[1], h, w)))
         return self.upscale(self.fusion(f))
-
-
-class ParaCALayer(nn.Module):
-    """Meta-attention as the original's 1x1 convolutions on the code (names and widths as its
-    q_layer.py): widths step from the code towards the channels, ReLU between, sigmoid last."""
-
-    def __init__(self, channels: int, num_metadata: int, num_layers: int):
-        super().__init__()
-        layers: list[nn.Module] = []
-        widths = [num_metadata]
-        for i, multiplier in enumerate(range(num_layers, 0, -1)):
-            widths.append((channels - num_metadata) // multiplier + num_metadata
-                          if num_metadata > 15 else channels // multiplier)
-            layers.append(nn.Conv2d(widths[i], widths[i + 1], 1))
-            if multiplier != 1:
-                layers.append(nn.ReLU(inplace=True))
-        layers.append(nn.Sigmoid())
-        self.attribute_integrator = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        return x * self.attribute_integrator(code)
 
 
 class StandardCA(nn.Module):
@@ -230,7 +211,8 @@ class QHANRestorer(nn.Module):
         return self.tail(self.last(torch.cat([self.csa(res), layers], dim=1)) + x)
 
 
-@MODELS.register("dan", tasks=("sisr",))
+# the ranges of v1QELAN's restorer parameters, as qelan's
+@MODELS.register("dan", tasks=("sisr",), limits=QELAN_LIMITS)
 class DAN(nn.Module):
     supported_scales = (2, 3, 4)
     pre_upsampled = False
@@ -242,7 +224,12 @@ class DAN(nn.Module):
                  nb: int = 40, n_resgroups: int = 10, n_resblocks: int = 20, reduction: int = 16,
                  res_scale: float = 1.0, selective_meta_blocks: list = [],
                  num_q_layers_inner_residual: int = 0, num_layers_in_q_layer: int = 2,
-                 estimator_nf: int = 64, estimator_blocks: int = 5):
+                 estimator_nf: int = 64, estimator_blocks: int = 5,
+                 window_sizes: list = (4, 8, 16), m_elan: int = 36, c_elan: int = 180,
+                 n_share: int = 0, r_expand: int = 2, apply_mean_shift: bool = True,
+                 rgb_range: float = 1.0, meta_block: str = "q-layer",
+                 num_layers_in_q_block: int = 2, meta_placement: str = "last_pass",
+                 num_q_blocks: int = -1):
         super().__init__()
         if mode in NOT_BUILT:
             raise ValueError(f"mode: {mode!r} is not available: {NOT_BUILT[mode]} (modes: "
@@ -257,6 +244,10 @@ class DAN(nn.Module):
         self.loop, self.scale = loop, scale
         if mode == "v1":
             self.Restorer = Restorer(nf, nb, scale, num_metadata)
+        elif mode == "v1QELAN":
+            self.Restorer = QELAN(scale, num_metadata, window_sizes, m_elan, c_elan, n_share,
+                                  r_expand, apply_mean_shift, rgb_range, meta_block,
+                                  num_layers_in_q_block, meta_placement, num_q_blocks)
         else:
             restorer = QRCANRestorer if mode == "v1QRCAN" else QHANRestorer
             self.Restorer = restorer(nf, scale, num_metadata, n_resgroups, n_resblocks,
