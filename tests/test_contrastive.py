@@ -445,7 +445,7 @@ def _params(state: dict):
 @pytest.fixture(scope="module")
 def encoder_node(photo_set, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("encoder")
-    assert train(native(photo_set, tmp, epochs=1, params='data_type = ["blur"]')) == 0
+    assert train(native(photo_set, tmp, epochs=2, params='data_type = ["blur"]')) == 0
     return tmp / "Results" / "supmoco"
 
 
@@ -471,7 +471,8 @@ def test_blind_model_trains_on_a_checkpoint_file(photo_set, encoder_node, tmp_pa
 @pytest.mark.parametrize("weights, message", [
     ("path_to_weights", "not found: .*path_to_weights; expected a contrastive encoder's node"),
     ("{sr}", "is a 'sisr' node .*expected a contrastive encoder's node"),
-    ("{csv}", "cannot be loaded as a checkpoint"),
+    ("{csv}", "degradation_metadata.csv is not a checkpoint torch can load; expected"),
+    ("{sha}", r"epoch_1.pt.sha256 is not a checkpoint torch can load; expected"),
     ("", "missing: expected a contrastive encoder's node"),
 ])
 def test_bad_encoder_weights_refused_before_writing(photo_set, encoder_node, tmp_path, weights,
@@ -482,7 +483,8 @@ def test_bad_encoder_weights_refused_before_writing(photo_set, encoder_node, tmp
         sr_cfg = blind_config(photo_set, sr, str(encoder_node))
         assert train(sr_cfg, "--gpu", "off", "--num_epochs", "1") == 0
     weights = weights.format(sr=sr / "Results" / "rcan_supmoco",
-                             csv=photo_set["lr"] / "degradation_metadata.csv")
+                             csv=photo_set["lr"] / "degradation_metadata.csv",
+                             sha=encoder_node / "saved_models" / "epoch_1.pt.sha256")
     path = blind_config(photo_set, tmp_path, weights)
     with pytest.raises(ConfigError, match=message) as err:
         from rumpy.training.setup import prepare
@@ -490,3 +492,29 @@ def test_bad_encoder_weights_refused_before_writing(photo_set, encoder_node, tmp
     assert "model.internal_params.pre_trained_encoder_weights" in str(err.value)
     assert train(path, "--gpu", "off") == 2
     assert not (tmp_path / "Results").exists()
+
+
+@pytest.mark.parametrize("epoch, message", [
+    (7, r"pre_trained_encoder_epoch: .*supmoco has no saved epoch 7 \(saved: 1, 2\)"),
+    ('"first"', "pre_trained_encoder_epoch: expected 'best', 'last' or an epoch number"),
+])
+def test_encoder_epoch_is_chosen_and_recorded(photo_set, encoder_node, tmp_path, epoch, message):
+    """pre_trained_encoder_epoch picks the node's epoch (a contrastive loss grows as the queue
+    fills, so 'best' by train-loss can be the first); the node's config records the number."""
+    path = blind_config(photo_set, tmp_path, str(encoder_node))
+    text = path.read_text().replace("pre_trained_encoder_weights =",
+                                    "pre_trained_encoder_epoch = @\npre_trained_encoder_weights =")
+    _write(path, text.replace("@", str(epoch)))
+    with pytest.raises(ConfigError, match=message):
+        from rumpy.training.setup import prepare
+        prepare(load_config(path, overrides={"gpu": "off"}))
+    assert not (tmp_path / "Results").exists()
+    _write(path, text.replace("@", '"last"'))
+    assert train(path, "--gpu", "off", "--num_epochs", "1") == 0
+    node = tmp_path / "Results" / "rcan_supmoco"
+    assert "pre_trained_encoder_epoch = 2" in (node / "config.toml").read_text()
+    assert "best epoch" not in (node / "train.log").read_text()
+    assert f"pre-trained encoder: {encoder_node} (last epoch 2 of 2)" in \
+        (node / "train.log").read_text()
+    assert torch.equal(parts(node, 1)["model"]["E.E.0.weight"],
+                       parts(encoder_node, 2)["model"]["encoder_q.E.0.weight"])

@@ -221,11 +221,11 @@ class ContrastiveBlindQRCAN(nn.Module):
     """Q-RCAN (the original's, as models/dan.py builds it: no mean shift, meta-attention in the
     groups `selective_meta_blocks` picks) conditioned on the 256-value embedding of a frozen
     contrastive encoder (`E`, DASR's) of the LR input: blind, `forward(lr)`. The encoder's
-    weights come from `pre_trained_encoder_weights` (a contrastive node, its best epoch, or a
-    checkpoint file) when training starts; they are part of the model's weights, so a checkpoint,
-    eval, predict and export-model run blind with no other file. The encoder is never trained
-    and stays in eval mode (its batch-norm statistics frozen). Names as the original's
-    ContrastiveBlindSRPipeline: `G.` (the QRCAN), `E.` (the encoder)."""
+    weights come from `pre_trained_encoder_weights` (a contrastive node at
+    `pre_trained_encoder_epoch`, or a checkpoint file) when training starts; they are part of the
+    model's weights, so a checkpoint, eval, predict and export-model run blind with no other
+    file. The encoder is never trained and stays in eval mode (its batch-norm statistics
+    frozen). Names as the original's ContrastiveBlindSRPipeline: `G.` (the QRCAN), `E.` (the encoder)."""
 
     supported_scales = (2, 3, 4, 8)
     pre_upsampled = False
@@ -233,8 +233,8 @@ class ContrastiveBlindQRCAN(nn.Module):
     pretrained_encoder = True   # the sisr task loads E from pre_trained_encoder_weights
 
     def __init__(self, scale: int, pre_trained_encoder_weights: str = "",
-                 embedding_type: str = "pre-q", n_feats: int = 64, n_resgroups: int = 10,
-                 n_resblocks: int = 20, reduction: int = 16, res_scale: float = 1.0,
+                 pre_trained_encoder_epoch: int | str = "best", embedding_type: str = "pre-q",
+                 n_feats: int = 64, n_resgroups: int = 10, n_resblocks: int = 20, reduction: int = 16, res_scale: float = 1.0,
                  selective_meta_blocks: list = [], num_q_layers_inner_residual: int = 0,
                  num_layers_in_q_layer: int = 2):
         super().__init__()

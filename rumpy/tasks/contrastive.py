@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
@@ -256,7 +256,7 @@ class ContrastiveTask(Task):
         return out
 
     def visuals(self, result: EvalResult) -> dict:
-        return {name: [("encodings_pca", _scatter(points))]
+        return {name: [("encodings_pca", _scatter(name, points))]
                 for name, points in result.outputs.items() if points}
 
     # -- after training ------------------------------------------------------------------------
@@ -308,20 +308,27 @@ def _has_family(steps: list, family: str) -> bool:
     return any(s.name in FAMILIES[family] for s in steps)
 
 
-_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+def _scatter(name: str, points: list[tuple[int, float, float]]) -> Image.Image:
+    """The embeddings' first two principal components, one dot per image coloured by its
+    degradation class: classes an encoder separates form separate clusters."""
+    import io
 
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-def _scatter(points: list[tuple[int, float, float]], size: int = 256) -> Image.Image:
-    """The embeddings' first two principal components, one dot per image coloured by class."""
-    img = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(img)
-    xs = np.array([p[1] for p in points])
-    ys = np.array([p[2] for p in points])
-    span = lambda v: (v.min(), max(v.max() - v.min(), 1e-12))  # noqa: E731
-    (x0, dx), (y0, dy) = span(xs), span(ys)
-    for label, x, y in points:
-        cx = 8 + (x - x0) / dx * (size - 16)
-        cy = size - 8 - (y - y0) / dy * (size - 16)
-        draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=_PALETTE[label % len(_PALETTE)])
-    return img
+    labels = np.array([p[0] for p in points])
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    dots = ax.scatter([p[1] for p in points], [p[2] for p in points], c=labels, s=14,
+                      cmap="viridis", alpha=0.8)
+    fig.colorbar(dots, ax=ax, label="degradation class")
+    ax.set_title(f"{name}: encodings ({len(points)} images, {len(set(labels.tolist()))} classes)")
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    buffer.seek(0)
+    with Image.open(buffer) as img:
+        return img.convert("RGB")
