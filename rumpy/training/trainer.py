@@ -270,6 +270,10 @@ def _loop(run: Run, stop: StopRequest, callbacks: list[Callback]) -> str:
                    **handler.term_stats(dist), **rates, **handler.grad_stats()}
             result = None
             if eval_sets and (epoch % cfg.training.eval_frequency == 0 or epoch == num_epochs):
+                if stop.requested:  # it came during the epoch's last step: no silent wait
+                    log.warning("epoch %d's training is complete: validating it before stopping "
+                                "(again to abort: the epoch is then lost and a continue repeats "
+                                "it)", epoch)
                 result = run.task.evaluate(handler, with_outputs=cfg.training.save_samples)
                 row.update(eval_columns(result.means, eval_sets))
                 if handler.ema is not None and cfg.training.validate_ema == "both":
