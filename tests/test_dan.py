@@ -446,3 +446,27 @@ def rows_csv(path: Path) -> list[dict]:
     import csv
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_v2_online_sets_give_the_applied_full_kernel(iso, tmp_path):
+    """An online set (LR made on the fly) hands v2 the kernel it applied, not its PCA code."""
+    from rumpy.data.paired import check_data
+
+    path = config(iso, tmp_path, params=V2, eval_meta="")
+    text = path.read_text().replace(
+        f'[data.training_sets.iso]\nlr = "{iso["lr"]}"\n', "[data.training_sets.iso]\n")
+    text = text.replace("crop = 4\n", "crop = 4\n" + "\n".join(
+        ["[data.training_sets.iso.degradations]", PIPELINE.replace("[deg_configs]\n", "")
+         .replace("[deg_configs.", "[data.training_sets.iso.degradations.deg_configs.")]) + "\n",
+        1)
+    path.write_text(text)
+    (train_set, *_), _ = check_data(load_config(path))
+    online = train_set.online
+    assert online.full_kernel
+    hr = np.zeros((16, 16, 3), np.uint8)
+    _, target = online(hr, np.random.default_rng(1))
+    applied = online.sample(np.random.default_rng(1))
+    blur = next(s for s in online.steps if s.name == "srmdgaussianblur")
+    assert target.shape == (81,)
+    assert np.array_equal(target, blur.op.kernel(applied[online.steps.index(blur)])
+                          .ravel().astype(np.float32))
