@@ -240,8 +240,6 @@ def test_original_checkpoint_loads_through_init_weights(iso, tmp_path):
 
 
 @pytest.mark.parametrize("change, key, message", [
-    (("mode = 'v1QRCAN'", "mode = 'v2'"), "model.internal_params.mode",
-     "DANv2 estimates the full blur kernel"),
     (("mode = 'v1QRCAN'", "mode = 'v1QELAN'\nmeta_block = 'da-layer'"), "model.internal_params",
      "meta_block: 'da-layer' is not available: .* not ported"),
     (("mode = 'v1QRCAN'", "mode = 'v1QELAN'\nc_elan = 8"), "model.internal_params.c_elan",
@@ -304,3 +302,171 @@ def test_ignore_degradation_location_in_checkpoints_and_config(iso, tmp_path):
                                             "ignore_degradation_location = 'yes'"))
     with pytest.raises(ConfigError, match="data.eval_sets.iso.ignore_degradation_location"):
         load_config(bad)
+
+
+# DANv2 (the original's DANv2.py): the full kernel estimated and trained on
+V2 = """mode = 'v2'
+nf = 8
+nb = 1
+ng = 2
+loop = 2
+kernel_size = 9
+estimator_nf = 8
+estimator_blocks = 1"""
+FIXTURE = Path(__file__).parent / "data" / "original_danv2" / "original_danv2.pt"
+
+
+def test_v2_outputs_equal_the_originals():
+    """The original's DANv2 (tests/data/original_danv2: its weights, input, every iteration's
+    SR images and kernels) loads by name, strict, and gives the same outputs."""
+    fixture = torch.load(FIXTURE)
+    model = build_model("dan", fixture["arch"], scale=fixture["scale"],
+                        num_metadata=fixture["num_metadata"])
+    model.load_state_dict({k: v.float() for k, v in fixture["state_dict"].items()}, strict=True)
+    model.eval()
+    with torch.no_grad():
+        srs, kernels = model(fixture["lr"].float(), all_iterations=True)
+    assert (torch.stack(srs) - fixture["srs"]).abs().max() <= 1e-5
+    assert (torch.stack(kernels) - fixture["kernels"]).abs().max() <= 1e-5
+    # the restorer's codes are the kernels' projections by the encoder
+    codes = torch.stack(kernels) @ model.encoder[0]
+    assert (codes - fixture["ker_maps"]).abs().max() <= 1e-5
+
+
+def test_v2_trains_on_full_kernels_and_continues_exactly(iso, tmp_path, monkeypatch):
+    path = config(iso, tmp_path, params=V2, epochs=2)
+    cfg = load_config(path)
+    from rumpy.data.paired import check_data
+    (train_set,), (eval_set,) = check_data(cfg)
+    # each image's target is its full 9x9 kernel: the one that blurred it
+    assert train_set.metadata.shape == (8, 81)
+    assert np.allclose(train_set.metadata.sum(axis=1), 1, atol=1e-5)
+    assert train(path) == 0
+    whole = tmp_path / "Results" / "dan"
+    rs = rows(whole)
+    assert len(rs) == 2
+    for r in rs:
+        assert float(r["train-loss"]) == pytest.approx(
+            float(r["train-loss-sr"]) + float(r["train-loss-estimator"]), rel=1e-6)
+        assert float(r["val-estimator-error"]) > 0
+    p = parts(whole, 2)
+    assert p["model"]["encoder"].abs().sum() > 0  # the data's PCA matrix
+    assert torch.allclose(p["model"]["init_ker_map"][0],
+                          p["model"]["init_kernel"].reshape(-1) @ p["model"]["encoder"][0])
+    # stopped mid-epoch 2 (a Ctrl+C after 3 of this process's steps; 2 per epoch), continued
+    monkeypatch.setattr(trainer, "StopRequest", stop_after(3))
+    assert train(path, "--experiment_name", "halted") == 130
+    monkeypatch.undo()
+    assert train(path, "--experiment_name", "halted", "--continue_from_epoch", "last") == 0
+    node = whole.parent / "halted"
+    assert no_timing(rows(node)) == no_timing(rs)
+    for key in ("model", "optimizer", "scheduler", "loop"):
+        assert equal(parts(node, 2)[key], p[key]), key
+
+
+@pytest.mark.parametrize("meta, message", [
+    ("metadata = ['isotropic_sigma']", "full blur kernel: give metadata = .*blur_kernel.* alone"),
+    ("metadata = ['blur_kernel', 'isotropic_sigma']", "alone"),
+])
+def test_v2_without_full_kernels_refused_before_writing(iso, tmp_path, caplog, meta, message):
+    """v2 learns full kernels: data that gives something else is one config error line."""
+    path = config(iso, tmp_path, params=V2, train_meta=meta, eval_meta="")
+    assert train(path) == 2
+    err = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(err) == 1 and "data.training_sets.iso.metadata" in err[0], err
+    import re
+    assert re.search(message, err[0]), err[0]
+    assert "Traceback" not in err[0]
+    assert not (tmp_path / "Results").exists()
+
+
+def test_v2_kernel_with_no_blur_step_refused(tmp_path, caplog):
+    """A folder whose pipeline has no blur step the kernels can be rebuilt from."""
+    from skimage import data
+
+    hr = tmp_path / "HR"
+    hr.mkdir()
+    for n in range(2):
+        write_png(hr / f"{n:04d}.png", np.ascontiguousarray(data.astronaut()[:32, 32 * n:32 * n + 32]))
+    (tmp_path / "down.toml").write_text("pipeline = [['downsample', 'd']]\n[deg_configs]\n"
+                                        "[deg_configs.d]\nscale = 4\n")
+    assert rumpy_main(["degrade", "--hr", str(hr), "--out", str(tmp_path / "lr"),
+                       "--pipeline_config", str(tmp_path / "down.toml")]) == 0
+    path = config({"hr": hr, "lr": tmp_path / "lr"}, tmp_path, params=V2, eval_meta="")
+    caplog.clear()
+    assert train(path) == 2
+    err = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(err) == 1 and "data.training_sets.iso.metadata" in err[0], err
+    assert "blur" in err[0] and "Traceback" not in err[0], err[0]
+    assert not (tmp_path / "Results").exists()
+
+
+@pytest.mark.parametrize("blur, size", [
+    ("srmdgaussianblur", "random = true\nrate_iso = 0.5\nkernel_size = 9"),  # iso and aniso
+    # Real-ESRGAN's six families, sinc, supports 7..21 padded to 21x21
+    ("realesrganblur", "preset = 'realesrgan'\nsinc_probability = 0.5\nkernel_size = 21"),
+])
+def test_v2_full_kernels_are_the_ones_that_blurred(iso, tmp_path, blur, size):
+    """The training target of v2, rebuilt from the CSV's recorded parameters, is exactly the
+    kernel rumpy degrade blurred each image with: blurring the HR image with it and applying
+    the rest of the pipeline gives the LR image on disk, bit for bit."""
+    from rumpy.data.degrade import read_pipeline, reapply
+    from rumpy.data.degrade.base import to_uint8
+    from rumpy.data.degrade.kernels import filter2d
+    from rumpy.data.images import read_rgb
+    from rumpy.data.paired import check_data
+
+    (tmp_path / "p.toml").write_text(
+        f"pipeline = [['{blur}', 'b'], ['downsample', 'd']]\nseed = 3\n"
+        f"[deg_configs]\n[deg_configs.d]\nscale = 4\n[deg_configs.b]\n{size}\n"
+        f"pca_length = 6\npca_batch_len = 200\n")
+    lr = tmp_path / "lr"
+    assert rumpy_main(["degrade", "--hr", str(iso["hr"]), "--out", str(lr),
+                       "--pipeline_config", str(tmp_path / "p.toml")]) == 0
+    k = 9 if blur == "srmdgaussianblur" else 21
+    path = config({"hr": iso["hr"], "lr": lr}, tmp_path,
+                  params=V2.replace("kernel_size = 9", f"kernel_size = {k}"), eval_meta="")
+    (train_set, *_), _ = check_data(load_config(path))
+    steps = read_pipeline(lr / "degradation_config.toml", overrides={"hr": ".", "out": "."}).steps
+    rows_by_image = {r["image"]: r for r in rows_csv(lr / "degradation_metadata.csv")}
+    kinds = set()
+    assert len(train_set.lr_paths) >= 8
+    for lr_path, hr_path, target in zip(train_set.lr_paths, train_set.hr_paths,
+                                        train_set.metadata):
+        kernel = target.reshape(k, k).astype(np.float64)
+        row = rows_by_image[lr_path.name]
+        kinds.add(row.get("0-realesrganblur-kernel_type") or
+                  ("iso" if float(row["0-srmdgaussianblur-isotropic_sigma"]) > 0 else "aniso"))
+        blurred = to_uint8(filter2d(read_rgb(hr_path), kernel))
+        assert np.array_equal(reapply(blurred, steps[1:], row), read_rgb(lr_path)), lr_path.name
+    assert len(kinds) >= 2, kinds
+
+
+def rows_csv(path: Path) -> list[dict]:
+    import csv
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_v2_online_sets_give_the_applied_full_kernel(iso, tmp_path):
+    """An online set (LR made on the fly) hands v2 the kernel it applied, not its PCA code."""
+    from rumpy.data.paired import check_data
+
+    path = config(iso, tmp_path, params=V2, eval_meta="")
+    text = path.read_text().replace(
+        f'[data.training_sets.iso]\nlr = "{iso["lr"]}"\n', "[data.training_sets.iso]\n")
+    text = text.replace("crop = 4\n", "crop = 4\n" + "\n".join(
+        ["[data.training_sets.iso.degradations]", PIPELINE.replace("[deg_configs]\n", "")
+         .replace("[deg_configs.", "[data.training_sets.iso.degradations.deg_configs.")]) + "\n",
+        1)
+    path.write_text(text)
+    (train_set, *_), _ = check_data(load_config(path))
+    online = train_set.online
+    assert online.full_kernel
+    hr = np.zeros((16, 16, 3), np.uint8)
+    _, target = online(hr, np.random.default_rng(1))
+    applied = online.sample(np.random.default_rng(1))
+    blur = next(s for s in online.steps if s.name == "srmdgaussianblur")
+    assert target.shape == (81,)
+    assert np.array_equal(target, blur.op.kernel(applied[online.steps.index(blur)])
+                          .ravel().astype(np.float32))

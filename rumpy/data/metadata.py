@@ -4,7 +4,9 @@ parameter normalised to [0, 1] over its configured range (from degradation_confi
 the CSV; without it, over the CSV's own minimum and maximum). `blur_kernel` is the image's blur
 kernel as its PCA code (`pca_length` values, degrade/kernel_pca.py): the kernel rebuilt exactly
 from the CSV's parameters, encoded with the first training set's basis (the one the model learns
-the codes of; kernel_pca.npz beside its CSV, or fitted from its online pipeline). Every problem
+the codes of; kernel_pca.npz beside its CSV, or fitted from its online pipeline), or, for DAN's
+mode v2 (full_kernels), that kernel itself (kernel_size**2 values, the kernel that blurred the
+image: the blur step's own `kernel` on the recorded parameters). Every problem
 (no CSV, an unknown or ambiguous column, an image without a row, a value that is not a number, no
 blur step, no basis) is a one-line ConfigError naming the set and, where it is about one image,
 the image."""
@@ -31,6 +33,14 @@ KERNEL = "blur_kernel"
 # blur options give the basis of a folder degraded with the default seed, whatever the run's seed
 ONLINE_PCA_SEED = 8
 _LOADED: dict[tuple, object] = {}
+
+
+def full_kernels(cfg: RunConfig) -> bool:
+    """Whether `blur_kernel` gives each image's full kernel (flattened) instead of its PCA code:
+    the target of DAN v2's estimator (models/dan.py)."""
+    model = getattr(cfg, "model", None)
+    arch = getattr(getattr(model, "internal_params", None), "arch", None) or {}
+    return getattr(model, "name", None) == "dan" and arch.get("mode") == "v2"
 
 
 def metadata_csv(cfg: RunConfig, ds) -> Path:
@@ -145,7 +155,8 @@ def read_metadata(cfg: RunConfig, where: str, ds, lr_paths: list[Path]) -> np.nd
             basis = kernel_basis(cfg, where, ds)
             kernels = _csv_kernels(src, where, csv_path, columns, lr_paths, image_rows,
                                    basis.kernel_size)
-            parts.append(basis.normalise(basis.encode(kernels)))
+            parts.append(kernels.reshape(len(kernels), -1) if full_kernels(cfg) else
+                         basis.normalise(basis.encode(kernels)))
         else:
             parts.append(next(scalars)[:, None])
     return np.concatenate(parts, axis=1).astype(np.float32)

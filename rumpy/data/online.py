@@ -4,7 +4,8 @@ and augmented first, then degraded, so a kernel's recorded angle is the one appl
 random choice comes from a generator seeded by (seed, epoch, index), so an epoch is the same
 whichever worker loads it and a resumed run repeats exactly what an uninterrupted one does.
 Conditioned models get the applied parameters, normalised over the configured ranges, and for
-`blur_kernel` the applied kernel's PCA code (degrade/kernel_pca.py)."""
+`blur_kernel` the applied kernel's PCA code (degrade/kernel_pca.py), or the kernel itself for
+DAN's mode v2 (metadata.full_kernels)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from ..config import ConfigError, RunConfig
 from ..registry import did_you_mean
 from .degrade.config import Step, steps_from_table
 from .degrade.kernel_pca import KernelPCA, blur_step
-from .metadata import KERNEL, kernel_basis
+from .metadata import KERNEL, full_kernels, kernel_basis
 
 
 @dataclass
@@ -24,6 +25,7 @@ class OnlineDegradation:
     columns: list[tuple[int, str | None]]     # metadata: (step position, parameter); None: the
     ranges: list[tuple[float, float]]         # step's kernel as its PCA code
     pca: KernelPCA | None = None
+    full_kernel: bool = False                 # blur_kernel: the kernel's k*k values, not a code
 
     def __call__(self, hr: np.ndarray, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -38,7 +40,8 @@ class OnlineDegradation:
         for (i, key), (low, high) in zip(self.columns, self.ranges):
             if key is None:
                 kernel = self.steps[i].op.kernel(applied[i])[None]
-                values.extend(self.pca.normalise(self.pca.encode(kernel))[0])
+                values.extend(kernel.ravel() if self.full_kernel else
+                              self.pca.normalise(self.pca.encode(kernel))[0])
                 continue
             v = float(applied[i][key])
             values.append((v - low) / (high - low) if high > low else 0.0)
@@ -109,4 +112,4 @@ def check_online(cfg: RunConfig, where: str, ds) -> OnlineDegradation:
             raise ConfigError(cfg.source, f"{where}.metadata", f"{name!r} is not a number")
         columns.append((i, key))
         ranges.append(steps[i].op.ranges().get(key, (0.0, 1.0)))
-    return OnlineDegradation(steps, columns, ranges, pca)
+    return OnlineDegradation(steps, columns, ranges, pca, full_kernels(cfg))

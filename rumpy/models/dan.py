@@ -10,7 +10,10 @@ its checkpoints load through init_weights_path. Modes: 'v1' (DAN's own restorer)
 (Q-RCAN with meta-attention, the original's rcan-dan.toml), 'v1QHAN' (Q-HAN: the same groups
 with HAN's layer and channel-spatial attention, `body.<groups>` its closing convolution, `la`,
 `csa`, `last_conv`, `last` as the original's) and 'v1QELAN' (the original's QELAN, models/elan.py,
-with its parameters; as in the original, `nf` does not reach it: `c_elan` is its width)."""
+with its parameters; as in the original, `nf` does not reach it: `c_elan` is its width) and 'v2'
+(DANv2.py: the estimator predicts the full kernel, softmax over its kernel_size**2 values, and
+the restorer of `ng` groups of `nb` dual-path blocks is conditioned on its projection by the
+`encoder` PCA matrix; trained on each image's full kernel, tasks/sisr_dan.py).""" 
 from __future__ import annotations
 
 import torch
@@ -21,10 +24,9 @@ from .elan import QELAN, QELAN_LIMITS
 from .han import ChannelSpatialAttention, LayerAttention
 from .registry import MODELS
 
-MODES = ("v1", "v1QRCAN", "v1QHAN", "v1QELAN")
+MODES = ("v1", "v1QRCAN", "v1QHAN", "v1QELAN", "v2")
 # the original's other modes, and why rumpy lacks them
-NOT_BUILT = {"v2": "DANv2 estimates the full blur kernel and is trained on it, and rumpy degrade "
-                   "records kernels as PCA codes only (request_full_kernels)"}
+NOT_BUILT: dict[str, str] = {}
 
 
 def _width(channels: int, reduction: int) -> int:
@@ -211,6 +213,80 @@ class QHANRestorer(nn.Module):
         return self.tail(self.last(torch.cat([self.csa(res), layers], dim=1)) + x)
 
 
+class DPCB(nn.Module):
+    """DANv2's dual-path conditional block: image features f1 gated by the code's features f2
+    (body2: 1x1 convolutions on the 1x1 code map), f2 updated by its own path."""
+
+    def __init__(self, nf1: int, nf2: int, ksize1: int = 3, ksize2: int = 1):
+        super().__init__()
+        self.body1 = nn.Sequential(nn.Conv2d(nf1, nf1, ksize1, 1, ksize1 // 2),
+                                   nn.LeakyReLU(0.2, True),
+                                   nn.Conv2d(nf1, nf1, ksize1, 1, ksize1 // 2))
+        self.body2 = nn.Sequential(nn.Conv2d(nf2, nf1, ksize2, 1, ksize2 // 2),
+                                   nn.LeakyReLU(0.2, True),
+                                   nn.Conv2d(nf1, nf1, ksize2, 1, ksize2 // 2))
+
+    def forward(self, f1: torch.Tensor, f2: torch.Tensor) -> tuple:
+        g2 = self.body2(f2)
+        return f1 + self.body1(f1) * g2, f2 + g2
+
+
+class DPCG(nn.Module):
+    """A group of DPCBs. The original's group updates its input list in place, so its closing
+    "input + output" adds the group's output to itself: 2 x the blocks' result, kept here so
+    the original's weights give its outputs."""
+
+    def __init__(self, nf1: int, nf2: int, ksize1: int, ksize2: int, nb: int):
+        super().__init__()
+        self.body = nn.ModuleList(DPCB(nf1, nf2, ksize1, ksize2) for _ in range(nb))
+
+    def forward(self, f1: torch.Tensor, f2: torch.Tensor) -> tuple:
+        for block in self.body:
+            f1, f2 = block(f1, f2)
+        return 2 * f1, 2 * f2
+
+
+class EstimatorV2(nn.Module):
+    """DANv2's estimator: the full kernel (kernel_size**2 values summing to 1, a softmax) from
+    the LR image and the SR estimate (a (4 scale + 1)-wide convolution of stride `scale`)."""
+
+    def __init__(self, kernel_size: int, scale: int, nf: int = 64, num_blocks: int = 5):
+        super().__init__()
+        self.head_LR = nn.Sequential(nn.Conv2d(3, nf // 2, 5, 1, 2))
+        self.head_HR = nn.Sequential(nn.Conv2d(3, nf // 2, scale * 4 + 1, scale, scale * 2))
+        self.body = DPCG(nf // 2, nf // 2, 3, 3, num_blocks)
+        self.tail = nn.Sequential(nn.Conv2d(nf // 2, nf, 3, 1, 1), nn.AdaptiveAvgPool2d(1),
+                                  nn.Conv2d(nf, kernel_size ** 2, 1, 1, 0), nn.Softmax(1))
+
+    def forward(self, sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        f, _ = self.body(self.head_LR(lr), self.head_HR(sr))
+        return self.tail(f).flatten(1)
+
+
+class RestorerV2(nn.Module):
+    """DANv2's restorer: `ng` groups of `nb` DPCBs, the code entering as a 1x1 map."""
+
+    def __init__(self, nf: int, nb: int, ng: int, scale: int, input_para: int):
+        super().__init__()
+        self.head1 = nn.Conv2d(3, nf, 3, 1, 1)
+        self.head2 = nn.Conv2d(input_para, nf, 1, 1, 0)
+        self.body = nn.ModuleList(DPCG(nf, nf, 3, 1, nb) for _ in range(ng))
+        self.fusion = nn.Conv2d(nf, nf, 3, 1, 1)
+        if scale == 4:
+            self.upscale = nn.Sequential(nn.Conv2d(nf, nf * 4, 3, 1, 1), nn.PixelShuffle(2),
+                                         nn.Conv2d(nf, nf * 4, 3, 1, 1), nn.PixelShuffle(2),
+                                         nn.Conv2d(nf, 3, 3, 1, 1))
+        else:
+            self.upscale = nn.Sequential(nn.Conv2d(nf, nf * scale ** 2, 3, 1, 1),
+                                         nn.PixelShuffle(scale), nn.Conv2d(nf, 3, 3, 1, 1))
+
+    def forward(self, lr: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        f1, f2 = self.head1(lr), self.head2(code[:, :, None, None])
+        for group in self.body:
+            f1, f2 = group(f1, f2)
+        return self.upscale(self.fusion(f1))
+
+
 # the ranges of v1QELAN's restorer parameters, as qelan's
 @MODELS.register("dan", tasks=("sisr",), limits=QELAN_LIMITS)
 class DAN(nn.Module):
@@ -221,7 +297,7 @@ class DAN(nn.Module):
 
     def __init__(self, scale: int, num_metadata: int, mode: str = "v1", nf: int = 64,
                  loop: int = 4, kernel_size: int = 21, use_pca_encoder: bool = True,
-                 nb: int = 40, n_resgroups: int = 10, n_resblocks: int = 20, reduction: int = 16,
+                 nb: int = 0, ng: int = 5, n_resgroups: int = 10, n_resblocks: int = 20, reduction: int = 16,
                  res_scale: float = 1.0, selective_meta_blocks: list = [],
                  num_q_layers_inner_residual: int = 0, num_layers_in_q_layer: int = 2,
                  estimator_nf: int = 64, estimator_blocks: int = 5,
@@ -241,8 +317,12 @@ class DAN(nn.Module):
                              f"({n_resgroups}), got {len(selective_meta_blocks)}")
         if loop < 1:
             raise ValueError(f"loop: expected at least 1 iteration, got {loop}")
-        self.loop, self.scale = loop, scale
-        if mode == "v1":
+        self.loop, self.scale, self.mode, self.kernel_size = loop, scale, mode, kernel_size
+        if nb < 1:  # 0: the original's default for the mode (DANv1.py's 40, DANv2.py's 10)
+            nb = 10 if mode == "v2" else 40
+        if mode == "v2":
+            self.Restorer = RestorerV2(nf, nb, ng, scale, num_metadata)
+        elif mode == "v1":
             self.Restorer = Restorer(nf, nb, scale, num_metadata)
         elif mode == "v1QELAN":
             self.Restorer = QELAN(scale, num_metadata, window_sizes, m_elan, c_elan, n_share,
@@ -253,7 +333,10 @@ class DAN(nn.Module):
             self.Restorer = restorer(nf, scale, num_metadata, n_resgroups, n_resblocks,
                                           reduction, res_scale, selective_meta_blocks,
                                           num_q_layers_inner_residual, num_layers_in_q_layer)
-        self.Estimator = Estimator(num_metadata, scale, estimator_nf, estimator_blocks)
+        if mode == "v2":
+            self.Estimator = EstimatorV2(kernel_size, scale, estimator_nf, estimator_blocks)
+        else:
+            self.Estimator = Estimator(num_metadata, scale, estimator_nf, estimator_blocks)
         # The PCA basis and the starting code (a delta kernel's, or 0.5 everywhere without the
         # PCA encoder): the task fills them from the training data's basis, a checkpoint keeps
         # them, so evaluation needs no data.
@@ -263,17 +346,21 @@ class DAN(nn.Module):
         self.register_buffer("init_kernel", delta)
         self.register_buffer("init_ker_map", torch.full((1, num_metadata), 0.5))
         self.use_pca_encoder = use_pca_encoder
-        self.last_estimate: torch.Tensor | None = None  # the latest forward's final code
+        # the latest forward's final estimate: the code (v1 modes) or the full kernel (v2)
+        self.last_estimate: torch.Tensor | None = None
 
     def forward(self, lr: torch.Tensor, all_iterations: bool = False):
-        """The final SR image; with all_iterations, every iteration's (SR images, codes)."""
+        """The final SR image; with all_iterations, every iteration's (SR images, estimates):
+        codes in the v1 modes, full kernels (flattened) in v2."""
         code = self.init_ker_map.expand(lr.shape[0], -1)
-        srs, codes = [], []
+        srs, estimates = [], []
         for _ in range(self.loop):
             # each network sees the other's latest output as a constant, as in the paper
             sr = self.Restorer(lr, code.detach())
-            code = self.Estimator(sr.detach(), lr)
+            estimate = self.Estimator(sr.detach(), lr)
+            # v2: the restorer's next code is the estimated kernel's PCA projection
+            code = estimate @ self.encoder[0] if self.mode == "v2" else estimate
             srs.append(sr)
-            codes.append(code)
-        self.last_estimate = code.detach()
-        return (srs, codes) if all_iterations else srs[-1]
+            estimates.append(estimate)
+        self.last_estimate = estimate.detach()
+        return (srs, estimates) if all_iterations else srs[-1]

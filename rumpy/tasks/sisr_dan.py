@@ -10,7 +10,16 @@ detached, and the weights are shared across alternations (the original DANHandle
 target is the training sets' `metadata` vector (blur_kernel: the kernel's normalised PCA code),
 so the estimator learns exactly what a conditioned model (qrcan) would be given. Validation is
 blind (no metadata reaches the network); an eval set with metadata also scores the estimator:
-`estimator-error`, the mean absolute error of the final code, per image and per set."""
+`estimator-error`, the mean absolute error of the final code, per image and per set.
+
+Mode v2 (the original's DANv2): the estimator predicts the full kernel and is trained on each
+image's full kernel (metadata = ["blur_kernel"] alone, delivered as the kernel itself: the blur
+step's kernel rebuilt from the CSV's recorded parameters, or the one applied online;
+data/metadata.full_kernels); its loss is the L1 between the last iteration's kernel and it, as
+the original's DANHandler (whose loop keeps the last iteration's terms). The restorer is
+conditioned on the kernel's projection by the training data's PCA matrix (`encoder`, without
+the mean or the [0, 1] normalisation of v1's codes, as the original's pca_matrix), and
+`estimator-error` is the final kernel's mean absolute error."""
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +48,7 @@ class DANStep:
         if mode not in MODES:
             task.fail(f"{IP}.mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
         flags, groups = arch.get("selective_meta_blocks", []), arch.get("n_resgroups", 10)
-        if mode != "v1" and flags and len(flags) != groups:
+        if mode not in ("v1", "v2") and flags and len(flags) != groups:
             task.fail(f"{IP}.selective_meta_blocks", f"expected one flag per residual group "
                                                      f"(n_resgroups = {groups}), got {len(flags)}")
 
@@ -65,6 +74,14 @@ class DANStep:
                                   f"set {s.name} gives {given}, the estimator learns {wanted} "
                                   f"(every set the same, in the same order; an eval set may "
                                   f"give none)")
+        mode = cfg.model.internal_params.arch.get("mode", "v1")
+        if mode == "v2" and wanted != [KERNEL]:
+            raise ConfigError(cfg.source, f"data.training_sets.{first}.metadata",
+                              f"mode 'v2' trains its estimator on each image's full blur kernel: "
+                              f"give metadata = [\"blur_kernel\"] alone (a Gaussian or "
+                              f"Real-ESRGAN blur step's kernel, rebuilt from the recorded "
+                              f"parameters), got {wanted}")
+        self.mode = mode
         self.wanted = wanted
         self.basis = None
         if KERNEL in wanted:
@@ -83,6 +100,14 @@ class DANStep:
         kernel's normalised code (0.5 for the other metadata values, and everywhere without the
         PCA encoder, as the original's use_pca_encoder = false)."""
         basis = getattr(self, "basis", None)
+        if basis is not None and getattr(self, "mode", None) == "v2":
+            # the original's DANv2: the PCA matrix alone (use_pca_encoder does not apply), the
+            # starting code the delta kernel's projection
+            encoder = torch.from_numpy(basis.components.T.astype(np.float32))
+            with torch.no_grad():
+                model.encoder[0] = encoder
+                model.init_ker_map[0] = model.init_kernel.reshape(-1) @ encoder
+            return
         if basis is None or not model.use_pca_encoder:
             return
         start = len(self.wanted[:self.wanted.index(KERNEL)])
@@ -99,9 +124,10 @@ class DANStep:
         gt = to_float(batch["gt"])
         target = batch["metadata"].to(task.device, non_blocking=True).float()
         with handler.autocast():
-            srs, codes = handler.train_model(lq, True)
+            # codes (v1 modes) or full kernels (v2), as the target
+            srs, estimates = handler.train_model(lq, True)
             loss_sr = task.criterion(srs[-1], gt)
-            loss_estimator = F.l1_loss(codes[-1].float(), target)
+            loss_estimator = F.l1_loss(estimates[-1].float(), target)
             loss = loss_sr + loss_estimator
         handler.optimize(loss)
         handler.record("loss-sr", loss_sr)
