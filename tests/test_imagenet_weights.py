@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from skimage.io import imread
 
-from rumpy.core import lpips_jax
+from rumpy.metrics import lpips_jax
 from rumpy.core.losses import build_loss, check_loss
 from rumpy.metrics import METRICS
 from rumpy.metrics.lpips import LPIPSWeightsError

