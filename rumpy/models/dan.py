@@ -77,6 +77,16 @@ class Estimator(nn.Module):
         return self.globalPooling(self.out(f)).flatten(1)
 
 
+def _dan_upscale(nf: int, scale: int) -> nn.Sequential:
+    """DAN's restorers' tail, in the original's names: x4 as two x2 pixel shuffles."""
+    if scale == 4:
+        return nn.Sequential(nn.Conv2d(nf, nf * 4, 3, 1, 1), nn.PixelShuffle(2),
+                             nn.Conv2d(nf, nf * 4, 3, 1, 1), nn.PixelShuffle(2),
+                             nn.Conv2d(nf, 3, 3, 1, 1))
+    return nn.Sequential(nn.Conv2d(nf, nf * scale ** 2, 3, 1, 1), nn.PixelShuffle(scale),
+                         nn.Conv2d(nf, 3, 3, 1, 1))
+
+
 class Restorer(nn.Module):
     """DAN's own restorer ('v1'): the code stretched over the image enters every block."""
 
@@ -85,13 +95,7 @@ class Restorer(nn.Module):
         self.head = nn.Conv2d(3, nf, 3, 1, 1)
         self.body = nn.Sequential(*[CRBLayer(nf, input_para) for _ in range(nb)])
         self.fusion = nn.Conv2d(nf, nf, 3, 1, 1)
-        if scale == 4:
-            self.upscale = nn.Sequential(nn.Conv2d(nf, nf * 4, 3, 1, 1), nn.PixelShuffle(2),
-                                         nn.Conv2d(nf, nf * 4, 3, 1, 1), nn.PixelShuffle(2),
-                                         nn.Conv2d(nf, 3, 3, 1, 1))
-        else:
-            self.upscale = nn.Sequential(nn.Conv2d(nf, nf * scale ** 2, 3, 1, 1),
-                                         nn.PixelShuffle(scale), nn.Conv2d(nf, 3, 3, 1, 1))
+        self.upscale = _dan_upscale(nf, scale)
 
     def forward(self, lr: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         b, _, h, w = lr.shape
@@ -272,13 +276,7 @@ class RestorerV2(nn.Module):
         self.head2 = nn.Conv2d(input_para, nf, 1, 1, 0)
         self.body = nn.ModuleList(DPCG(nf, nf, 3, 1, nb) for _ in range(ng))
         self.fusion = nn.Conv2d(nf, nf, 3, 1, 1)
-        if scale == 4:
-            self.upscale = nn.Sequential(nn.Conv2d(nf, nf * 4, 3, 1, 1), nn.PixelShuffle(2),
-                                         nn.Conv2d(nf, nf * 4, 3, 1, 1), nn.PixelShuffle(2),
-                                         nn.Conv2d(nf, 3, 3, 1, 1))
-        else:
-            self.upscale = nn.Sequential(nn.Conv2d(nf, nf * scale ** 2, 3, 1, 1),
-                                         nn.PixelShuffle(scale), nn.Conv2d(nf, 3, 3, 1, 1))
+        self.upscale = _dan_upscale(nf, scale)
 
     def forward(self, lr: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         f1, f2 = self.head1(lr), self.head2(code[:, :, None, None])

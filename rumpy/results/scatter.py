@@ -33,6 +33,12 @@ def scatter_image(pred: np.ndarray, true: np.ndarray, names: list[str], title: s
         ax.set_ylabel(f"predicted {names[j]}")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left")
+    return figure_image(fig)
+
+
+def figure_image(fig) -> Image.Image:
+    """A matplotlib figure as an RGB image (the figure is closed)."""
+    import matplotlib.pyplot as plt
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)

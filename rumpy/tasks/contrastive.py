@@ -311,11 +311,11 @@ def _has_family(steps: list, family: str) -> bool:
 def _scatter(name: str, points: list[tuple[int, float, float]]) -> Image.Image:
     """The embeddings' first two principal components, one dot per image coloured by its
     degradation class: classes an encoder separates form separate clusters."""
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from ..results.scatter import figure_image
 
     labels = np.array([p[0] for p in points])
     fig, ax = plt.subplots(figsize=(5, 4.2))
@@ -326,9 +326,4 @@ def _scatter(name: str, points: list[tuple[int, float, float]]) -> Image.Image:
     ax.set_xlabel("principal component 1")
     ax.set_ylabel("principal component 2")
     ax.grid(alpha=0.3)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    buffer.seek(0)
-    with Image.open(buffer) as img:
-        return img.convert("RGB")
+    return figure_image(fig)
