@@ -132,13 +132,13 @@ def test_ema_copies_until_its_start_step_then_averages():
 def test_an_average_longer_than_the_run_is_warned_about(write_config, caplog):
     """0.999 over a short run validates and saves nearly the initial weights: one warning says so
     and what to change; a decay the run can average over says nothing."""
-    from rumpy.training.handler import _warn_short_average
+    from rumpy.training.ema import warn_short_average
     cfg = load_config(write_config(num_epochs=3, extra_training="ema_decay = 0.999"))
-    with caplog.at_level("WARNING", logger="rumpy.training.handler"):
-        _warn_short_average(cfg.training, steps_per_epoch=50)
+    with caplog.at_level("WARNING", logger="rumpy.training.ema"):
+        warn_short_average(cfg.training, steps_per_epoch=50)
         assert "averages over ~1000 optimizer steps, but this run makes 150" in caplog.text
         assert "mostly the initial weights; lower training.ema_decay" in caplog.text
         caplog.clear()
         cfg.training.ema_decay = 0.99
-        _warn_short_average(cfg.training, steps_per_epoch=50)
+        warn_short_average(cfg.training, steps_per_epoch=50)
         assert caplog.text == ""

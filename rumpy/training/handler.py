@@ -19,7 +19,7 @@ from ..config import RunConfig
 from ..core.checkpoint import rng_state, set_rng_state
 from ..core.columns import direction
 from ..core.optim import build_optimizer, build_scheduler
-from .ema import EMA
+from .ema import EMA, warn_short_average
 from .groups import OptimGroup
 from .precision import Arithmetic, arithmetic
 from .prefetch import Prefetcher, place
@@ -94,7 +94,7 @@ class NetworkHandler:
         t = cfg.training
         self.ema = EMA(self.model, t.ema_decay, t.ema_start_step) if t.ema_decay else None
         if self.ema is not None:
-            _warn_short_average(t, steps_per_epoch // max(1, self.accumulate))
+            warn_short_average(t, steps_per_epoch // max(1, self.accumulate))
         # what validation scores: 'ema' (also under 'both': the raw scores are extra columns)
         self.validate = "raw" if self.ema is None or t.validate_ema == "raw" else "ema"
         self._terms: dict[str, list] = {}  # loss terms of this epoch: name -> [sum, count]
@@ -410,18 +410,3 @@ class NetworkHandler:
             parts["ema"] = self.ema.state_dict()
         return parts
 
-
-def _warn_short_average(t, steps_per_epoch: int) -> None:
-    """An average of weights forgets where it started over ~1/(1 - decay) steps: a run shorter
-    than that validates and exports weights still close to those of ema_start_step (0.999 over a
-    140-step run scored 8 dB where the raw weights scored 28), which looks like a broken model
-    rather than a setting."""
-    total = t.num_iterations or t.num_epochs * steps_per_epoch
-    span = round(1 / (1 - t.ema_decay))
-    if total - t.ema_start_step < span:
-        start = "the initial weights" if t.ema_start_step == 0 else \
-            f"the weights of step {t.ema_start_step}"
-        log.warning("ema_decay %g averages over ~%d optimizer steps, but this run makes %d after "
-                    "ema_start_step: the EMA weights it validates and saves will still be mostly "
-                    "%s; lower training.ema_decay (or ema_start_step)",
-                    t.ema_decay, span, max(0, total - t.ema_start_step), start)
