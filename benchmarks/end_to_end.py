@@ -96,7 +96,8 @@ def timed_evaluate(self, *a, **k):
     part("validation", time.perf_counter() - t)
     return out
 NetworkHandler.train_step, trainer.train_epoch, SISRTask.evaluate = train_step, train_epoch, timed_evaluate
-defaults = trainer.default_callbacks
+import rumpy.training.callbacks as callbacks
+defaults = callbacks.default_callbacks
 def timed(cb):
     inner = cb.on_epoch_end
     def on_epoch_end(*a):
@@ -108,7 +109,7 @@ def timed(cb):
 class EpochEnd(trainer.Callback):
     def on_epoch_end(self, *a):
         marks["epoch_ends"].append(time.time())
-trainer.default_callbacks = lambda: [timed(c) for c in defaults()] + [EpochEnd()]
+callbacks.default_callbacks = lambda *a: [timed(c) for c in defaults(*a)] + [EpochEnd()]
 from rumpy.cli.train import main
 code = main(sys.argv[1:])
 marks["end"] = time.time()

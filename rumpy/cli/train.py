@@ -116,6 +116,7 @@ def _main(args: argparse.Namespace) -> int:
     from ..config.load import CLI_OVERRIDES, attribute
     from ..core import distributed
     from ..core.distributed import SINGLE
+    from ..training.callbacks import default_callbacks, early_output_worker
     from ..training.setup import prepare, start
     from ..training.trainer import train
     from ..tree.plan import TreeError
@@ -128,7 +129,7 @@ def _main(args: argparse.Namespace) -> int:
     # the command line goes to train.log only; the console already shows it
     early.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "command: %s",
                                 (shlex.join(sys.argv),), None))
-    dist, cfg = SINGLE, None
+    dist, cfg, outputs = SINGLE, None, None
     try:
         cfg = load_config(args.parameters, overrides, tuple(args.cfg_default),
                           tuple(args.overrides), presets=_presets(args))
@@ -140,9 +141,15 @@ def _main(args: argparse.Namespace) -> int:
         dist = distributed.init(cfg.training.gpu)
         if not dist.is_main:  # rank 0 speaks for all; the others only of their own errors
             logging.getLogger("rumpy").setLevel(logging.ERROR)
+        else:  # its imports run beside the set-up, on the core the set-up leaves idle
+            outputs = early_output_worker(cfg)
         run = prepare(cfg, dist)
         start(run)  # the first writes; a racing second process is refused here
-    except (ConfigError, RunExistsError, NodeLockedError, TreeError) as exc:
+    except BaseException as exc:
+        if outputs is not None:
+            outputs.abort()
+        if not isinstance(exc, (ConfigError, RunExistsError, NodeLockedError, TreeError)):
+            raise
         if isinstance(exc, ConfigError) and cfg is not None:
             exc = attribute(exc, cfg)
         if os.environ.get("RANK", "0") == "0":  # every rank finds it; rank 0 says it
@@ -155,7 +162,7 @@ def _main(args: argparse.Namespace) -> int:
     early.setTarget(handler)
     early.close()  # flushes into train.log
     try:
-        state = train(run)
+        state = train(run, default_callbacks(outputs) if dist.is_main else None)
         dist.barrier()  # no rank leaves the process group while another still uses it
     except KeyboardInterrupt:
         log.error("aborted; completed epochs are saved in %s", run.folder.models)

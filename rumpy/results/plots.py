@@ -27,6 +27,11 @@ def _pyplot():
     return plt
 
 
+def warm() -> None:
+    """matplotlib's import, made while the run is being set up (output worker)."""
+    _pyplot()
+
+
 def x_axis(rows: list[dict]) -> str:
     """'step' for a step-based node's rows (its epochs are validation periods), else 'epoch'."""
     return "step" if rows and all(r.get("step") not in (None, "") for r in rows) else "epoch"

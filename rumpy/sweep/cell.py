@@ -68,7 +68,7 @@ def train_node(cfg: RunConfig, node: Node, mode: str, callbacks: list | None = N
     """Trains the node from `mode` (resume_mode). Returns (final state, stop requested).
     `announce` is logged once the node is claimed (a worker refused here never says it)."""
     from ..logs import attach_file, detach_file
-    from ..training.callbacks import default_callbacks
+    from ..training.callbacks import default_callbacks, early_output_worker
     from ..training.setup import prepare, start
     from ..training.trainer import train
 
@@ -85,12 +85,19 @@ def train_node(cfg: RunConfig, node: Node, mode: str, callbacks: list | None = N
         log.warning("%s was killed during its start-up (no epoch saved): starting it again",
                     node.path)
         cfg.training.overwrite_data = True
-    run = prepare(cfg)
-    start(run)  # claims the node: a second worker is refused here
+    outputs = early_output_worker(cfg)  # its imports run beside the set-up
+    try:
+        run = prepare(cfg)
+        start(run)  # claims the node: a second worker is refused here
+    except BaseException:
+        if outputs is not None:
+            outputs.abort()
+        raise
     if announce:
         log.info("%s", announce)
     handler = attach_file(run.folder.log)
     try:
-        return train(run, default_callbacks() + list(callbacks or [])), run.stop_requested
+        return train(run, default_callbacks(outputs) + list(callbacks or [])), \
+            run.stop_requested
     finally:
         detach_file(handler)

@@ -15,6 +15,11 @@ log = logging.getLogger(__name__)
 _CLOSED: list = []
 
 
+def warm() -> None:
+    """Aim's import (~0.8 s of CPU), made while the run is being set up (output worker)."""
+    import aim  # noqa: F401
+
+
 def _system_params() -> dict:
     import platform
 
@@ -35,6 +40,20 @@ def _init_lock(home: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _init_repo(home: Path) -> None:
+    """Make the Aim repository once. Aim's init migrates its database in a new Python process
+    (~1 s of CPU and wall) every time it is asked, so only a repository without VERSION (which
+    Aim writes last) is initialised; a run opening an existing one migrates it if it must."""
+    from aim import Repo
+    from aim.sdk.configs import get_aim_repo_name
+
+    if (home / get_aim_repo_name() / "VERSION").is_file():
+        return
+    with _init_lock(home):
+        if not (home / get_aim_repo_name() / "VERSION").is_file():
+            Repo.from_path(str(home), init=True)
 
 
 class _DropForceRelease(logging.Filter):
@@ -82,7 +101,7 @@ class AimTracker(Tracker):
         run_hash = node.status.get("aim_run_hash") if plan.kind == "continue" else None
         tracker = cls._open(Path(cfg.training.aim_home), experiment, node.rel, run_hash,
                             {"config": to_toml_dict(cfg), "lineage": lineage},
-                            list(run.loaders.evals))
+                            list(run.eval_sets))
         if tracker is not None:
             tracker.status = {"aim_run_hash": tracker.hash}
             # a new run gets the node's history so far; a reopened one the epochs it lacks
@@ -97,10 +116,9 @@ class AimTracker(Tracker):
         """The node's Aim run (reopened when run_hash is given and exists), or None with a
         warning when Aim cannot be used."""
         try:
-            from aim import Repo, Run
+            from aim import Run
 
-            with _init_lock(home):
-                Repo.from_path(str(home), init=True)
+            _init_repo(home)
             run = None
             if run_hash:
                 try:
@@ -172,6 +190,13 @@ class AimTracker(Tracker):
                            step=epoch if step is None else step, epoch=epoch,
                            context={"subset": "val", "set": set_name})
         self._safe(track)
+
+    def ending(self) -> None:
+        # Aim's system-metrics thread checks for shutdown every 0.1 s, and run.close() joins
+        # it: told now, it has ended by the time close comes (after the last images and plots)
+        sampler = getattr(self.run, "_system_resource_tracker", None)
+        if sampler is not None and hasattr(sampler, "_shutdown"):
+            sampler._shutdown = True
 
     def close(self) -> None:
         self._safe(self.run.close)

@@ -22,6 +22,11 @@ _NOT_METRICS = ("epoch", "inherited", "step")  # a step-based row's step is its 
 _BATCH = 900                      # MLflow takes up to 1000 metrics per log_batch call
 
 
+def warm() -> None:
+    """MLflow's import, made while the run is being set up (output worker)."""
+    from mlflow.tracking import MlflowClient  # noqa: F401
+
+
 def default_uri(save_loc: str | Path) -> str:
     return f"sqlite:///{Path(save_loc).resolve() / 'mlflow.db'}"
 
@@ -71,7 +76,7 @@ class MLflowTracker(Tracker):
         experiment = cfg.sweep["name"] if cfg.sweep else cfg.experiment
         run_id = node.status.get(STATUS_KEY) if plan.kind == "continue" else None
         # a new node (or one made again at the same path) gets a new run; a continue its own
-        tracker = cls.for_node(uri, experiment, node, to_toml_dict(cfg), list(run.loaders.evals),
+        tracker = cls.for_node(uri, experiment, node, to_toml_dict(cfg), list(run.eval_sets),
                                run_id=run_id, reuse=plan.kind == "continue", task=cfg.task)
         if tracker is not None:
             tracker.status = {STATUS_KEY: tracker.run_id}

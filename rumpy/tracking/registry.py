@@ -1,9 +1,10 @@
 """The tracker interface and registry. A tracker mirrors one result-tree node: `open` receives
-the run (config, plan, node) and returns None with a warning when it cannot be used; a node that
-is new to the tracker first receives the rows it starts with (a branch's inherited history).
-Trackers run in the output worker (training/output_worker.py), never on the training process's
-critical path; what a tracker wants in status.json it puts in `status`, and the training process
-writes it."""
+the run's RunView (cfg, plan, node, folder, eval_sets, start_step: training/output_worker.py)
+and returns None with a warning when it cannot be used; a node that is new to the tracker first
+receives the rows it starts with (a branch's inherited history). Trackers run in the output
+worker, never on the training process's critical path; what a tracker wants in status.json it
+puts in `status`, and the training process writes it. A tracker's module may define `warm()`:
+the imports `open` needs, which the worker makes while the run is being set up."""
 from __future__ import annotations
 
 import logging
@@ -54,6 +55,10 @@ class Tracker:
 
     def track_steps(self, rows: list[dict]) -> None:
         """steps.csv rows (training.log_every_n_steps), with the optimizer step as x axis."""
+
+    def ending(self) -> None:
+        """The run's last rows and images are queued: stop background work (a sampling thread)
+        so that `close`, which comes after them, need not wait for it."""
 
     def close(self) -> None:
         pass

@@ -22,6 +22,11 @@ declare("node", "tensorboard", "the tensorboard tracker")
 FOLDER = "tensorboard"
 
 
+def warm() -> None:
+    """TensorBoard's writer import, made while the run is being set up (output worker)."""
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
+
 def tag(info) -> str:
     ctx = context(info)
     parts = [ctx["subset"]] + ([ctx["set"]] if "set" in ctx else []) + [info.metric]
@@ -61,8 +66,8 @@ class TensorBoardTracker(Tracker):
         steps = folder / "steps"
         steps_fresh = not steps.is_dir() or not any(steps.iterdir())
         # the steps the node started with (the worker may open trackers after training began)
-        start = run.step_log.start_step if run.step_log is not None else 0
-        tracker = cls(writer, list(run.loaders.evals), steps, None if steps_fresh else start + 1)
+        start = run.start_step
+        tracker = cls(writer, list(run.eval_sets), steps, None if steps_fresh else start + 1)
         # a branch (or a node new to TensorBoard) gets its history so far; a continued node
         # the epochs its folder lacks
         done = 0 if fresh else last_epoch(folder)

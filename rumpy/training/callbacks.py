@@ -17,6 +17,7 @@ from .saving import CheckpointWriter
 
 log = logging.getLogger(__name__)
 INTERRUPTED_PATIENCE_S = 15.0  # a stopped run waits this long at most for an idle output worker
+OPEN_PATIENCE_S = 3.0  # the first step waits this long at most for the trackers to open
 
 
 class Callback:
@@ -172,9 +173,11 @@ class Background(Callback):
 
 
 class Trackers(Background):
-    """Opens the configured trackers in the output worker once the first epoch has ended (each
-    failure only warns; the first epoch neither waits for them nor shares the CPU with them)
-    and sends them every row."""
+    """Opens the configured trackers in the output worker and sends them every row (each
+    failure only warns). A worker started early (early_output_worker: Aim is imported during
+    the set-up) opens them at once, and the first step waits for it (OutputsReady); otherwise
+    they open once the first epoch has ended, so that epoch does not share the CPU with Aim's
+    import."""
 
     active = False
 
@@ -201,6 +204,20 @@ class Trackers(Background):
         rows = run.step_log.take() if run.step_log is not None else []
         if rows:
             self.worker.submit(run, _track_steps, rows, label="Trackers")
+
+
+class OutputsReady(Callback):
+    """The first step waits up to OPEN_PATIENCE_S for an early-started worker to finish what the
+    callbacks' `on_start` gave it (opening the trackers: ~0.1 s for Aim, beside the baseline's
+    computation): a worker still busy once training runs gets slivers of CPU at its low
+    priority, and each stalls the training threads at their next barrier."""
+
+    def __init__(self, worker: OutputWorker):
+        self.worker = worker
+
+    def on_start(self, run) -> None:
+        if self.worker.started:
+            self.worker.settle(OPEN_PATIENCE_S)
 
 
 class Visuals(Background):
@@ -298,9 +315,11 @@ def _visuals(state, epoch: int, step, folder, images: dict) -> None:
     # a step-based run's images sit at their optimizer step, beside its curves
     at = {} if step in (None, "") else {"step": int(step)}
     for set_name, pictures in images.items():
+        # the files are encoded on the worker's write thread (copies: trackers encode these)
+        state["write"]("Visuals", save_images, folder, set_name,
+                       [(name, img.copy()) for name, img in pictures])
         for tracker in state["trackers"]:
             tracker.track_images(epoch, set_name, pictures, **at)
-        save_images(folder, set_name, pictures)
 
 
 def _examples(state, epoch: int, folder, examples: dict) -> None:
@@ -362,13 +381,46 @@ class EarlyStopping(Callback):
         return None
 
 
-def default_callbacks() -> list[Callback]:
+def early_output_worker(cfg) -> OutputWorker | None:
+    """The output worker for a run of `cfg`, started before the run's set-up so that it imports
+    what the run's outputs need (each output module's `warm()`: Aim, matplotlib) on the core
+    that the single-threaded set-up leaves idle; None when the run makes no background outputs.
+    Give it to `default_callbacks`; `abort()` it when the set-up fails."""
+    from ..tracking import TRACKERS
+
+    t = cfg.training
+    modules = [TRACKERS.get(n).__module__ for n in t.trackers if n != "aim" or t.aim_track]
+    if t.logging == "visual":
+        modules.append("rumpy.results.plots")
+    if t.save_samples:
+        modules.append("rumpy.results.samples")
+    if not modules:
+        return None
+    worker = OutputWorker()
+    worker.start_early(_warm, modules)
+    return worker
+
+
+def _warm(state, modules: list[str]) -> None:
+    import importlib
+
+    for name in modules:
+        try:
+            warm = getattr(importlib.import_module(name), "warm", None)
+            if warm is not None:
+                warm()
+        except Exception:  # the output's own job says what is wrong, once, when it runs
+            pass
+
+
+def default_callbacks(worker: OutputWorker | None = None) -> list[Callback]:
     """In order: the checkpoint first (it carries the row, so a kill after it loses nothing),
     then the summary, retention, outputs, trackers, the log line, status, early stopping. The
-    trackers, sample images, examples and plots share one output worker; the trackers' `on_end`
-    drains it before the final log line."""
-    worker = OutputWorker()
+    trackers, sample images, examples and plots share one output worker (`worker`: one started
+    early, by early_output_worker); the trackers' `on_end` drains it before the final log
+    line."""
+    worker = worker if worker is not None else OutputWorker()
     baseline = Baseline()
     return [Trackers(worker), baseline, Checkpoint(), Summary(), Retention(), PerSample(),
-            Visuals(worker), Examples(worker), Plots(worker, baseline), EpochLog(baseline),
-            Status(), EarlyStopping()]
+            Visuals(worker), Examples(worker), Plots(worker, baseline), OutputsReady(worker),
+            EpochLog(baseline), Status(), EarlyStopping()]

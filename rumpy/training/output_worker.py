@@ -4,12 +4,15 @@ sample images and the experiment trackers (Aim, TensorBoard).
 Why a process and not a thread: drawing figures and encoding PNGs hold the GIL for long
 stretches, and every torch call of the training thread needs the GIL back after its kernel, so
 a busy output thread would stall each small op of the training loop. The worker is forked from
-the training process when the first job arrives (nothing to import, the run is inherited), runs
-at a lower priority, and ignores Ctrl+C and SIGTERM: the training process handles those, then
-drains the worker before it exits, so every epoch's outputs are complete.
+the training process, runs at a lower priority, and ignores Ctrl+C and SIGTERM: the training
+process handles those, then drains the worker before it exits, so every epoch's outputs are
+complete. It is forked when the first job arrives, or earlier (`start_early`), before the run's
+set-up: the set-up (data, model) is single-threaded, so the worker's imports (Aim, matplotlib:
+~1.3 s of CPU) run on a core that would otherwise idle, not on one that training uses.
 
 Jobs are module-level functions `fn(state, *args)` run in order in the worker; `state` holds
-the inherited run and what jobs keep (open trackers, figures). A job with a `key` supersedes a
+the run's RunView (`state["run"]`, sent with the first job that names a run), `state["write"]`
+(file writes on a thread of their own) and what jobs keep (open trackers, figures). A job with a `key` supersedes a
 pending job with the same key (a plot that the next epoch redraws is not drawn). A job that
 fails warns once per label and the worker goes on. At most MAX_BACKLOG jobs wait: when outputs
 are slower than training (epochs of a fraction of a second) training waits for them rather
@@ -26,11 +29,14 @@ import errno
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import threading
 import time
 import weakref
+from dataclasses import dataclass
+from multiprocessing.reduction import ForkingPickler
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,30 @@ _SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-_INHERITED: list = []  # the run, for the worker to inherit; set only while it is forked
+@dataclass(frozen=True)
+class RunView:
+    """What the worker's jobs see of the run (`state["run"]`, and what a tracker's `open`
+    receives): picklable copies of what the outputs need, taken when the first job that names
+    the run is submitted (the rows it starts with are then on disk)."""
+
+    cfg: object
+    plan: object
+    eval_sets: tuple[str, ...]
+    start_step: int  # optimizer steps done when the run started (steps.csv rows up to it exist)
+
+    @property
+    def node(self):
+        return self.plan.node
+
+    @property
+    def folder(self):
+        return self.plan.node.folder
+
+    @classmethod
+    def of(cls, run) -> "RunView":
+        step_log = getattr(run, "step_log", None)
+        return cls(run.cfg, run.plan, tuple(run.loaders.evals),
+                   step_log.start_step if step_log is not None else 0)
 
 
 class OutputWorker:
@@ -63,20 +92,40 @@ class OutputWorker:
     def started(self) -> bool:
         return self._proc is not None
 
+    def start_early(self, warm, *args) -> None:
+        """Fork the worker now, before the run exists, with `warm(state, *args)` as its first
+        job (imports the outputs will need). The run reaches it with the first job naming it."""
+        if self._proc is None and not self.finished:
+            self._start()
+            self._put(warm, args, None, "Outputs")
+
     def submit(self, run, fn, *args, key: str | None = None, label: str | None = None,
                hold: bool = False) -> None:
         """Queue `fn(state, *args)` for the worker; never waits for it. `label` names the output
         in a warning when the job fails. A job submitted with `hold` waits for the next job
-        without it (or the drain) before the worker starts: opening trackers must not compete
-        with the first epoch for the CPU."""
+        without it (or the drain) before a worker that has not started yet starts: opening
+        trackers must not compete with the first epoch for the CPU."""
         if self.finished:
             return
         if hold and self._proc is None:
             self._held.append((run, fn, args, key, label))
             return
         if self._proc is None:
-            self._start(run)
+            self._start()
+        self._release_held()
+        self._attach(run)
         self._put(fn, args, key, label)
+
+    def _attach(self, run) -> None:
+        if run is not None and self._node is None:
+            self._node = run.node  # for the status fields the worker sends back
+            self._put(_attach_run, (RunView.of(run),), None, "Outputs")
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for run, fn, args, key, label in held:
+            self._attach(run)
+            self._put(fn, args, key, label)
 
     def _put(self, fn, args, key, label) -> None:
         self.poll()
@@ -88,22 +137,20 @@ class OutputWorker:
         self._submitted += 1
         self._outbox.put(("job", key, label or fn.__name__, fn, args))
 
-    def _start(self, run) -> None:
-        # Only the node is kept: a reference to the run would keep its DataLoader workers (which
-        # ignore SIGTERM) alive until multiprocessing's exit handler joins them, forever.
-        self._node = run.node if run is not None else None
+    def _start(self) -> None:
+        # The run is never inherited (nor referenced here): jobs get its RunView. A reference
+        # to the run would keep its DataLoader workers (which ignore SIGTERM) alive until
+        # multiprocessing's exit handler joins them, forever.
         ctx = multiprocessing.get_context("fork")
         jobs_in, jobs_out = ctx.Pipe(duplex=False)
         replies_in, replies_out = ctx.Pipe(duplex=False)
         # blocked across the fork, so the worker never sees a signal before it ignores them
         old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        _INHERITED.append(run)  # not in the Process's args, which live as long as it does
         try:
             self._proc = ctx.Process(target=_worker_main, name="rumpy-outputs", daemon=False,
                                      args=(jobs_in, replies_out, os.getpid()))
             self._proc.start()
         finally:
-            _INHERITED.clear()
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
         jobs_in.close()
         replies_out.close()
@@ -115,9 +162,6 @@ class OutputWorker:
         self._feeder = threading.Thread(target=_feed, args=(self._outbox, jobs_out),
                                         name="rumpy-outputs-feeder", daemon=True)
         self._feeder.start()
-        held, self._held = self._held, []
-        for _, fn, args, key, label in held:
-            self._put(fn, args, key, label)
 
     def poll(self, fail: bool = True) -> bool:
         """Handle what the worker sent back (log records, status fields); True on progress.
@@ -150,11 +194,27 @@ class OutputWorker:
         elif kind == "exit":
             self._done = True
 
+    def settle(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the started worker to finish the jobs queued so far
+        (True when it did). Training starts after its tracker opening this way: a worker still
+        busy once training runs gets only slivers of CPU at its low priority, each of which
+        stalls the training process's threads at their next barrier."""
+        end = time.monotonic() + timeout
+        while self._proc is not None and self._replies is not None and \
+                self._completed < self._submitted:
+            left = end - time.monotonic()
+            if left <= 0 or not self._proc.is_alive():
+                return False
+            if self._replies.poll(min(left, 0.05)):
+                self.poll()
+        return self._completed >= self._submitted
+
     def drain(self, patience: float = PATIENCE_S, fail: bool = True) -> None:
         """Let the worker finish every queued job, close its trackers and exit. Gives up (and
         kills it, with a warning) when it makes no progress for `patience` seconds."""
         if self._proc is None and self._held:  # held jobs still run (a run stopped in epoch 1)
-            self._start(self._held[0][0])
+            self._start()
+        self._release_held()
         if self._proc is None or self.finished:
             self.finished = True
             return
@@ -210,12 +270,23 @@ def _feed(outbox: queue.Queue, conn) -> None:
         if item is None:
             break
         try:
-            conn.send(item)
+            data = ForkingPickler.dumps(item)
+        except Exception as exc:  # a job that cannot be pickled fails as a job, never the feeder
+            _, key, label, _fn, _args = item
+            data = ForkingPickler.dumps(("job", key, label, _unsendable,
+                                         (f"{type(exc).__name__}: {exc}",)))
+        try:
+            conn.send_bytes(data)
         except (OSError, ValueError):  # the worker is gone; drain() reports it
             break
         if item[0] == "stop":
             break
     conn.close()
+
+
+def _unsendable(state, problem: str) -> None:
+    raise TypeError(f"its arguments cannot be sent to the output worker ({problem}); a job "
+                    "is a module-level function with picklable arguments")
 
 
 # -- the worker process ------------------------------------------------------------------------
@@ -242,8 +313,11 @@ def _route_logging(send) -> None:
     logging.getLogger().addHandler(_Forward(send))
 
 
+def _attach_run(state, view: RunView) -> None:
+    state["run"] = view
+
+
 def _worker_main(jobs, replies, parent: int) -> None:
-    run = _INHERITED[0]
     for sig in _SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
@@ -269,9 +343,17 @@ def _worker_main(jobs, replies, parent: int) -> None:
                     if os.getppid() != parent:  # the training process died: finish and go
                         break
                     continue
-                message = jobs.recv()
+                data = jobs.recv_bytes()
             except (EOFError, OSError):
                 break
+            try:
+                message = pickle.loads(data)
+            except Exception as exc:  # e.g. a function of a module this process cannot import
+                logging.getLogger("rumpy.training.callbacks").warning(
+                    "an output job could not be read by the output worker (%s: %s); training "
+                    "goes on without it", type(exc).__name__, exc)
+                send(("done", "?"))
+                continue
             with ready:
                 if message[0] == "stop":
                     break
@@ -287,8 +369,20 @@ def _worker_main(jobs, replies, parent: int) -> None:
             ready.notify()
 
     threading.Thread(target=receive, name="rumpy-outputs-receiver", daemon=True).start()
-    state = {"run": run, "trackers": [], "send": send}
     warned: set[str] = set()
+
+    def failed(label: str, exc: Exception) -> None:
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            send(("disk_full", exc.errno))
+        if label not in warned:
+            warned.add(label)
+            logging.getLogger("rumpy.training.callbacks").warning(
+                "%s: could not write (%s: %s); training goes on without it", label,
+                type(exc).__name__, exc)
+
+    writes = _Writes(failed)
+    state = {"run": None, "trackers": [], "send": send, "write": writes.submit}
+    ending = False
     try:
         while True:
             with ready:
@@ -297,18 +391,17 @@ def _worker_main(jobs, replies, parent: int) -> None:
                 if not pending:
                     break
                 _, _, label, fn, args = pending.popleft()
+                if closed and not ending:  # the drain began: what is queued is all there is
+                    ending = True
+                    for tracker in state["trackers"]:
+                        tracker.ending()
             try:
                 fn(state, *args)
             except Exception as exc:
-                if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-                    send(("disk_full", exc.errno))
-                if label not in warned:
-                    warned.add(label)
-                    logging.getLogger("rumpy.training.callbacks").warning(
-                        "%s: could not write (%s: %s); training goes on without it", label,
-                        type(exc).__name__, exc)
+                failed(label, exc)
             send(("done", label))
     finally:
+        writes.close()
         for tracker in state["trackers"]:
             tracker.close()
         for close in state.get("on_exit", []):
@@ -320,3 +413,35 @@ def _worker_main(jobs, replies, parent: int) -> None:
         # no interpreter shutdown: Aim's finalizers can wait forever on a failed storage, and
         # nothing else in this process needs cleaning up
         os._exit(0)
+
+
+class _Writes:
+    """`state["write"](label, fn, *args)`: a job's file writes run in order on one thread of the
+    worker while its next jobs go on (PNG encoding releases the GIL: a run's last sample
+    strips are written while its last plots are drawn). At most two wait; a failure is
+    reported as the job's own would be. The worker exits only after the last write."""
+
+    def __init__(self, failed):
+        self.failed = failed
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.thread = threading.Thread(target=self._run, name="rumpy-outputs-writes",
+                                       daemon=True)
+        self.thread.start()
+
+    def submit(self, label: str, fn, *args) -> None:
+        self.queue.put((label, fn, args))
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            label, fn, args = item
+            try:
+                fn(*args)
+            except Exception as exc:
+                self.failed(label, exc)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
