@@ -4,11 +4,13 @@ SIGTERM of a real training process; a failing output only warns and training fin
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,21 @@ def test_an_unwritable_plot_only_warns_and_training_finishes_exactly(write_confi
     assert (out / "PSNR.png").is_dir() and (out / "SSIM.png").is_file()
 
 
+def test_an_unwritable_sample_strip_only_warns_and_the_others_are_written(write_config,
+                                                                          tmp_path, caplog):
+    """Strips are written on the worker's write thread: a failure there is still the Visuals
+    output's one warning, and the other epochs' strips are complete."""
+    run = prepare(load_config(_config(write_config, 3)))
+    start(run)
+    out = tmp_path / "Results" / "tiny" / "result_outputs"
+    (out / "epoch_2_samples").write_text("")  # a file where the folder goes
+    with caplog.at_level("WARNING", logger="rumpy"):
+        assert train(run) == "finished"
+    assert caplog.text.count("Visuals: could not write") == 1
+    for epoch in (1, 3):
+        Image.open(next((out / f"epoch_{epoch}_samples").glob("chelsea_*.png"))).verify()
+
+
 def _explode(state, epoch: int) -> None:
     raise RuntimeError(f"output job of epoch {epoch} failed")
 
@@ -201,3 +218,107 @@ def test_plots_are_redrawn_at_most_every_interval_and_at_the_end(write_config, t
     assert train_main(["--parameters", str(path), "--experiment_name", "every",
                        "training.output_interval_s=0"]) == 0
     assert drawn == images == [1, 2, 3, 4, 5]
+
+
+def _late(state, path: str) -> None:  # made importable only after the worker forked (below)
+    _record(state, path, 0)
+
+
+def test_a_job_that_cannot_be_sent_or_read_warns_and_the_others_are_made(tmp_path, caplog):
+    """A plugin's job with an unpicklable argument, or whose function the worker cannot import,
+    fails as that job (one warning) instead of stopping the worker, and the drain ends
+    without waiting out its patience."""
+    worker = OutputWorker()
+    log = tmp_path / "drawn.txt"
+    worker.submit(None, _record, str(log), 1)
+    worker.submit(None, _record, str(log), lambda: 2)  # a lambda cannot be pickled
+    late = types.ModuleType("rumpy_test_late_module")  # exists in this process only
+    late._late = _late
+    _late.__module__ = late.__name__
+    sys.modules[late.__name__] = late
+    try:
+        worker.submit(None, _late, str(log))
+        worker.submit(None, _record, str(log), 3)
+        with caplog.at_level("WARNING", logger="rumpy"):
+            worker.drain(patience=60)
+    finally:
+        del sys.modules[late.__name__]
+        _late.__module__ = __name__
+    assert log.read_text().split() == ["1", "3"]
+    assert "cannot be sent to the output worker" in caplog.text
+    assert "could not be read by the output worker" in caplog.text
+    assert "made no progress" not in caplog.text and "ended early" not in caplog.text
+
+
+class _SlowToOpen:
+    """A tracker whose opening takes a while (a tracking server far away)."""
+
+    status: dict = {}
+
+    @classmethod
+    def open(cls, run):
+        time.sleep(0.5)
+        (run.folder.root / "opened").write_text("")
+        return cls()
+
+    def track_row(self, row) -> None:
+        pass
+
+    def track_steps(self, rows) -> None:
+        pass
+
+    def track_images(self, *args, **kwargs) -> None:
+        pass
+
+    def ending(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_early_worker_has_opened_the_trackers_before_the_first_epoch(write_config, tmp_path,
+                                                                        monkeypatch):
+    """The output worker starts before the set-up (its imports beside it) and the first epoch
+    waits for the trackers to open, so training never shares the CPU with them."""
+    import rumpy.training.callbacks as callbacks
+    import rumpy.training.trainer as trainer
+    from rumpy.tracking import TRACKERS
+    node = tmp_path / "Results" / "tiny"
+    seen, started = [], []
+    epoch = trainer.train_epoch
+
+    def first_epoch(*args, **kwargs):
+        seen.append((node / "opened").exists())
+        return epoch(*args, **kwargs)
+
+    early = callbacks.early_output_worker
+
+    def spy(cfg):
+        worker = early(cfg)
+        started.append(worker.started)
+        return worker
+
+    monkeypatch.setattr(trainer, "train_epoch", first_epoch)
+    monkeypatch.setattr(callbacks, "early_output_worker", spy)
+    monkeypatch.setitem(TRACKERS._entries, "slow_to_open", [(None, _SlowToOpen, {})])
+    path = write_config(num_epochs=2, extra_training='trackers = ["slow_to_open"]')
+    assert train_main(["--parameters", str(path)]) == 0
+    assert started == [True] and seen == [True, True]
+
+
+def test_a_refused_start_leaves_no_output_worker(write_config, tmp_path, caplog, monkeypatch):
+    """The early worker is stopped when the set-up refuses the run (here: it exists)."""
+    import rumpy.training.callbacks as callbacks
+    path = _config(write_config, 1)
+    assert train_main(["--parameters", str(path)]) == 0
+    before = sorted(p.name for p in (tmp_path / "Results" / "tiny").rglob("*"))
+    workers, early = [], callbacks.early_output_worker
+    monkeypatch.setattr(callbacks, "early_output_worker",
+                        lambda cfg: workers.append(early(cfg)) or workers[-1])
+    with caplog.at_level("ERROR", logger="rumpy"):
+        assert train_main(["--parameters", str(path)]) == 2
+    assert "already exists" in caplog.text
+    assert workers[0].started and not workers[0]._proc.is_alive()
+    assert workers[0]._proc not in multiprocessing.active_children()
+    assert sorted(p.name for p in (tmp_path / "Results" / "tiny").rglob("*")) == before

@@ -128,6 +128,25 @@ def test_nan_and_inf_never_crash_tracking(tmp_path):
     assert metrics[("loss", "train")][1] != metrics[("loss", "train")][1]  # NaN
 
 
+def test_an_existing_aim_repository_is_not_migrated_again(tmp_path, monkeypatch):
+    """Aim's init migrates its database in a new Python process (~1 s of CPU a run): only a new
+    repository pays for it; later runs open the existing one and track as well."""
+    import aim.storage.structured.db as db
+    from rumpy.tracking.aim_tracker import AimTracker
+    calls, real = [], db.upgrade_database
+    monkeypatch.setattr(db, "upgrade_database", lambda url: (calls.append(url), real(url))[1])
+    hashes = []
+    for n in range(3):
+        tracker = AimTracker._open(tmp_path, "once", f"n{n}", None,
+                                   {"config": {}, "lineage": {}}, ["set"])
+        tracker.track_row({"epoch": 1, "train-loss": 0.5 + n, "learning-rate": 1e-3})
+        tracker.close()
+        hashes.append(tracker.hash)
+    assert len(calls) == 1
+    runs = aim_runs(tmp_path)
+    assert [runs[h][1][("loss", "train")][1] for h in hashes] == [0.5, 1.5, 2.5]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
