@@ -222,7 +222,8 @@ class OutputsReady(Callback):
 
 class Visuals(Background):
     """The task's images of a validation (sample strips, scatter plots): saved and tracked, at
-    most every output_interval_s (the latest skipped ones at the end)."""
+    most every output_interval_s (the latest skipped ones at the end). The images are made only
+    when they are sent: a skipped validation's result (its few samples) is just held."""
 
     def __init__(self, worker: OutputWorker | None = None):
         super().__init__(worker)
@@ -233,18 +234,20 @@ class Visuals(Background):
         self.throttle.start()
 
     def on_epoch_end(self, run, epoch, row, result) -> None:
-        if result is None or not run.cfg.training.save_samples or not output_due(run, epoch):
+        if result is None or not run.cfg.training.save_samples or not output_due(run, epoch) \
+                or not result.outputs:
             return
-        images = run.task.visuals(result)
-        if images:
-            self.held = (epoch, row.get("step"), run.folder.samples(epoch), images)
-            if self.throttle.now(run, epoch):
-                self.last_outputs(run, None)
+        self.held = (epoch, row.get("step"), run.folder.samples(epoch), result)
+        if self.throttle.now(run, epoch):
+            self.last_outputs(run, None)
 
     def last_outputs(self, run, state) -> None:
         if self.held is not None:
-            self.worker.submit(run, _visuals, *self.held, label="Visuals")
+            epoch, step, folder, result = self.held
             self.held = None
+            images = run.task.visuals(result)
+            if images:
+                self.worker.submit(run, _visuals, epoch, step, folder, images, label="Visuals")
 
 
 class Examples(Background):
@@ -335,7 +338,10 @@ def _plot(state, rows, columns, out_dir, baselines, fork, baseline_name) -> None
         from ..results.plots import SummaryPlots
 
         state["plots"] = SummaryPlots()
-    state["plots"].draw(rows, columns, out_dir, baselines, fork, baseline_name)
+    # drawn on the plots' own write thread (the figures are touched there only), beside the
+    # sample images
+    state["write"]("Plots", state["plots"].draw, rows, columns, out_dir, baselines, fork,
+                   baseline_name)
 
 
 class EpochLog(Callback):
@@ -421,6 +427,8 @@ def default_callbacks(worker: OutputWorker | None = None) -> list[Callback]:
     line."""
     worker = worker if worker is not None else OutputWorker()
     baseline = Baseline()
+    # Plots before Visuals: the plots are drawn on their own thread while the images are
+    # encoded, which is what the end of a short run waits for
     return [Trackers(worker), baseline, Checkpoint(), Summary(), Retention(), PerSample(),
-            Visuals(worker), Examples(worker), Plots(worker, baseline), OutputsReady(worker),
+            Plots(worker, baseline), Visuals(worker), Examples(worker), OutputsReady(worker),
             EpochLog(baseline), Status(), EarlyStopping()]

@@ -12,7 +12,7 @@ set-up: the set-up (data, model) is single-threaded, so the worker's imports (Ai
 
 Jobs are module-level functions `fn(state, *args)` run in order in the worker; `state` holds
 the run's RunView (`state["run"]`, sent with the first job that names a run), `state["write"]`
-(file writes on a thread of their own) and what jobs keep (open trackers, figures). A job with a `key` supersedes a
+(file writes on a thread per label) and what jobs keep (open trackers, figures). A job with a `key` supersedes a
 pending job with the same key (a plot that the next epoch redraws is not drawn). A job that
 fails warns once per label and the worker goes on. At most MAX_BACKLOG jobs wait: when outputs
 are slower than training (epochs of a fraction of a second) training waits for them rather
@@ -416,24 +416,28 @@ def _worker_main(jobs, replies, parent: int) -> None:
 
 
 class _Writes:
-    """`state["write"](label, fn, *args)`: a job's file writes run in order on one thread of the
-    worker while its next jobs go on (PNG encoding releases the GIL: a run's last sample
-    strips are written while its last plots are drawn). At most two wait; a failure is
+    """`state["write"](label, fn, *args)`: file writes that run beside the worker's next jobs,
+    in order per label, each label on a thread of its own (PNG encoding releases the GIL: a
+    run's last sample strips, its tracker images and its last plots are made at once on a
+    machine whose training has just freed its cores). At most two wait per label; a failure is
     reported as the job's own would be. The worker exits only after the last write."""
 
     def __init__(self, failed):
         self.failed = failed
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.thread = threading.Thread(target=self._run, name="rumpy-outputs-writes",
-                                       daemon=True)
-        self.thread.start()
+        self.lanes: dict[str, tuple[queue.Queue, threading.Thread]] = {}
 
     def submit(self, label: str, fn, *args) -> None:
-        self.queue.put((label, fn, args))
+        if label not in self.lanes:
+            lane: queue.Queue = queue.Queue(maxsize=2)
+            thread = threading.Thread(target=self._run, args=(lane,), daemon=True,
+                                      name=f"rumpy-outputs-{label}")
+            thread.start()
+            self.lanes[label] = (lane, thread)
+        self.lanes[label][0].put((label, fn, args))
 
-    def _run(self) -> None:
+    def _run(self, lane: queue.Queue) -> None:
         while True:
-            item = self.queue.get()
+            item = lane.get()
             if item is None:
                 return
             label, fn, args = item
@@ -443,5 +447,7 @@ class _Writes:
                 self.failed(label, exc)
 
     def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
+        for lane, _ in self.lanes.values():
+            lane.put(None)
+        for _, thread in self.lanes.values():
+            thread.join()
