@@ -174,7 +174,8 @@ def test_a_step_based_run_in_two_processes_equals_one_and_continues_mid_pass(wri
     finally:
         torch.set_num_threads(threads)
     two = steps("two", 3)
-    assert torchrun(two).returncode == 0
+    proc = torchrun(two)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     proc = torchrun(two, "--continue_from_step", "3", "--num_iterations", "6")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     a, b = tmp_path / "Results" / "one", tmp_path / "Results" / "two"
@@ -183,7 +184,8 @@ def test_a_step_based_run_in_two_processes_equals_one_and_continues_mid_pass(wri
     wa, wb = model_of(a, "epoch_2.pt"), model_of(b, "epoch_2.pt")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
     # and bitwise the uninterrupted 2-process run
-    assert torchrun(steps("whole", 6)).returncode == 0
+    proc = torchrun(steps("whole", 6))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     c = tmp_path / "Results" / "whole"
     assert no_timing(rows(c)) == no_timing(rows(b))
     assert all(torch.equal(v, wb[k]) for k, v in model_of(c, "epoch_2.pt").items())
@@ -192,7 +194,8 @@ def test_a_step_based_run_in_two_processes_equals_one_and_continues_mid_pass(wri
 @pytest.mark.slow
 def test_killed_job_continues_exactly_and_sigterm_saves_once(write_config, tmp_path):
     whole = config(write_config, "whole", epochs=4, repeat=30)
-    assert torchrun(whole).returncode == 0
+    proc = torchrun(whole)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     reference = tmp_path / "Results" / "whole"
 
     # kill -9 the whole job after its first epoch, then continue

@@ -141,7 +141,9 @@ def _main(args: argparse.Namespace) -> int:
         dist = distributed.init(cfg.training.gpu)
         if not dist.is_main:  # rank 0 speaks for all; the others only of their own errors
             logging.getLogger("rumpy").setLevel(logging.ERROR)
-        else:  # its imports run beside the set-up, on the core the set-up leaves idle
+        elif not dist.enabled:  # its imports run beside the set-up, on the core it leaves idle
+            # (not under data parallelism: forked beside gloo's fresh connections and threads,
+            # and a few tenths of a second do not matter to a multi-process run)
             outputs = early_output_worker(cfg)
         run = prepare(cfg, dist)
         start(run)  # the first writes; a racing second process is refused here
