@@ -306,6 +306,20 @@ def test_fork_while_parent_prunes_keeps_the_fork_checkpoint(write_config, tmp_pa
     print(f"forks at epochs {sorted(made)} made, {len(refused)} refused: the checkpoint went first")
 
 
+def test_a_run_made_meanwhile_is_not_blamed_on_the_replacing_user(write_config, tmp_path):
+    """The loser of that race gave --overwrite_data already: its one line says another process
+    made the run after it started, instead of asking for --overwrite_data."""
+    from rumpy.core.run_folder import RunExistsError, RunFolder
+    cfg = load_config(write_config(), {"overwrite_data": True})
+    root = tmp_path / "Results" / "tiny"
+    (root / "saved_models").mkdir(parents=True)  # what the other process made meanwhile
+    with pytest.raises(RunExistsError) as info:
+        RunFolder(root).create(cfg)
+    assert "made by another process after this one started" in str(info.value)
+    assert "--overwrite_data," not in str(info.value)
+    assert sorted(p.name for p in root.rglob("*")) == ["saved_models"]
+
+
 def test_two_overwrite_data_runs_at_once_never_share_a_folder(write_config, tmp_path):
     """Both plan to replace the same run; the start-up lock makes the second find the first's
     new run locked (one line, exit 2) instead of setting it aside and training into it too."""
@@ -325,7 +339,8 @@ def test_two_overwrite_data_runs_at_once_never_share_a_folder(write_config, tmp_
             # in the instant between the old run set aside and the new one made, the new one
             # already exists by the time it creates its own: refused either way, one line
             assert "Traceback" not in loser and ("being trained by" in loser or
-                                                 "already exists" in loser), loser
+                                                 "made by another process after this one "
+                                                 "started" in loser), loser
         node = results / "tiny"
         assert [r["epoch"] for r in rows(node)] == ["1", "2"]  # one run's rows, not two mixed
         assert not [p for p in results.iterdir() if p.name.startswith(".tiny.")], \

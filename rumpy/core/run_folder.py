@@ -62,7 +62,12 @@ class RunFolder:
     def samples(self, epoch: int) -> Path:
         return self.outputs / f"epoch_{epoch}_samples"
 
-    def ensure_absent(self) -> None:
+    def ensure_absent(self, replacing: bool = False) -> None:
+        if self.root.exists() and replacing:  # --overwrite_data set the old one aside already
+            raise RunExistsError(
+                f"{self.root} was made by another process after this one started "
+                f"(--overwrite_data replaces what is there when a run starts); this run stopped "
+                f"and touched nothing of it: let that run end, then continue or replace it")
         if self.root.exists():
             raise RunExistsError(
                 f"{self.root} already exists; rumpy never overwrites a run silently. Continue it "
@@ -73,7 +78,8 @@ class RunFolder:
         """Built under a temporary name and renamed into place: the folder appears whole (with
         its config.toml) or not at all, whatever interrupts it; of two racing runs one gets it."""
         self.root.parent.mkdir(parents=True, exist_ok=True)
-        self.ensure_absent()
+        replacing = bool(cfg.training.overwrite_data)
+        self.ensure_absent(replacing)
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.root.name}.", suffix=".creating",
                                     dir=self.root.parent))
         try:
@@ -84,7 +90,7 @@ class RunFolder:
             try:
                 tmp.rename(self.root)
             except OSError:
-                self.ensure_absent()  # another run took the name first
+                self.ensure_absent(replacing)  # another run took the name first
                 raise
         finally:
             if tmp.exists():
